@@ -1,0 +1,13 @@
+//! The `bazaar` binary's library: the topology, the shop-wide configuration, and the
+//! wiring that starts any subset of services in one process.
+//!
+//! - [`topology`]: [`ServiceName`], the single list of services.
+//! - [`config`]: the shop's configuration, one section per service.
+//! - [`shop`]: binds, builds and serves services; what `bazaar up` and `bazaar serve` run.
+
+pub mod config;
+pub mod shop;
+pub mod topology;
+
+pub use config::Config;
+pub use topology::ServiceName;

@@ -1,0 +1,101 @@
+//! `bazaar`: runs the whole shop in one process (`bazaar up`, the default) or any subset
+//! of its services (`bazaar serve catalog`), and prints the effective configuration
+//! (`bazaar config`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use bazaar::{Config, ServiceName, shop::Shop};
+use clap::{Parser, Subcommand};
+use platform::shutdown::Shutdown;
+
+#[derive(Parser)]
+#[command(
+    name = "bazaar",
+    version,
+    about = "An e-commerce shop built as Rust microservices"
+)]
+struct Cli {
+    /// A TOML configuration file; `BAZAAR__SECTION__KEY` environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in this process (the default).
+    Up,
+    /// Run only the named services, e.g. one per container.
+    Serve {
+        /// The services to run.
+        #[arg(required = true, value_enum)]
+        services: Vec<ServiceName>,
+    },
+    /// Print the effective configuration as TOML, secrets redacted.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config: Config = match platform::config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("bazaar: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = config.resolved();
+    let outcome = match cli.command.unwrap_or(Command::Up) {
+        Command::Config => print_config(&config),
+        Command::Up => run(&config, &ServiceName::ALL),
+        Command::Serve { services } => run(&config, &services),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bazaar: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "printing the configuration is this command's job"
+)]
+fn print_config(config: &Config) -> anyhow::Result<()> {
+    print!("{}", toml::to_string_pretty(config)?);
+    Ok(())
+}
+
+fn run(config: &Config, services: &[ServiceName]) -> anyhow::Result<()> {
+    platform::telemetry::init_logs(&config.log)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let started = Instant::now();
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_os_signal();
+            let shop = Shop::start(config, services, shutdown).await?;
+            announce(&shop, started);
+            shop.wait().await
+        })
+}
+
+#[allow(clippy::print_stdout, reason = "telling the user where the shop is")]
+fn announce(shop: &Shop, started: Instant) {
+    let ready_ms = started.elapsed().as_millis();
+    for service in ServiceName::ALL {
+        if let Some(address) = shop.address(service) {
+            tracing::info!(%service, %address, "serving");
+        }
+    }
+    match shop.address(ServiceName::Gateway) {
+        Some(address) => println!("Bazaar is ready in {ready_ms} ms: http://{address}/"),
+        None => println!("Bazaar services are ready in {ready_ms} ms"),
+    }
+}

@@ -1,0 +1,40 @@
+//! The single list of Bazaar's services.
+//!
+//! Everything that enumerates services (the CLI, the in-process wiring, the architecture
+//! test, and the deployment manifests' checks) derives from [`ServiceName`].
+
+use std::fmt;
+
+/// A Bazaar service: one business capability, its own data, its own port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum ServiceName {
+    /// The public entry: routing and edge policy.
+    Gateway,
+    /// Products, categories and prices.
+    Catalog,
+}
+
+impl ServiceName {
+    /// Every service, in start order: backends before the gateway that routes to them.
+    pub const ALL: [Self; 2] = [Self::Catalog, Self::Gateway];
+
+    /// The name used in URLs (`/api/<name>`), logs, metrics and configuration sections;
+    /// also the name of the service's crate.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gateway => gateway::NAME,
+            Self::Catalog => catalog::NAME,
+        }
+    }
+
+    /// Whether the gateway routes `/api/<name>/…` to this service.
+    pub fn is_routed(self) -> bool {
+        self != Self::Gateway
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

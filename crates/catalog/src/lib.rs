@@ -1,0 +1,63 @@
+//! The catalog: products, categories and prices.
+//!
+//! It owns its database (one SQLite file or PostgreSQL database, never read by another
+//! service) and answers shoppers over REST (through the gateway, under `/api/catalog`) and
+//! other services over gRPC (`bazaar.catalog.v1.Catalog`), both on one port.
+//!
+//! It does not own stock (inventory) or what a customer pays (orders fix the price when an
+//! order is placed).
+//!
+//! - [`domain`]: products, slugs, and parsed listing queries; pure.
+//! - [`store`]: the SQL, portable between SQLite and PostgreSQL.
+//! - [`seed`]: the demo catalog, loaded on first start.
+//! - [`http`]: the REST handlers and their OpenAPI document.
+//! - [`grpc`]: the internal gRPC service.
+
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod http;
+pub mod seed;
+pub mod store;
+
+use anyhow::Context as _;
+use axum::Router;
+use platform::db::{Database, PoolSettings};
+use platform::http::Readiness;
+
+pub use config::Config;
+
+/// The service's name in logs, metrics and the topology.
+pub const NAME: &str = "catalog";
+
+/// Connects to the database, migrates it, loads the demo data if configured, and returns
+/// the app to serve: REST, gRPC and health on one router.
+pub async fn build(config: &Config) -> anyhow::Result<Router> {
+    let url = config
+        .database_url
+        .as_ref()
+        .context("catalog.database_url is not set")?;
+    let db = Database::connect(
+        url,
+        PoolSettings {
+            max_connections: config.max_connections,
+            ..PoolSettings::default()
+        },
+    )
+    .await?;
+    let migrator = match db.engine() {
+        platform::config::Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        platform::config::Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    db.migrate(&migrator).await?;
+    let store = store::Store::new(db.clone());
+    if config.seed_demo_data {
+        seed::apply_demo(&store).await?;
+    }
+    let routes = platform::grpc::mount(http::router(store.clone()), grpc::service(store));
+    let readiness = Readiness::new().with("database", move || {
+        let db = db.clone();
+        async move { db.ping().await }
+    });
+    Ok(platform::http::app(NAME, routes, readiness))
+}

@@ -1,0 +1,113 @@
+//! The demo catalog, shipped in the binary and loaded on first start.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use contracts::{Currency, Money};
+use serde::Deserialize;
+
+use crate::domain::{Category, Product, ProductId, Slug};
+use crate::store::Store;
+
+/// The name recorded when the demo catalog has been applied.
+const DEMO: &str = "demo-catalog-v1";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedFile {
+    currency: String,
+    categories: Vec<SeedCategory>,
+    products: Vec<SeedProduct>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedCategory {
+    slug: String,
+    name: String,
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedProduct {
+    slug: String,
+    name: String,
+    description: String,
+    category: String,
+    price_minor: i64,
+    image: String,
+    attributes: BTreeMap<String, String>,
+}
+
+/// The demo catalog's categories and products, parsed from the embedded file.
+pub fn demo() -> anyhow::Result<(Vec<Category>, Vec<Product>)> {
+    let file: SeedFile = serde_json::from_str(include_str!("../seed/catalog.json"))
+        .context("parsing the embedded demo catalog")?;
+    let currency = Currency::parse(&file.currency)?;
+    let slug = |text: &str| {
+        Slug::parse(text).map_err(|reason| anyhow::anyhow!("demo slug {text:?}: {reason}"))
+    };
+    let categories = file
+        .categories
+        .into_iter()
+        .map(|category| {
+            Ok(Category {
+                slug: slug(&category.slug)?,
+                name: category.name,
+                description: category.description,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let products = file
+        .products
+        .into_iter()
+        .map(|product| {
+            Ok(Product {
+                id: ProductId::generate(),
+                slug: slug(&product.slug)?,
+                name: product.name,
+                description: product.description,
+                category: slug(&product.category)?,
+                price: Money::new(product.price_minor, currency),
+                image: product.image,
+                attributes: product.attributes,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((categories, products))
+}
+
+/// Loads the demo catalog unless it was loaded before.
+pub async fn apply_demo(store: &Store) -> anyhow::Result<()> {
+    let (categories, products) = demo()?;
+    if store.seed(DEMO, &categories, &products).await? {
+        tracing::info!(
+            categories = categories.len(),
+            products = products.len(),
+            "loaded the demo catalog"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_catalog_is_well_formed() {
+        let (categories, products) = demo().expect("the embedded catalog parses");
+        assert!(categories.len() >= 5);
+        assert!(products.len() >= 40);
+        for product in &products {
+            assert!(
+                categories
+                    .iter()
+                    .any(|category| category.slug == product.category),
+                "{} has an unknown category",
+                product.slug.as_str()
+            );
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Everything that crosses a Bazaar process boundary, defined once.
+//!
+//! - [`proto`]: the protobuf messages and tonic clients/servers for internal gRPC.
+//! - [`money`]: [`Money`], integer minor units plus currency; no floating point anywhere
+//!   money is handled.
+//! - [`catalog`]: the catalog's public REST representations.
+//!
+//! **Compatibility rule:** fields may be added freely (readers ignore what they do not
+//! know); renaming, removing or changing the meaning of a field is a new version (a new
+//! proto package `v2`, a new path, a new event type).
+
+pub mod catalog;
+pub mod money;
+
+pub use money::{Currency, Money};
+
+/// Generated protobuf types and gRPC stubs, one module per proto package.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod proto {
+    /// Types shared by every package.
+    pub mod common {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("bazaar.common.v1");
+        }
+    }
+    /// The catalog's internal API.
+    pub mod catalog {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("bazaar.catalog.v1");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Mounting tonic gRPC services on a service's HTTP port, with deadlines.
+//!
+//! Each service serves REST and gRPC on one port: a gRPC service is routed by its
+//! `/package.Service/` path prefix. A client's `grpc-timeout` is honoured, and capped, so a
+//! caller's deadline also bounds the work done for it here.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tonic::server::NamedService;
+use tower::{Service, ServiceExt};
+
+/// The longest a gRPC call may run, whatever deadline the client asked for.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Adds the gRPC service `svc` to `router`.
+pub fn mount<S>(router: Router, svc: S) -> Router
+where
+    S: Service<http::Request<tonic::body::Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    let svc = svc.map_request(|request: Request| request.map(tonic::body::Body::new));
+    let grpc = Router::new()
+        .route_service(&format!("/{}/{{*method}}", S::NAME), svc)
+        .layer(middleware::from_fn(enforce_deadline));
+    router.merge(grpc)
+}
+
+async fn enforce_deadline(request: Request, next: Next) -> Response {
+    let deadline = request
+        .headers()
+        .get("grpc-timeout")
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map_or(MAX_DEADLINE, |asked| asked.min(MAX_DEADLINE));
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => tonic::Status::deadline_exceeded(format!("deadline of {deadline:?} exceeded"))
+            .into_http(),
+    }
+}
+
+/// Parses the `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("10u"), Some(Duration::from_micros(10)));
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("5x"), None);
+    }
+}

@@ -1,0 +1,239 @@
+//! Test-only helpers: fresh databases on both engines, and a ready HTTP client.
+//!
+//! PostgreSQL tests use the server on `127.0.0.1:5432` when one answers (override with
+//! `BAZAAR_TEST_POSTGRES_URL`). Otherwise they start a throwaway server from the
+//! installed `initdb`/`pg_ctl` under `target/`, shared by later test binaries, which
+//! `cargo xtask ci` stops at the end. If neither works, the test fails and says what to
+//! install: a PostgreSQL test never passes by skipping.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use platform::config::DatabaseUrl;
+use sqlx::{Connection as _, Executor as _};
+
+/// The port of the throwaway server, when the test suite has to start its own.
+pub const THROWAWAY_POSTGRES_PORT: u16 = 55432;
+
+/// The database engines every service is tested against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// A fresh SQLite file.
+    Sqlite,
+    /// A fresh PostgreSQL database.
+    Postgres,
+}
+
+/// A database that exists for one test and is removed afterwards.
+pub struct TestDatabase {
+    url: DatabaseUrl,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(
+        #[allow(dead_code, reason = "held so the folder lives as long as the test")]
+        tempfile::TempDir,
+    ),
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+}
+
+impl TestDatabase {
+    /// A fresh, empty database on `engine`.
+    pub async fn new(engine: Engine) -> Self {
+        match engine {
+            Engine::Sqlite => {
+                let folder = tempfile::tempdir().expect("a temporary folder");
+                let url = DatabaseUrl::sqlite_file(&folder.path().join("test.db"));
+                Self {
+                    url,
+                    cleanup: Cleanup::Sqlite(folder),
+                }
+            }
+            Engine::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("bazaar_test_{}", uuid::Uuid::now_v7().simple());
+                let mut admin = sqlx::postgres::PgConnection::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|error| panic!("connecting to {admin_url}: {error}"));
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("creating a test database");
+                let _ = admin.close().await;
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(base, _)| base);
+                let url = DatabaseUrl::try_from(format!("{base}/{name}")).expect("a postgres URL");
+                Self {
+                    url,
+                    cleanup: Cleanup::Postgres { admin_url, name },
+                }
+            }
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Cleanup::Postgres { admin_url, name } = &self.cleanup else {
+            return;
+        };
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with
+        // its own small runtime removes the database.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(&admin_url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// The URL of a PostgreSQL server's maintenance database, starting a throwaway server
+/// if none answers. Panics, saying what is missing, if neither is possible.
+pub fn postgres_admin_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "tests choose their server from the environment"
+        )]
+        if let Ok(url) = std::env::var("BAZAAR_TEST_POSTGRES_URL") {
+            return url;
+        }
+        let local = "postgres://postgres@127.0.0.1:5432/postgres".to_owned();
+        if answers(5432) {
+            return local;
+        }
+        start_throwaway_postgres().unwrap_or_else(|reason| {
+            panic!(
+                "PostgreSQL tests need a server: none answers on 127.0.0.1:5432 and a \
+                 throwaway one could not be started ({reason}). Install PostgreSQL \
+                 (Debian: apt-get install postgresql) or set BAZAAR_TEST_POSTGRES_URL."
+            )
+        })
+    })
+    .clone()
+}
+
+fn answers(port: u16) -> bool {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
+}
+
+/// Where the throwaway server keeps its data: under the workspace's `target/`.
+pub fn throwaway_postgres_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-postgres")
+}
+
+fn start_throwaway_postgres() -> Result<String, String> {
+    let url = format!("postgres://postgres@127.0.0.1:{THROWAWAY_POSTGRES_PORT}/postgres");
+    if answers(THROWAWAY_POSTGRES_PORT) {
+        return Ok(url);
+    }
+    let bin = postgres_bin_dir().ok_or("initdb and pg_ctl were not found")?;
+    let data = throwaway_postgres_dir();
+    if !data.join("PG_VERSION").exists() {
+        let status = Command::new(bin.join("initdb"))
+            .args([
+                "--username=postgres",
+                "--auth=trust",
+                "--no-sync",
+                "--pgdata",
+            ])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|error| format!("running initdb: {error}"))?;
+        if !status.success() && !data.join("PG_VERSION").exists() {
+            return Err(format!("initdb failed with {status}"));
+        }
+    }
+    // Another test binary may be starting the same server; a failed start is judged by
+    // whether the server answers afterwards.
+    let _ = Command::new(bin.join("pg_ctl"))
+        .arg("start")
+        .arg("--pgdata")
+        .arg(&data)
+        .arg("--log")
+        .arg(data.join("server.log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {THROWAWAY_POSTGRES_PORT} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            data.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if answers(THROWAWAY_POSTGRES_PORT) {
+            return Ok(url);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "the server in {} did not start; see its server.log",
+        data.display()
+    ))
+}
+
+fn postgres_bin_dir() -> Option<PathBuf> {
+    let on_path = ["/usr/local/bin", "/usr/bin"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists());
+    on_path.or_else(|| {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .collect();
+        versions.sort();
+        versions.pop()
+    })
+}
+
+/// Runs each named scenario, an `async fn(Engine)`, once per engine: as
+/// `sqlite::<scenario>` and `postgres::<scenario>` tests.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($scenario:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario($crate::Engine::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario($crate::Engine::Postgres).await;
+                }
+            )+
+        }
+    };
+}
