@@ -1,2 +1,62 @@
-//! x
-fn main() {}
+//! Bazaar's automation, in Rust so that it runs wherever cargo does.
+//!
+//! - `cargo xtask ci`: exactly what CI runs: format check, clippy with warnings denied,
+//!   and the whole test suite (SQLite and PostgreSQL).
+//! - `cargo xtask bench startup`: time to ready and idle memory of `bazaar up`.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "printing results is what these commands are for"
+)]
+
+mod bench;
+mod ci;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let outcome = match args.as_slice() {
+        ["ci"] => ci::pipeline(),
+        ["bench", "startup", rest @ ..] => bench::startup(rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 ci               format check, clippy, and every test\n  \
+                 bench startup    time to ready and idle memory of `bazaar up` [--runs N]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `program` with `args` in the workspace root, failing if it fails.
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = std::process::Command::new(program)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "`{program} {}` failed with {status}",
+        args.join(" ")
+    );
+    Ok(())
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}

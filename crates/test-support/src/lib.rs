@@ -147,6 +147,23 @@ pub fn throwaway_postgres_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-postgres")
 }
 
+/// A PostgreSQL program, run as the `postgres` user when we are root (PostgreSQL refuses
+/// to run as root).
+fn postgres_command(program: &Path) -> Command {
+    let is_root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+    });
+    if is_root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
 fn start_throwaway_postgres() -> Result<String, String> {
     let url = format!("postgres://postgres@127.0.0.1:{THROWAWAY_POSTGRES_PORT}/postgres");
     if answers(THROWAWAY_POSTGRES_PORT) {
@@ -155,7 +172,11 @@ fn start_throwaway_postgres() -> Result<String, String> {
     let bin = postgres_bin_dir().ok_or("initdb and pg_ctl were not found")?;
     let data = throwaway_postgres_dir();
     if !data.join("PG_VERSION").exists() {
-        let status = Command::new(bin.join("initdb"))
+        std::fs::create_dir_all(&data)
+            .map_err(|error| format!("creating {}: {error}", data.display()))?;
+        // When we are root the server runs as `postgres`, which must own its folder.
+        let _ = Command::new("chown").arg("postgres:").arg(&data).status();
+        let status = postgres_command(&bin.join("initdb"))
             .args([
                 "--username=postgres",
                 "--auth=trust",
@@ -172,7 +193,7 @@ fn start_throwaway_postgres() -> Result<String, String> {
     }
     // Another test binary may be starting the same server; a failed start is judged by
     // whether the server answers afterwards.
-    let _ = Command::new(bin.join("pg_ctl"))
+    let _ = postgres_command(&bin.join("pg_ctl"))
         .arg("start")
         .arg("--pgdata")
         .arg(&data)
@@ -196,6 +217,21 @@ fn start_throwaway_postgres() -> Result<String, String> {
         "the server in {} did not start; see its server.log",
         data.display()
     ))
+}
+
+/// Stops the throwaway server if the tests started one; what `cargo xtask ci` calls last.
+pub fn stop_throwaway_postgres() {
+    let data = throwaway_postgres_dir();
+    if !data.join("postmaster.pid").exists() {
+        return;
+    }
+    if let Some(bin) = postgres_bin_dir() {
+        let _ = postgres_command(&bin.join("pg_ctl"))
+            .args(["stop", "--mode=fast", "--pgdata"])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
 }
 
 fn postgres_bin_dir() -> Option<PathBuf> {

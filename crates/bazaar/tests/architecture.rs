@@ -1,0 +1,77 @@
+//! Architecture rules, checked over `cargo metadata`.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use bazaar::ServiceName;
+use serde_json::Value;
+
+fn metadata() -> Value {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON")
+}
+
+/// **Architecture Invariant:** services never depend on each other; they talk over the
+/// network through `contracts`. Only the binary links them together.
+#[test]
+fn no_service_crate_depends_on_another_service_crate() {
+    let metadata = metadata();
+    let services: BTreeSet<&str> = ServiceName::ALL
+        .iter()
+        .map(|service| service.as_str())
+        .collect();
+    let packages = metadata["packages"].as_array().expect("packages");
+    let mut found = BTreeSet::new();
+    for package in packages {
+        let name = package["name"].as_str().expect("a name");
+        if !services.contains(name) {
+            continue;
+        }
+        found.insert(name);
+        for dependency in package["dependencies"].as_array().expect("dependencies") {
+            let dependency = dependency["name"].as_str().expect("a name");
+            assert!(
+                !services.contains(dependency),
+                "service {name} depends on service {dependency}; talk over the network instead"
+            );
+        }
+    }
+    assert_eq!(
+        found, services,
+        "every service in the topology is a crate of its own"
+    );
+}
+
+/// The chassis and contracts stay below every service: they depend on no service.
+#[test]
+fn the_shared_crates_depend_on_no_service() {
+    let metadata = metadata();
+    let services: BTreeSet<&str> = ServiceName::ALL
+        .iter()
+        .map(|service| service.as_str())
+        .collect();
+    for package in metadata["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().expect("a name");
+        if !["platform", "contracts"].contains(&name) {
+            continue;
+        }
+        for dependency in package["dependencies"].as_array().expect("dependencies") {
+            let dependency = dependency["name"].as_str().expect("a name");
+            assert!(
+                !services.contains(dependency),
+                "{name} depends on service {dependency}"
+            );
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The `bazaar` command line: configuration layering, redaction and errors.
+
+use std::process::Command;
+
+fn bazaar(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bazaar"));
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("bazaar runs")
+}
+
+#[test]
+fn config_prints_the_effective_configuration_with_secrets_redacted() {
+    let output = bazaar(
+        &["config"],
+        &[
+            (
+                "BAZAAR__CATALOG__DATABASE_URL",
+                "postgres://shop:hunter2@db:5432/catalog",
+            ),
+            ("BAZAAR__GATEWAY__LISTEN", "0.0.0.0:9090"),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(
+        printed.contains("postgres://shop:***@db:5432/catalog"),
+        "{printed}"
+    );
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("listen = \"0.0.0.0:9090\""), "{printed}");
+    // Defaults are filled in: the gateway knows where the catalog is.
+    assert!(
+        printed.contains("catalog = \"http://127.0.0.1:8101\""),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_file_is_layered_under_the_environment() {
+    let folder = tempfile::tempdir().expect("a folder");
+    let file = folder.path().join("bazaar.toml");
+    std::fs::write(
+        &file,
+        "[gateway]\nlisten = \"127.0.0.1:7000\"\nupstream_timeout_ms = 1234\n",
+    )
+    .expect("written");
+    let output = bazaar(
+        &["--config", file.to_str().expect("UTF-8 path"), "config"],
+        &[("BAZAAR__GATEWAY__LISTEN", "127.0.0.1:7001")],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(printed.contains("upstream_timeout_ms = 1234"), "{printed}");
+    assert!(printed.contains("listen = \"127.0.0.1:7001\""), "{printed}");
+}
+
+#[test]
+fn an_invalid_setting_exits_with_a_message_naming_the_key() {
+    let cases = [
+        (
+            "BAZAAR__GATEWAY__LISTEN",
+            "not-an-address",
+            "gateway.listen",
+        ),
+        (
+            "BAZAAR__CATALOG__DATABASE_URL",
+            "mysql://x",
+            "catalog.database_url",
+        ),
+        ("BAZAAR__CATALOG__LISTN", "127.0.0.1:1", "listn"),
+        ("BAZAAR__LOG__FORMAT", "xml", "log.format"),
+    ];
+    for (key, value, named) in cases {
+        let output = bazaar(&["config"], &[(key, value)]);
+        assert_eq!(output.status.code(), Some(2), "{key}={value}: {output:?}");
+        let message = String::from_utf8(output.stderr).expect("UTF-8");
+        assert!(
+            message.to_lowercase().contains(named),
+            "{key}={value}: {message}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let output = bazaar(&["--config", "/no/such/bazaar.toml", "config"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8(output.stderr).expect("UTF-8");
+    assert!(message.contains("/no/such/bazaar.toml"), "{message}");
+}
+
+/// `bazaar up` prints its address once ready, logs JSON when asked, serves, and exits
+/// cleanly on Ctrl-C (SIGINT) after draining.
+#[test]
+fn up_serves_until_interrupted() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+
+    let data = tempfile::tempdir().expect("a folder");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .arg("up")
+        .env("BAZAAR__DATA_DIR", data.path())
+        .env("BAZAAR__GATEWAY__LISTEN", "127.0.0.1:0")
+        .env("BAZAAR__CATALOG__LISTEN", "127.0.0.1:0")
+        .env("BAZAAR__LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bazaar starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut json_lines = 0;
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("bazaar printed its address before exiting")
+            .expect("UTF-8");
+        if let Some(url) = line.strip_prefix("Bazaar is ready in ") {
+            let address = url.split("http://").nth(1).expect("a URL");
+            break address.trim_end_matches('/').to_owned();
+        }
+        let event: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+        assert!(event["level"].is_string(), "{line}");
+        json_lines += 1;
+    };
+    assert!(json_lines > 0, "no log line before ready");
+
+    let mut stream = std::net::TcpStream::connect(&address).expect("the gateway accepts");
+    write!(
+        stream,
+        "GET /api/catalog/products?limit=1 HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let status = child.wait().expect("bazaar exits");
+    assert!(status.success(), "bazaar exited with {status} on SIGINT");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|line| line.contains("draining")),
+        "no shutdown log line in {rest:?}"
+    );
+}

@@ -1,0 +1,234 @@
+//! The gateway against real upstream servers on port 0.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::any;
+use gateway::{Config, UpstreamUrl};
+use platform::shutdown::Shutdown;
+use serde_json::{Value, json};
+
+/// Serves `router` on a fresh port until the returned signal fires.
+async fn serve(router: Router) -> (SocketAddr, Shutdown) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("bound");
+    let shutdown = Shutdown::new();
+    tokio::spawn(platform::http::serve(listener, router, shutdown.clone()));
+    (address, shutdown)
+}
+
+/// An upstream that answers every request with what it received.
+fn echo() -> Router {
+    Router::new().fallback(any(
+        |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+            let headers: BTreeMap<String, String> = headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_owned()))
+                .collect();
+            (
+                StatusCode::CREATED,
+                [("x-upstream", "echo")],
+                axum::Json(json!({
+                    "method": method.as_str(),
+                    "target": uri.to_string(),
+                    "headers": headers,
+                    "body_len": body.len(),
+                })),
+            )
+        },
+    ))
+}
+
+struct TestGateway {
+    address: SocketAddr,
+    client: reqwest::Client,
+    _stops: Vec<Shutdown>,
+}
+
+impl TestGateway {
+    async fn spawn(upstreams: &[(&str, SocketAddr)], upstream_timeout_ms: u64) -> Self {
+        let config = Config {
+            upstream_timeout_ms,
+            upstreams: upstreams
+                .iter()
+                .map(|(name, address)| ((*name).to_owned(), UpstreamUrl::from_addr(*address)))
+                .collect(),
+            ..Config::default()
+        };
+        let (address, stop) = serve(gateway::build(&config)).await;
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            _stops: vec![stop],
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
+
+async fn problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    response.json().await.expect("a problem body")
+}
+
+#[tokio::test]
+async fn requests_are_forwarded_with_the_prefix_stripped_and_edge_headers_set() {
+    let (upstream, _stop) = serve(echo()).await;
+    let gateway = TestGateway::spawn(&[("echo", upstream)], 5_000).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = gateway
+        .client
+        .post(gateway.url("/api/echo/things/1?colour=red&size=2"))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .header("x-request-id", "req-42")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("connection", "x-private")
+        .header("x-private", "hop")
+        .body("twelve bytes")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        response.status().as_u16(),
+        201,
+        "the upstream's status is relayed"
+    );
+    assert_eq!(response.headers()["x-upstream"], "echo");
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+    let seen: Value = response.json().await.expect("JSON");
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["target"], "/things/1?colour=red&size=2");
+    assert_eq!(seen["body_len"], 12);
+    let headers = &seen["headers"];
+    assert_eq!(headers["x-request-id"], "req-42");
+    assert_eq!(
+        headers["x-forwarded-for"], "127.0.0.1",
+        "a client's claim is not trusted"
+    );
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["x-forwarded-host"], gateway.address.to_string());
+    assert_eq!(headers["host"], upstream.to_string());
+    assert!(
+        headers.get("x-private").is_none(),
+        "hop-by-hop headers are dropped"
+    );
+    let traceparent = headers["traceparent"].as_str().expect("a traceparent");
+    assert!(
+        traceparent.starts_with(&format!("00-{trace_id}-")),
+        "{traceparent}"
+    );
+    assert!(
+        !traceparent.contains("00f067aa0ba902b7"),
+        "a new span id: {traceparent}"
+    );
+}
+
+#[tokio::test]
+async fn a_trace_and_a_request_id_are_started_when_the_client_sends_none() {
+    let (upstream, _stop) = serve(echo()).await;
+    let gateway = TestGateway::spawn(&[("echo", upstream)], 5_000).await;
+    let response = gateway
+        .client
+        .get(gateway.url("/api/echo"))
+        .send()
+        .await
+        .expect("answers");
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    let seen: Value = response.json().await.expect("JSON");
+    assert_eq!(seen["target"], "/");
+    assert_eq!(seen["headers"]["x-request-id"], request_id.as_str());
+    let traceparent = seen["headers"]["traceparent"]
+        .as_str()
+        .expect("a traceparent");
+    assert_eq!(traceparent.len(), 55, "{traceparent}");
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_502_problem() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        listener.local_addr().expect("bound")
+    };
+    let gateway = TestGateway::spawn(&[("gone", closed)], 5_000).await;
+    let response = gateway
+        .client
+        .get(gateway.url("/api/gone/x"))
+        .send()
+        .await
+        .expect("answers");
+    let problem = problem(response, 502).await;
+    assert_eq!(problem["type"], "/problems/upstream-unavailable");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("gone"))
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_is_a_504_problem_after_the_timeout() {
+    let (upstream, _stop) =
+        serve(Router::new().fallback(any(std::future::pending::<&'static str>))).await;
+    let gateway = TestGateway::spawn(&[("stuck", upstream)], 100).await;
+    let response = gateway
+        .client
+        .get(gateway.url("/api/stuck/x"))
+        .send()
+        .await
+        .expect("answers");
+    let problem = problem(response, 504).await;
+    assert_eq!(problem["type"], "/problems/upstream-timeout");
+}
+
+#[tokio::test]
+async fn unknown_services_and_routes_are_404_problems() {
+    let gateway = TestGateway::spawn(&[], 5_000).await;
+    for path in ["/api/nothing/here", "/api/", "/elsewhere"] {
+        let response = gateway
+            .client
+            .get(gateway.url(path))
+            .send()
+            .await
+            .expect("answers");
+        problem(response, 404).await;
+    }
+}
+
+#[tokio::test]
+async fn the_docs_ui_lists_every_upstream_document() {
+    let (upstream, _stop) = serve(echo()).await;
+    let gateway = TestGateway::spawn(&[("alpha", upstream), ("beta", upstream)], 5_000).await;
+    let page = gateway
+        .client
+        .get(gateway.url("/api/docs/"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(page.status().as_u16(), 200);
+    let script = gateway
+        .client
+        .get(gateway.url("/api/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    for url in ["/api/alpha/openapi.json", "/api/beta/openapi.json"] {
+        assert!(script.contains(url), "{url} missing from {script}");
+    }
+}

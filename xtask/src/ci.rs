@@ -1,0 +1,72 @@
+//! The CI pipeline: the one command a developer and CI both run.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use anyhow::Context as _;
+
+use crate::{run, workspace_root};
+
+/// Format check, lints with warnings denied, then every test of every crate.
+pub(crate) fn pipeline() -> anyhow::Result<()> {
+    run("cargo", &["fmt", "--all", "--", "--check"])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    let tests = test_all();
+    // The tests may have started a PostgreSQL server of their own; leave nothing behind.
+    test_support::stop_throwaway_postgres();
+    tests
+}
+
+/// Runs every test, echoing the output, and closes with one line totalling all the test
+/// binaries, so the outcome is not buried in per-binary summaries.
+fn test_all() -> anyhow::Result<()> {
+    let args = ["test", "--workspace", "--locked", "--no-fail-fast"];
+    eprintln!("$ cargo {}", args.join(" "));
+    let mut child = Command::new("cargo")
+        .args(args)
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (mut passed, mut failed) = (0_u64, 0_u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(counts) = line.strip_prefix("test result: ") {
+            passed += count(counts, " passed");
+            failed += count(counts, " failed");
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    anyhow::ensure!(status.success() && failed == 0, "tests failed ({status})");
+    anyhow::ensure!(passed > 0, "no test ran");
+    Ok(())
+}
+
+/// The number before `label` in `ok. 36 passed; 0 failed; …`.
+fn count(counts: &str, label: &str) -> u64 {
+    counts
+        .split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim_start())
+                .map(str::trim)
+        })
+        .and_then(|number| number.parse().ok())
+        .unwrap_or(0)
+}
