@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use gateway::UpstreamUrl;
+use platform::auth::AuthConfig;
 use platform::config::DatabaseUrl;
 use platform::telemetry::LogConfig;
 use serde::{Deserialize, Serialize};
@@ -18,8 +19,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Logging.
     pub log: LogConfig,
+    /// How every service finds and checks access tokens.
+    pub auth: AuthConfig,
     /// The gateway.
     pub gateway: gateway::Config,
+    /// Identity.
+    pub identity: identity::Config,
     /// The catalog.
     pub catalog: catalog::Config,
 }
@@ -29,7 +34,9 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("data"),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
             gateway: gateway::Config::default(),
+            identity: identity::Config::default(),
             catalog: catalog::Config::default(),
         }
     }
@@ -43,6 +50,13 @@ impl Config {
         let sqlite = |service: ServiceName| {
             DatabaseUrl::sqlite_file(&self.data_dir.join(format!("{service}.db")))
         };
+        if self.auth.jwks_url.is_none() {
+            let identity = self.identity.listen;
+            self.auth.jwks_url = Some(format!("http://{identity}/.well-known/jwks.json"));
+        }
+        if self.identity.database_url.is_none() {
+            self.identity.database_url = Some(sqlite(ServiceName::Identity));
+        }
         if self.catalog.database_url.is_none() {
             self.catalog.database_url = Some(sqlite(ServiceName::Catalog));
         }
@@ -63,6 +77,7 @@ impl Config {
     pub fn listen(&self, service: ServiceName) -> SocketAddr {
         match service {
             ServiceName::Gateway => self.gateway.listen,
+            ServiceName::Identity => self.identity.listen,
             ServiceName::Catalog => self.catalog.listen,
         }
     }
@@ -76,6 +91,7 @@ impl Config {
             ..Self::default()
         };
         config.gateway.listen = any_port;
+        config.identity.listen = any_port;
         config.catalog.listen = any_port;
         config
     }

@@ -4,7 +4,9 @@
 //! - [`topology`]: [`ServiceName`], the single list of services.
 //! - [`config`]: the shop's configuration, one section per service.
 //! - [`shop`]: binds, builds and serves services; what `bazaar up` and `bazaar serve` run.
+//! - [`admin`]: operator commands, such as creating the first admin.
 
+pub mod admin;
 pub mod config;
 pub mod shop;
 pub mod topology;

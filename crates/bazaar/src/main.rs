@@ -1,13 +1,14 @@
 //! `bazaar`: runs the whole shop in one process (`bazaar up`, the default) or any subset
-//! of its services (`bazaar serve catalog`), and prints the effective configuration
-//! (`bazaar config`).
+//! of its services (`bazaar serve catalog`), prints the effective configuration
+//! (`bazaar config`), and does operator tasks (`bazaar admin create-user`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bazaar::{Config, ServiceName, shop::Shop};
+use bazaar::{Config, ServiceName, admin, shop::Shop};
 use clap::{Parser, Subcommand};
+use contracts::identity::Role;
 use platform::shutdown::Shutdown;
 
 #[derive(Parser)]
@@ -36,6 +37,30 @@ enum Command {
     },
     /// Print the effective configuration as TOML, secrets redacted.
     Config,
+    /// Operator tasks that work on the services' databases directly.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an account, e.g. the first admin. The password is read from the terminal
+    /// (without echo) or, when piped, from the first line of standard input; never from
+    /// the command line, where other users could see it.
+    CreateUser {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        /// A role beyond `customer`, which every account has; repeatable.
+        #[arg(long = "role", value_parser = parse_role)]
+        roles: Vec<Role>,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("{text:?} is not a role: use customer or admin"))
 }
 
 fn main() -> ExitCode {
@@ -52,6 +77,9 @@ fn main() -> ExitCode {
         Command::Config => print_config(&config),
         Command::Up => run(&config, &ServiceName::ALL),
         Command::Serve { services } => run(&config, &services),
+        Command::Admin {
+            command: AdminCommand::CreateUser { email, roles },
+        } => admin::create_user(&config, &email, roles),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

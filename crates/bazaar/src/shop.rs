@@ -57,6 +57,9 @@ impl Shop {
                     .upstreams
                     .insert(service.as_str().to_owned(), UpstreamUrl::from_addr(address));
             }
+            if service == ServiceName::Identity {
+                config.auth.jwks_url = Some(format!("http://{address}/.well-known/jwks.json"));
+            }
         }
 
         let mut tasks = JoinSet::new();
@@ -91,7 +94,8 @@ impl Shop {
 
 async fn build(service: ServiceName, config: &Config) -> anyhow::Result<Router> {
     Ok(match service {
-        ServiceName::Gateway => gateway::build(&config.gateway),
-        ServiceName::Catalog => catalog::build(&config.catalog).await?,
+        ServiceName::Gateway => gateway::build(&config.gateway, config.auth.verifier()),
+        ServiceName::Identity => identity::build(&config.identity, &config.auth).await?,
+        ServiceName::Catalog => catalog::build(&config.catalog, config.auth.verifier()).await?,
     })
 }

@@ -10,19 +10,22 @@ use std::fmt;
 pub enum ServiceName {
     /// The public entry: routing and edge policy.
     Gateway,
+    /// Accounts, credentials and tokens.
+    Identity,
     /// Products, categories and prices.
     Catalog,
 }
 
 impl ServiceName {
     /// Every service, in start order: backends before the gateway that routes to them.
-    pub const ALL: [Self; 2] = [Self::Catalog, Self::Gateway];
+    pub const ALL: [Self; 3] = [Self::Identity, Self::Catalog, Self::Gateway];
 
     /// The name used in URLs (`/api/<name>`), logs, metrics and configuration sections;
     /// also the name of the service's crate.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Gateway => gateway::NAME,
+            Self::Identity => identity::NAME,
             Self::Catalog => catalog::NAME,
         }
     }

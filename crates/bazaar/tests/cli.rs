@@ -3,12 +3,85 @@
 use std::process::Command;
 
 fn bazaar(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    bazaar_with_input(args, env, "")
+}
+
+fn bazaar_with_input(args: &[&str], env: &[(&str, &str)], input: &str) -> std::process::Output {
+    use std::io::Write as _;
     let mut command = Command::new(env!("CARGO_BIN_EXE_bazaar"));
-    command.args(args);
+    command
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }
-    command.output().expect("bazaar runs")
+    let mut child = command.spawn().expect("bazaar runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("written");
+    child.wait_with_output().expect("bazaar exits")
+}
+
+#[test]
+fn the_first_admin_is_created_with_a_password_from_stdin() {
+    let data = tempfile::tempdir().expect("a folder");
+    let dir = data.path().to_str().expect("UTF-8 path");
+    let env = [("BAZAAR__DATA_DIR", dir)];
+    let args = [
+        "admin",
+        "create-user",
+        "--email",
+        "root@example.com",
+        "--role",
+        "admin",
+    ];
+    let created = bazaar_with_input(&args, &env, "correct horse battery staple\n");
+    assert!(created.status.success(), "{created:?}");
+    let said = String::from_utf8(created.stderr).expect("UTF-8");
+    assert!(
+        said.contains("root@example.com") && said.contains("admin"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("correct horse"),
+        "the password was echoed: {said}"
+    );
+
+    let again = bazaar_with_input(&args, &env, "correct horse battery staple\n");
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8(again.stderr)
+            .expect("UTF-8")
+            .contains("already exists")
+    );
+    let weak = bazaar_with_input(
+        &["admin", "create-user", "--email", "other@example.com"],
+        &env,
+        "password\n",
+    );
+    assert!(!weak.status.success());
+    assert!(
+        String::from_utf8(weak.stderr)
+            .expect("UTF-8")
+            .contains("password")
+    );
+    let bad_role = bazaar(
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "x@example.com",
+            "--role",
+            "god",
+        ],
+        &env,
+    );
+    assert_eq!(bad_role.status.code(), Some(2));
 }
 
 #[test]
@@ -105,6 +178,7 @@ fn up_serves_until_interrupted() {
         .env("BAZAAR__DATA_DIR", data.path())
         .env("BAZAAR__GATEWAY__LISTEN", "127.0.0.1:0")
         .env("BAZAAR__CATALOG__LISTEN", "127.0.0.1:0")
+        .env("BAZAAR__IDENTITY__LISTEN", "127.0.0.1:0")
         .env("BAZAAR__LOG__FORMAT", "json")
         .stdout(Stdio::piped())
         .spawn()

@@ -1,16 +1,28 @@
 //! The catalog's REST API: thin handlers that parse, call the store, and map.
+//!
+//! Reading is open to anyone. Writing products and categories needs the admin role,
+//! checked by the [`Admin`] extractor before the body is read.
+
+use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, patch};
 use axum::{Json, Router};
 use contracts::catalog as api;
-use platform::http::Query;
+use platform::auth::Admin;
+use platform::http::Json as JsonBody;
+use platform::http::{BearerAuth, Query};
 use platform::problem::{FieldError, Problem};
-use serde::Deserialize;
-use utoipa::{IntoParams, OpenApi};
+use serde::{Deserialize, Deserializer};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::domain::{Category, Invalid, Product, ProductQuery, ProductRef, RawProductQuery};
-use crate::store::Store;
+use crate::domain::{
+    Category, CategoryPatch, Invalid, NewProduct, Product, ProductId, ProductPatch, ProductQuery,
+    ProductRef, RawCategory, RawCategoryPatch, RawPrice, RawProduct, RawProductPatch,
+    RawProductQuery, Slug,
+};
+use crate::store::{Store, WriteError};
 
 /// The longest query string accepted, in bytes.
 const MAX_QUERY_BYTES: usize = 2048;
@@ -24,18 +36,57 @@ const MAX_QUERY_BYTES: usize = 2048;
         description = "Products, categories and prices. Reached through the gateway under /api/catalog."
     ),
     servers((url = "/api/catalog", description = "through the gateway")),
-    paths(list_products, get_product, list_categories),
-    components(schemas(api::Product, api::ProductPage, api::Category, api::CategoryList, contracts::Money, Problem, FieldError)),
-    tags((name = "catalog", description = "Browse products"))
+    paths(
+        list_products,
+        get_product,
+        list_categories,
+        create_product,
+        update_product,
+        delete_product,
+        create_category,
+        update_category,
+        delete_category
+    ),
+    components(schemas(
+        api::Product,
+        api::ProductPage,
+        api::Category,
+        api::CategoryList,
+        contracts::Money,
+        Problem,
+        FieldError,
+        CreateProduct,
+        UpdateProduct,
+        PriceInput,
+        CreateCategory,
+        UpdateCategory
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "catalog", description = "Browse products"),
+        (name = "admin", description = "Manage products and categories; needs the admin role")
+    )
 )]
 pub struct ApiDoc;
 
 /// The REST routes, with the OpenAPI document at `/openapi.json`.
+///
+/// The admin routes find the token verifier in the request extensions, so the caller
+/// must layer an `Extension<Verifier>` over them (as [`crate::build`] does).
 pub fn router(store: Store) -> Router {
     Router::new()
-        .route("/products", get(list_products))
-        .route("/products/{product}", get(get_product))
-        .route("/categories", get(list_categories))
+        .route("/products", get(list_products).post(create_product))
+        .route(
+            "/products/{product}",
+            get(get_product)
+                .patch(update_product)
+                .delete(delete_product),
+        )
+        .route("/categories", get(list_categories).post(create_category))
+        .route(
+            "/categories/{slug}",
+            patch(update_category).delete(delete_category),
+        )
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .with_state(store)
 }
@@ -110,13 +161,12 @@ async fn get_product(
     State(store): State<Store>,
     Path(product): Path<String>,
 ) -> Result<Json<api::Product>, Problem> {
-    let reference =
-        ProductRef::parse(&product).map_err(|reason| Problem::invalid_field("product", reason))?;
+    let reference = ProductRef::parse(&product).map_err(bad_product_ref)?;
     store
         .product(&reference)
         .await?
         .map(|product| Json(product_view(product)))
-        .ok_or_else(|| Problem::not_found(format!("no product {product:?}")))
+        .ok_or_else(|| no_product(&product))
 }
 
 /// Lists every category, in display order.
@@ -131,6 +181,372 @@ async fn list_categories(State(store): State<Store>) -> Result<Json<api::Categor
     Ok(Json(api::CategoryList {
         items: categories.into_iter().map(category_view).collect(),
     }))
+}
+
+/// A new product. Every field is required.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateProduct {
+    /// Unique URL name: 1 to 80 lower-case letters, digits and inner hyphens.
+    slug: String,
+    /// Display name, 1 to 120 characters after trimming.
+    name: String,
+    /// Product page text, at most 4000 characters.
+    description: String,
+    /// The slug of an existing category.
+    category: String,
+    /// The price, in EUR.
+    #[serde(deserialize_with = "platform::http::object")]
+    price: PriceInput,
+    /// Image path or URL, at most 500 characters.
+    image: String,
+    /// At most 30 entries; keys 1 to 40 of `a-z`, `0-9` and `_`; values at most 200 characters.
+    attributes: BTreeMap<String, String>,
+}
+
+/// Changes to a product: fields left out stay as they are; `null` is refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdateProduct {
+    /// A new unique URL name.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    slug: Option<String>,
+    /// A new display name.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    name: Option<String>,
+    /// A new product page text.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    description: Option<String>,
+    /// Another existing category's slug.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    category: Option<String>,
+    /// A new price, in EUR.
+    #[serde(default, deserialize_with = "present_object")]
+    #[schema(nullable = false)]
+    price: Option<PriceInput>,
+    /// A new image path or URL.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    image: Option<String>,
+    /// New attributes, replacing all the old ones.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    attributes: Option<BTreeMap<String, String>>,
+}
+
+/// A price as written by an admin.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PriceInput {
+    /// Minor units (cents), 0 to 100000000.
+    amount_minor: i64,
+    /// `EUR`: every product in the catalog is priced in the same currency.
+    #[schema(example = "EUR")]
+    currency: String,
+}
+
+/// A new category, placed after the existing ones.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateCategory {
+    /// Unique URL name: 1 to 80 lower-case letters, digits and inner hyphens.
+    slug: String,
+    /// Display name, 1 to 120 characters after trimming.
+    name: String,
+    /// What it holds, at most 4000 characters.
+    description: String,
+}
+
+/// Changes to a category: fields left out stay as they are. Its slug cannot change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdateCategory {
+    /// A new display name.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    name: Option<String>,
+    /// A new description.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    description: Option<String>,
+}
+
+/// A field that may be left out but not sent as `null`: "absent" already means
+/// "unchanged", and `null` could as well mean "clear it", so it is refused rather than
+/// guessed at.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// [`present`] for a field that must be an object.
+fn present_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    platform::http::object(deserializer).map(Some)
+}
+
+/// Creates a product.
+#[utoipa::path(
+    post,
+    path = "/products",
+    tag = "admin",
+    request_body = CreateProduct,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new product", body = api::Product),
+        (status = 400, description = "An invalid field, or an unknown category, named in the problem", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another product has this slug", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_product(
+    Admin(admin): Admin,
+    State(store): State<Store>,
+    JsonBody(body): JsonBody<CreateProduct>,
+) -> Result<(StatusCode, Json<api::Product>), Problem> {
+    let product = NewProduct::parse(RawProduct {
+        slug: &body.slug,
+        name: &body.name,
+        description: &body.description,
+        category: &body.category,
+        price: raw_price(&body.price),
+        image: &body.image,
+        attributes: &body.attributes,
+    })
+    .map_err(invalid)?
+    .into_product(ProductId::generate());
+    store.create_product(&product).await?;
+    tracing::info!(admin = admin.id, product = %product.id, slug = product.slug.as_str(), "created a product");
+    Ok((StatusCode::CREATED, Json(product_view(product))))
+}
+
+/// Changes some fields of a product.
+#[utoipa::path(
+    patch,
+    path = "/products/{product}",
+    tag = "admin",
+    params(("product" = String, Path, description = "The product's id (UUID) or slug")),
+    request_body = UpdateProduct,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The product as changed", body = api::Product),
+        (status = 400, description = "An invalid field, or an unknown category, named in the problem", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another product has the new slug", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn update_product(
+    Admin(admin): Admin,
+    State(store): State<Store>,
+    Path(product): Path<String>,
+    JsonBody(body): JsonBody<UpdateProduct>,
+) -> Result<Json<api::Product>, Problem> {
+    let reference = ProductRef::parse(&product).map_err(bad_product_ref)?;
+    let patch = ProductPatch::parse(RawProductPatch {
+        slug: body.slug.as_deref(),
+        name: body.name.as_deref(),
+        description: body.description.as_deref(),
+        category: body.category.as_deref(),
+        price: body.price.as_ref().map(raw_price),
+        image: body.image.as_deref(),
+        attributes: body.attributes.as_ref(),
+    })
+    .map_err(invalid)?;
+    let updated = store
+        .update_product(&reference, &patch)
+        .await?
+        .ok_or_else(|| no_product(&product))?;
+    tracing::info!(admin = admin.id, product = %updated.id, "updated a product");
+    Ok(Json(product_view(updated)))
+}
+
+/// Deletes a product.
+#[utoipa::path(
+    delete,
+    path = "/products/{product}",
+    tag = "admin",
+    params(("product" = String, Path, description = "The product's id (UUID) or slug")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Neither an id nor a slug", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_product(
+    Admin(admin): Admin,
+    State(store): State<Store>,
+    Path(product): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let reference = ProductRef::parse(&product).map_err(bad_product_ref)?;
+    if !store.delete_product(&reference).await? {
+        return Err(no_product(&product));
+    }
+    tracing::info!(admin = admin.id, product, "deleted a product");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates a category, placed after the existing ones.
+#[utoipa::path(
+    post,
+    path = "/categories",
+    tag = "admin",
+    request_body = CreateCategory,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new category", body = api::Category),
+        (status = 400, description = "An invalid field, named in the problem", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another category has this slug", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_category(
+    Admin(admin): Admin,
+    State(store): State<Store>,
+    JsonBody(body): JsonBody<CreateCategory>,
+) -> Result<(StatusCode, Json<api::Category>), Problem> {
+    let category = Category::parse(RawCategory {
+        slug: &body.slug,
+        name: &body.name,
+        description: &body.description,
+    })
+    .map_err(invalid)?;
+    store.create_category(&category).await?;
+    tracing::info!(
+        admin = admin.id,
+        category = category.slug.as_str(),
+        "created a category"
+    );
+    Ok((StatusCode::CREATED, Json(category_view(category))))
+}
+
+/// Changes the name or description of a category.
+#[utoipa::path(
+    patch,
+    path = "/categories/{slug}",
+    tag = "admin",
+    params(("slug" = String, Path, description = "The category's slug")),
+    request_body = UpdateCategory,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The category as changed", body = api::Category),
+        (status = 400, description = "An invalid field, named in the problem", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such category", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn update_category(
+    Admin(admin): Admin,
+    State(store): State<Store>,
+    Path(slug): Path<String>,
+    JsonBody(body): JsonBody<UpdateCategory>,
+) -> Result<Json<api::Category>, Problem> {
+    let slug = Slug::parse(&slug).map_err(bad_category_slug)?;
+    let patch = CategoryPatch::parse(RawCategoryPatch {
+        name: body.name.as_deref(),
+        description: body.description.as_deref(),
+    })
+    .map_err(invalid)?;
+    let updated = store
+        .update_category(&slug, &patch)
+        .await?
+        .ok_or_else(|| no_category(&slug))?;
+    tracing::info!(
+        admin = admin.id,
+        category = slug.as_str(),
+        "updated a category"
+    );
+    Ok(Json(category_view(updated)))
+}
+
+/// Deletes a category that holds no products.
+#[utoipa::path(
+    delete,
+    path = "/categories/{slug}",
+    tag = "admin",
+    params(("slug" = String, Path, description = "The category's slug")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Not a slug", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such category", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Products are still in the category", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_category(
+    Admin(admin): Admin,
+    State(store): State<Store>,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let slug = Slug::parse(&slug).map_err(bad_category_slug)?;
+    if !store.delete_category(&slug).await? {
+        return Err(no_category(&slug));
+    }
+    tracing::info!(
+        admin = admin.id,
+        category = slug.as_str(),
+        "deleted a category"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn raw_price(price: &PriceInput) -> RawPrice<'_> {
+    RawPrice {
+        amount_minor: price.amount_minor,
+        currency: &price.currency,
+    }
+}
+
+fn bad_product_ref(reason: String) -> Problem {
+    Problem::invalid_field("product", reason)
+}
+
+fn bad_category_slug(reason: String) -> Problem {
+    Problem::invalid_field("slug", reason)
+}
+
+fn no_product(text: &str) -> Problem {
+    Problem::not_found(format!("no product {text:?}"))
+}
+
+fn no_category(slug: &Slug) -> Problem {
+    Problem::not_found(format!("no category {:?}", slug.as_str()))
+}
+
+/// A refused write as the client sees it: the field to fix, or the state in the way.
+impl From<WriteError> for Problem {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::SlugTaken(_) => Problem {
+                errors: vec![FieldError::new("slug", "is taken")],
+                ..Problem::conflict(error.to_string())
+            },
+            WriteError::UnknownCategory(_) => Problem::invalid_field("category", error.to_string()),
+            WriteError::CategoryInUse(_) => {
+                Problem::conflict(format!("{error}; move or delete them first"))
+            }
+            WriteError::Other(error) => error.into(),
+        }
+    }
 }
 
 fn invalid(fields: Vec<Invalid>) -> Problem {

@@ -22,6 +22,7 @@ pub mod store;
 
 use anyhow::Context as _;
 use axum::Router;
+use platform::auth::Verifier;
 use platform::db::{Database, PoolSettings};
 use platform::http::Readiness;
 
@@ -32,7 +33,9 @@ pub const NAME: &str = "catalog";
 
 /// Connects to the database, migrates it, loads the demo data if configured, and returns
 /// the app to serve: REST, gRPC and health on one router.
-pub async fn build(config: &Config) -> anyhow::Result<Router> {
+///
+/// `verifier` checks the access tokens of admin requests.
+pub async fn build(config: &Config, verifier: Verifier) -> anyhow::Result<Router> {
     let url = config
         .database_url
         .as_ref()
@@ -54,7 +57,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
     if config.seed_demo_data {
         seed::apply_demo(&store).await?;
     }
-    let routes = platform::grpc::mount(http::router(store.clone()), grpc::service(store));
+    let routes = platform::grpc::mount(http::router(store.clone()), grpc::service(store))
+        .layer(axum::Extension(verifier));
     let readiness = Readiness::new().with("database", move || {
         let db = db.clone();
         async move { db.ping().await }

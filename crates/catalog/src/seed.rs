@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use contracts::{Currency, Money};
 use serde::Deserialize;
 
-use crate::domain::{Category, Product, ProductId, Slug};
+use crate::domain::{CURRENCY, Category, Product, ProductId, Slug};
 use crate::store::Store;
 
 /// The name recorded when the demo catalog has been applied.
@@ -45,6 +45,10 @@ pub fn demo() -> anyhow::Result<(Vec<Category>, Vec<Product>)> {
     let file: SeedFile = serde_json::from_str(include_str!("../seed/catalog.json"))
         .context("parsing the embedded demo catalog")?;
     let currency = Currency::parse(&file.currency)?;
+    anyhow::ensure!(
+        currency == CURRENCY,
+        "the demo catalog is priced in {currency}, but the catalog prices everything in {CURRENCY}"
+    );
     let slug = |text: &str| {
         Slug::parse(text).map_err(|reason| anyhow::anyhow!("demo slug {text:?}: {reason}"))
     };
@@ -94,6 +98,32 @@ pub async fn apply_demo(store: &Store) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{NewProduct, RawPrice, RawProduct};
+
+    #[test]
+    fn demo_products_follow_the_rules_admins_are_held_to() {
+        let (_, products) = demo().expect("the embedded catalog parses");
+        for product in &products {
+            let parsed = NewProduct::parse(RawProduct {
+                slug: product.slug.as_str(),
+                name: &product.name,
+                description: &product.description,
+                category: product.category.as_str(),
+                price: RawPrice {
+                    amount_minor: product.price.amount_minor,
+                    currency: product.price.currency.as_str(),
+                },
+                image: &product.image,
+                attributes: &product.attributes,
+            });
+            assert!(
+                parsed.is_ok(),
+                "{}: {:?}",
+                product.slug.as_str(),
+                parsed.err()
+            );
+        }
+    }
 
     #[test]
     fn the_demo_catalog_is_well_formed() {

@@ -6,10 +6,12 @@ use anyhow::Context as _;
 use contracts::{Currency, Money};
 use platform::db::Database;
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row as _};
+use sqlx::error::ErrorKind;
+use sqlx::{Any, AssertSqlSafe, Executor, Row as _};
 
 use crate::domain::{
-    Category, Cursor, Product, ProductId, ProductQuery, ProductRef, Slug, SortKey, SortValue,
+    Category, CategoryPatch, Cursor, Product, ProductId, ProductPatch, ProductQuery, ProductRef,
+    Slug, SortKey, SortValue,
 };
 
 /// The catalog's tables.
@@ -25,6 +27,27 @@ pub struct Page {
     pub items: Vec<Product>,
     /// Where the next page starts, if there is one.
     pub next: Option<Cursor>,
+}
+
+/// Why a write was refused. Every variant but `Other` is the caller's doing.
+///
+/// Conflicts are found by the database's own constraints (unique slugs, the foreign key
+/// from products to categories), so two admins racing each other get a clean refusal
+/// rather than a check that passed for both.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Another product, or another category, already has this slug.
+    #[error("the slug {:?} is taken", .0.as_str())]
+    SlugTaken(Slug),
+    /// The product names a category that does not exist.
+    #[error("there is no category {:?}", .0.as_str())]
+    UnknownCategory(Slug),
+    /// The category cannot be deleted while products are in it.
+    #[error("the category {:?} still has products", .0.as_str())]
+    CategoryInUse(Slug),
+    /// The database failed.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 /// The columns `product_from_row` reads, as a literal so `concat!` can extend it.
@@ -111,22 +134,7 @@ impl Store {
 
     /// The product with this id or slug.
     pub async fn product(&self, reference: &ProductRef) -> anyhow::Result<Option<Product>> {
-        let (sql, key) = match reference {
-            ProductRef::Id(id) => (
-                concat!(select_product!(), " WHERE p.id = $1"),
-                id.to_string(),
-            ),
-            ProductRef::Slug(slug) => (
-                concat!(select_product!(), " WHERE p.slug = $1"),
-                slug.as_str().to_owned(),
-            ),
-        };
-        let row = sqlx::query(sql)
-            .bind(key)
-            .fetch_optional(self.db.pool())
-            .await
-            .context("reading a product")?;
-        row.as_ref().map(product_from_row).transpose()
+        fetch_product(self.db.pool(), reference).await
     }
 
     /// The products with these ids; unknown ids are left out.
@@ -158,15 +166,171 @@ impl Store {
                 .fetch_all(self.db.pool())
                 .await
                 .context("listing categories")?;
-        rows.iter()
-            .map(|row| {
-                Ok(Category {
-                    slug: slug_column(row, "slug")?,
-                    name: row.try_get("name")?,
-                    description: row.try_get("description")?,
-                })
-            })
-            .collect()
+        rows.iter().map(category_from_row).collect()
+    }
+
+    /// Adds `product`, in its category.
+    pub async fn create_product(&self, product: &Product) -> Result<(), WriteError> {
+        let now = now_millis();
+        // Selecting the category id in the same statement makes "no such category" and
+        // the insert one atomic step: zero rows inserted means the category is unknown.
+        let inserted = sqlx::query(
+            "INSERT INTO products (id, slug, name, description, category_id, price_minor, \
+             currency, image, attributes, search_text, created_at, updated_at) \
+             SELECT $1, $2, $3, $4, c.id, $5, $6, $7, $8, $9, $10, $10 \
+             FROM categories c WHERE c.slug = $11",
+        )
+        .bind(product.id.to_string())
+        .bind(product.slug.as_str().to_owned())
+        .bind(product.name.clone())
+        .bind(product.description.clone())
+        .bind(product.price.amount_minor)
+        .bind(product.price.currency.as_str().to_owned())
+        .bind(product.image.clone())
+        .bind(serde_json::to_string(&product.attributes).context("encoding attributes")?)
+        .bind(product.search_text())
+        .bind(now)
+        .bind(product.category.as_str().to_owned())
+        .execute(self.db.pool())
+        .await
+        .map_err(|error| product_write_error(error, product))?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(WriteError::UnknownCategory(product.category.clone()));
+        }
+        Ok(())
+    }
+
+    /// Changes the product with this id or slug; `None` if there is none.
+    pub async fn update_product(
+        &self,
+        reference: &ProductRef,
+        patch: &ProductPatch,
+    ) -> Result<Option<Product>, WriteError> {
+        let now = now_millis();
+        let mut tx = self.db.pool().begin().await.context("starting an update")?;
+        // Writing the row first locks it (a row lock on PostgreSQL, the write lock on
+        // SQLite) until commit, so a concurrent update cannot slip in between the read
+        // below and the write, and `search_text` always matches the name and description
+        // that are stored.
+        let touch = match reference {
+            ProductRef::Id(_) => "UPDATE products SET updated_at = $1 WHERE id = $2",
+            ProductRef::Slug(_) => "UPDATE products SET updated_at = $1 WHERE slug = $2",
+        };
+        let touched = sqlx::query(touch)
+            .bind(now)
+            .bind(reference_key(reference))
+            .execute(&mut *tx)
+            .await
+            .context("locking a product")?
+            .rows_affected();
+        if touched == 0 {
+            return Ok(None);
+        }
+        let current = fetch_product(&mut *tx, reference)
+            .await?
+            .context("a locked product disappeared")?;
+        let product = patch.apply(current);
+        let updated = sqlx::query(
+            "UPDATE products SET slug = $2, name = $3, description = $4, category_id = c.id, \
+             price_minor = $5, currency = $6, image = $7, attributes = $8, search_text = $9, \
+             updated_at = $10 \
+             FROM categories c WHERE c.slug = $11 AND products.id = $1",
+        )
+        .bind(product.id.to_string())
+        .bind(product.slug.as_str().to_owned())
+        .bind(product.name.clone())
+        .bind(product.description.clone())
+        .bind(product.price.amount_minor)
+        .bind(product.price.currency.as_str().to_owned())
+        .bind(product.image.clone())
+        .bind(serde_json::to_string(&product.attributes).context("encoding attributes")?)
+        .bind(product.search_text())
+        .bind(now)
+        .bind(product.category.as_str().to_owned())
+        .execute(&mut *tx)
+        .await
+        .map_err(|error| product_write_error(error, &product))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(WriteError::UnknownCategory(product.category));
+        }
+        tx.commit().await.context("committing an update")?;
+        Ok(Some(product))
+    }
+
+    /// Removes the product with this id or slug; `false` if there was none.
+    pub async fn delete_product(&self, reference: &ProductRef) -> anyhow::Result<bool> {
+        let sql = match reference {
+            ProductRef::Id(_) => "DELETE FROM products WHERE id = $1",
+            ProductRef::Slug(_) => "DELETE FROM products WHERE slug = $1",
+        };
+        let deleted = sqlx::query(sql)
+            .bind(reference_key(reference))
+            .execute(self.db.pool())
+            .await
+            .context("deleting a product")?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    /// Adds `category` after every existing one in display order.
+    pub async fn create_category(&self, category: &Category) -> Result<(), WriteError> {
+        // Two categories created at the same moment may share a position; the listing
+        // then orders them by slug, which is harmless.
+        sqlx::query(
+            "INSERT INTO categories (id, slug, name, description, position) \
+             VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(position), -1) + 1 FROM categories))",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(category.slug.as_str().to_owned())
+        .bind(category.name.clone())
+        .bind(category.description.clone())
+        .execute(self.db.pool())
+        .await
+        .map_err(|error| match error_kind(&error) {
+            Some(ErrorKind::UniqueViolation) => WriteError::SlugTaken(category.slug.clone()),
+            _ => WriteError::Other(anyhow::Error::new(error).context("creating a category")),
+        })?;
+        Ok(())
+    }
+
+    /// Changes the category with this slug; `None` if there is none.
+    pub async fn update_category(
+        &self,
+        slug: &Slug,
+        patch: &CategoryPatch,
+    ) -> anyhow::Result<Option<Category>> {
+        // Nothing is derived from a category's fields, so absent fields can be kept in SQL
+        // and one statement suffices.
+        let row = sqlx::query(
+            "UPDATE categories SET name = COALESCE($2, name), \
+             description = COALESCE($3, description) \
+             WHERE slug = $1 RETURNING slug, name, description",
+        )
+        .bind(slug.as_str().to_owned())
+        .bind(patch.name.clone())
+        .bind(patch.description.clone())
+        .fetch_optional(self.db.pool())
+        .await
+        .context("updating a category")?;
+        row.as_ref().map(category_from_row).transpose()
+    }
+
+    /// Removes the category with this slug; `false` if there was none.
+    pub async fn delete_category(&self, slug: &Slug) -> Result<bool, WriteError> {
+        // The foreign key from products refuses the delete while any product is in the
+        // category, including one added a moment ago by another request.
+        let deleted = sqlx::query("DELETE FROM categories WHERE slug = $1")
+            .bind(slug.as_str().to_owned())
+            .execute(self.db.pool())
+            .await
+            .map_err(|error| match error_kind(&error) {
+                Some(ErrorKind::ForeignKeyViolation) => WriteError::CategoryInUse(slug.clone()),
+                _ => WriteError::Other(anyhow::Error::new(error).context("deleting a category")),
+            })?
+            .rows_affected();
+        Ok(deleted > 0)
     }
 
     /// Loads a named data set once: returns `false` if it was applied before (by this or
@@ -244,6 +408,60 @@ fn like_pattern(word: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_");
     format!("%{escaped}%")
+}
+
+/// The product with this id or slug, read through `executor` (the pool, or a transaction).
+async fn fetch_product<'e, E>(
+    executor: E,
+    reference: &ProductRef,
+) -> anyhow::Result<Option<Product>>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let sql = match reference {
+        ProductRef::Id(_) => concat!(select_product!(), " WHERE p.id = $1"),
+        ProductRef::Slug(_) => concat!(select_product!(), " WHERE p.slug = $1"),
+    };
+    let row = sqlx::query(sql)
+        .bind(reference_key(reference))
+        .fetch_optional(executor)
+        .await
+        .context("reading a product")?;
+    row.as_ref().map(product_from_row).transpose()
+}
+
+/// The value a product reference is looked up by, in the column its variant names.
+fn reference_key(reference: &ProductRef) -> String {
+    match reference {
+        ProductRef::Id(id) => id.to_string(),
+        ProductRef::Slug(slug) => slug.as_str().to_owned(),
+    }
+}
+
+/// What a constraint violation on writing `product` means to the caller.
+fn product_write_error(error: sqlx::Error, product: &Product) -> WriteError {
+    match error_kind(&error) {
+        // The id is fresh (or unchanged), so the only unique column that can clash is the slug.
+        Some(ErrorKind::UniqueViolation) => WriteError::SlugTaken(product.slug.clone()),
+        // The category was found, then deleted before this write committed.
+        Some(ErrorKind::ForeignKeyViolation) => {
+            WriteError::UnknownCategory(product.category.clone())
+        }
+        _ => WriteError::Other(anyhow::Error::new(error).context("writing a product")),
+    }
+}
+
+/// The kind of a database error; both engines' drivers map their codes to the same kinds.
+fn error_kind(error: &sqlx::Error) -> Option<ErrorKind> {
+    error.as_database_error().map(|error| error.kind())
+}
+
+fn category_from_row(row: &AnyRow) -> anyhow::Result<Category> {
+    Ok(Category {
+        slug: slug_column(row, "slug")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+    })
 }
 
 fn product_from_row(row: &AnyRow) -> anyhow::Result<Product> {

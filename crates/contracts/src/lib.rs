@@ -4,12 +4,14 @@
 //! - [`money`]: [`Money`], integer minor units plus currency; no floating point anywhere
 //!   money is handled.
 //! - [`catalog`]: the catalog's public REST representations.
+//! - [`identity`]: access token claims, roles, and the account API.
 //!
 //! **Compatibility rule:** fields may be added freely (readers ignore what they do not
 //! know); renaming, removing or changing the meaning of a field is a new version (a new
 //! proto package `v2`, a new path, a new event type).
 
 pub mod catalog;
+pub mod identity;
 pub mod money;
 
 pub use money::{Currency, Money};

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use contracts::identity::Role;
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,60 @@ pub struct Config {
     pub connect_timeout_ms: u64,
     /// Upstream services by name: `/api/<name>/<path>` goes to `<url>/<path>`.
     pub upstreams: BTreeMap<String, UpstreamUrl>,
+    /// Paths that need a valid access token (and maybe a role) before they are
+    /// forwarded; the first rule that matches a request applies.
+    pub protected: Vec<ProtectRule>,
+}
+
+/// A path prefix (and, optionally, methods) that needs a signed-in user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectRule {
+    /// The path prefix, matched at segment boundaries: `/api/identity/me` matches
+    /// `/api/identity/me/password` but not `/api/identity/meadow`.
+    pub prefix: String,
+    /// The methods it applies to; empty means all.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// The role required, if any.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+impl ProtectRule {
+    fn new(prefix: &str, methods: &[&str], role: Option<Role>) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            methods: methods.iter().map(|method| (*method).to_owned()).collect(),
+            role,
+        }
+    }
+
+    /// Whether the rule applies to `method` on `path`.
+    pub fn matches(&self, method: &http::Method, path: &str) -> bool {
+        let prefix = self.prefix.trim_end_matches('/');
+        let under = path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'));
+        under
+            && (self.methods.is_empty()
+                || self
+                    .methods
+                    .iter()
+                    .any(|allowed| allowed.eq_ignore_ascii_case(method.as_str())))
+    }
+}
+
+/// What the shop protects at the edge by default; each service checks again.
+fn default_protected() -> Vec<ProtectRule> {
+    let writes = ["POST", "PUT", "PATCH", "DELETE"];
+    vec![
+        ProtectRule::new("/api/identity/me", &[], None),
+        ProtectRule::new("/api/identity/users", &[], None),
+        ProtectRule::new("/api/identity/keys", &[], Some(Role::Admin)),
+        ProtectRule::new("/api/catalog", &writes, Some(Role::Admin)),
+    ]
 }
 
 impl Default for Config {
@@ -27,6 +82,7 @@ impl Default for Config {
             upstream_timeout_ms: 10_000,
             connect_timeout_ms: 1_000,
             upstreams: BTreeMap::new(),
+            protected: default_protected(),
         }
     }
 }
@@ -84,6 +140,17 @@ impl From<UpstreamUrl> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_match_at_segment_boundaries_and_by_method() {
+        let rule = ProtectRule::new("/api/identity/me", &[], None);
+        assert!(rule.matches(&http::Method::GET, "/api/identity/me"));
+        assert!(rule.matches(&http::Method::POST, "/api/identity/me/password"));
+        assert!(!rule.matches(&http::Method::GET, "/api/identity/meadow"));
+        let writes = ProtectRule::new("/api/catalog/", &["POST", "delete"], Some(Role::Admin));
+        assert!(writes.matches(&http::Method::DELETE, "/api/catalog/products/x"));
+        assert!(!writes.matches(&http::Method::GET, "/api/catalog/products"));
+    }
 
     #[test]
     fn upstreams_are_plain_http_base_urls() {

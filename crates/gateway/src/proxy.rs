@@ -16,7 +16,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use platform::problem::Problem;
 
-use crate::config::{Config, UpstreamUrl};
+use platform::auth::{AuthError, Verifier, bearer_token};
+
+use crate::config::{Config, ProtectRule, UpstreamUrl};
 
 /// The W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -31,11 +33,13 @@ struct Inner {
     client: Client<HttpConnector, Body>,
     upstreams: HashMap<String, UpstreamUrl>,
     timeout: Duration,
+    protected: Vec<ProtectRule>,
+    verifier: Verifier,
 }
 
 impl Proxy {
     /// A proxy over the configured upstreams.
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, verifier: Verifier) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
@@ -53,6 +57,8 @@ impl Proxy {
                 client,
                 upstreams,
                 timeout: Duration::from_millis(config.upstream_timeout_ms),
+                protected: config.protected.clone(),
+                verifier,
             }),
         }
     }
@@ -65,6 +71,9 @@ pub async fn forward(
     request: Request,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
+    if let Err(problem) = proxy.check_access(&parts).await {
+        return problem.into_response();
+    }
     let Some((service, path_and_query)) = split_service(&parts.uri) else {
         return Problem::not_found("no such route").into_response();
     };
@@ -113,6 +122,29 @@ pub async fn forward(
                 ),
             )
             .into_response()
+        }
+    }
+}
+
+impl Proxy {
+    /// Refuses a request to a protected route without a valid token or the role.
+    async fn check_access(&self, parts: &http::request::Parts) -> Result<(), Problem> {
+        let path = parts.uri.path();
+        let Some(rule) = self
+            .inner
+            .protected
+            .iter()
+            .find(|rule| rule.matches(&parts.method, path))
+        else {
+            return Ok(());
+        };
+        let token = bearer_token(&parts.headers)?;
+        let claims = self.inner.verifier.verify(token).await?;
+        match rule.role {
+            Some(role) if !claims.roles.contains(&role) => {
+                Err(AuthError::Forbidden(role.as_str()).into())
+            }
+            _ => Ok(()),
         }
     }
 }

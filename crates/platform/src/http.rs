@@ -18,7 +18,11 @@ use axum::routing::get;
 use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
-use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -193,6 +197,27 @@ async fn record_metrics(
     response
 }
 
+/// The client's address: the peer's, unless the peer is a trusted proxy (the gateway),
+/// in which case the last address the proxy appended to `X-Forwarded-For`. Anything
+/// earlier in that header is the client's own claim and is never believed.
+pub fn client_ip(
+    peer: SocketAddr,
+    headers: &http::HeaderMap,
+    trusted_proxies: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted_proxies.contains(&peer.ip()) {
+        return peer.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .next_back()
+        .unwrap_or_else(|| peer.ip())
+}
+
 /// `axum::extract::Query` whose rejection is a 400 problem naming the parameter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
@@ -222,8 +247,9 @@ where
     }
 }
 
-/// `axum::Json` whose rejection is a problem: 400 for bad JSON or wrong fields (with the
-/// path to the field), 413 for a body over the limit, 415 without a JSON content type.
+/// `axum::Json` whose rejection is a problem: 400 for bad JSON, a body that is not a
+/// JSON object, or missing, unknown or mistyped fields (the detail names the field), 413
+/// for a body over the limit, 415 without a JSON content type.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -235,17 +261,107 @@ where
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(request, state)
+        axum::Json::<Object<T>>::from_request(request, state)
             .await
-            .map(|axum::Json(value)| Self(value))
+            .map(|axum::Json(Object(value))| Self(value))
             .map_err(|rejection| {
-                let status = rejection.status();
-                let kind = match status {
-                    StatusCode::PAYLOAD_TOO_LARGE => "too-large",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
-                    _ => "validation",
+                let (status, kind) = match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+                    }
+                    // Wrong or missing fields are a bad request like any other invalid
+                    // input, not axum's default 422.
+                    _ => (StatusCode::BAD_REQUEST, "validation"),
                 };
                 Problem::new(status, kind, rejection.body_text())
             })
+    }
+}
+
+/// `T` read from a JSON object only.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        object(deserializer).map(Self)
+    }
+}
+
+/// Deserializes `T` from a JSON object only; use it with `deserialize_with` on fields
+/// that hold a struct.
+///
+/// Serde's derived structs also accept an array of field values in declaration order,
+/// which would make `[]` an empty patch and a positional array a whole new resource.
+/// Asking the deserializer for a map refuses anything but an object.
+pub fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer.deserialize_map(ObjectVisitor(PhantomData))
+}
+
+/// Declares the `bearer` security scheme (a JWT from identity) that protected paths of
+/// an OpenAPI document refer to with `security(("bearer" = []))`.
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("An access token from identity's /token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted = ["127.0.0.1".parse().expect("ip")];
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7"),
+        );
+        let gateway: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        let stranger: SocketAddr = "198.51.100.1:50000".parse().expect("addr");
+        assert_eq!(
+            client_ip(gateway, &headers, &trusted).to_string(),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client_ip(stranger, &headers, &trusted).to_string(),
+            "198.51.100.1"
+        );
+        assert_eq!(
+            client_ip(gateway, &http::HeaderMap::new(), &trusted).to_string(),
+            "127.0.0.1"
+        );
     }
 }

@@ -14,7 +14,10 @@
 //! - [`db`]: one connection pool type for SQLite (embedded mode) and PostgreSQL (distributed
 //!   mode), chosen by URL, with embedded migrations.
 //! - [`shutdown`]: the signal every server and worker waits on.
+//! - [`auth`]: access token verification against identity's JWKS, and the
+//!   [`auth::AuthUser`] and [`auth::Admin`] extractors.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod grpc;

@@ -28,10 +28,11 @@ pub struct Problem {
     /// For validation problems: each offending field and what is wrong with it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    /// Seconds after which retrying may succeed; sent as the `Retry-After` header.
+    /// Headers sent with the problem, e.g. `Retry-After` or `WWW-Authenticate`; boxed
+    /// so that `Result<_, Problem>` stays small.
     #[serde(skip)]
     #[schema(ignore)]
-    pub retry_after: Option<u64>,
+    pub headers: Option<Box<http::HeaderMap>>,
 }
 
 /// One invalid field of a request.
@@ -62,7 +63,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
-            retry_after: None,
+            headers: None,
         }
     }
 
@@ -105,10 +106,32 @@ impl Problem {
 
     /// 503 with `Retry-After`: the service cannot take the request now.
     pub fn unavailable(detail: impl Into<String>, retry_after_seconds: u64) -> Self {
-        Self {
-            retry_after: Some(retry_after_seconds),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
-        }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds))
+    }
+
+    /// 429 with `Retry-After`: the caller sent too many requests.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_seconds: u64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail).with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_seconds.max(1)),
+        )
+    }
+
+    /// 409: the request conflicts with the current state of the resource.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
+    /// 403: the caller is known but may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// Adds a header to the response.
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.get_or_insert_default().insert(name, value);
+        self
     }
 
     /// The status as a `StatusCode`.
@@ -118,15 +141,15 @@ impl Problem {
 }
 
 impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         let status = self.status_code();
-        let retry_after = self.retry_after;
+        let extra = self.headers.take();
         let mut response = (status, Json(self)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        if let Some(seconds) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        if let Some(mut extra) = extra {
+            headers.extend(extra.drain());
         }
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         response
     }
 }

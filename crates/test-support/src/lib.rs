@@ -5,6 +5,11 @@
 //! installed `initdb`/`pg_ctl` under `target/`, shared by later test binaries, which
 //! `cargo xtask ci` stops at the end. If neither works, the test fails and says what to
 //! install: a PostgreSQL test never passes by skipping.
+//!
+//! [`security`] holds the checks every service reuses: the JWT attack corpus and the
+//! object-level authorization check.
+
+pub mod security;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,6 +17,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use contracts::identity::{AUDIENCE, AccessClaims, Role};
 use platform::config::DatabaseUrl;
 use sqlx::{Connection as _, Executor as _};
 
@@ -248,6 +254,81 @@ fn postgres_bin_dir() -> Option<PathBuf> {
         versions.sort();
         versions.pop()
     })
+}
+
+/// Mints access tokens as identity would, with a key of its own, for testing a service
+/// without running identity.
+pub struct TestIssuer {
+    key: platform::auth::SigningKey,
+    issuer: String,
+}
+
+impl TestIssuer {
+    /// The issuer every test token names.
+    pub const ISSUER: &str = "http://identity.test/api/identity";
+
+    /// An issuer with a fresh key.
+    pub fn new() -> Self {
+        Self {
+            key: platform::auth::SigningKey::generate(format!(
+                "test-{}",
+                uuid::Uuid::now_v7().simple()
+            ))
+            .expect("a signing key"),
+            issuer: Self::ISSUER.to_owned(),
+        }
+    }
+
+    /// A verifier that trusts exactly this issuer's key.
+    pub fn verifier(&self) -> platform::auth::Verifier {
+        let set = jsonwebtoken::jwk::JwkSet {
+            keys: vec![self.key.public_jwk().expect("a JWK")],
+        };
+        let settings = platform::auth::VerifierSettings {
+            issuer: self.issuer.clone(),
+            leeway: std::time::Duration::from_secs(30),
+            refresh_interval: std::time::Duration::ZERO,
+        };
+        platform::auth::Verifier::new(settings, platform::auth::StaticJwks(set))
+    }
+
+    /// A valid token for user `sub` with `roles`, expiring in 15 minutes.
+    pub fn token(&self, sub: &str, roles: &[Role]) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        self.key
+            .sign(&AccessClaims {
+                iss: self.issuer.clone(),
+                sub: sub.to_owned(),
+                aud: AUDIENCE.to_owned(),
+                exp: now + 900,
+                nbf: now,
+                iat: now,
+                jti: uuid::Uuid::now_v7().to_string(),
+                roles: roles.to_vec(),
+            })
+            .expect("signed")
+    }
+
+    /// The key this issuer signs with, for forging tokens in attack tests.
+    pub fn key(&self) -> &platform::auth::SigningKey {
+        &self.key
+    }
+
+    /// A token for an admin.
+    pub fn admin(&self) -> String {
+        self.token("admin-1", &[Role::Customer, Role::Admin])
+    }
+
+    /// A token for a customer with id `sub`.
+    pub fn customer(&self, sub: &str) -> String {
+        self.token(sub, &[Role::Customer])
+    }
+}
+
+impl Default for TestIssuer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Runs each named scenario, an `async fn(Engine)`, once per engine: as

@@ -4,12 +4,16 @@ use std::net::SocketAddr;
 
 use bazaar::shop::Shop;
 use bazaar::{Config, ServiceName};
+use contracts::identity::Role;
 use platform::shutdown::Shutdown;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery staple";
 
 /// The shop running in this process on port 0; stopped when dropped.
 struct RunningShop {
     gateway: SocketAddr,
+    config: Config,
     shutdown: Shutdown,
     shop: Option<Shop>,
     client: reqwest::Client,
@@ -24,6 +28,7 @@ impl RunningShop {
             .expect("the shop starts");
         Self {
             gateway: shop.address(ServiceName::Gateway).expect("a gateway"),
+            config,
             shutdown,
             shop: Some(shop),
             client: reqwest::Client::new(),
@@ -36,6 +41,51 @@ impl RunningShop {
             .send()
             .await
             .expect("the gateway answers")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gateway)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    /// Registers `email` through the gateway and signs in; returns the access token.
+    async fn customer(&self, email: &str) -> String {
+        let registered = self
+            .post(
+                "/api/identity/register",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(registered.status().as_u16(), 201);
+        self.login(email).await
+    }
+
+    async fn login(&self, email: &str) -> String {
+        let tokens = self
+            .post(
+                "/api/identity/token",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(tokens.status().as_u16(), 200);
+        let tokens: Value = tokens.json().await.expect("JSON");
+        tokens["access_token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Identity's use cases over the shop's own identity database.
+    async fn identity(&self) -> identity::Identity {
+        let config = self.config.clone().resolved();
+        identity::context(&config.identity, &config.auth)
+            .await
+            .expect("identity's database")
     }
 
     async fn get_json(&self, path: &str) -> Value {
@@ -128,4 +178,84 @@ async fn data_survives_a_restart() {
     let shop = RunningShop::start(data.path()).await;
     let after = shop.get_json("/api/catalog/products?limit=100").await;
     assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn register_sign_in_and_read_me_through_the_gateway() {
+    let data = tempfile::tempdir().expect("a folder");
+    let shop = RunningShop::start(data.path()).await;
+    let token = shop.customer("ada@example.com").await;
+    let me = shop
+        .client
+        .get(shop.url("/api/identity/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(me.status().as_u16(), 200);
+    let me: Value = me.json().await.expect("JSON");
+    assert_eq!(me["email"], "ada@example.com");
+    let anonymous = shop.get("/api/identity/me").await;
+    assert_eq!(anonymous.status().as_u16(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let jwks = shop.get_json("/api/identity/.well-known/jwks.json").await;
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused_at_the_gateway() {
+    let data = tempfile::tempdir().expect("a folder");
+    let shop = RunningShop::start(data.path()).await;
+    let valid = shop.customer("ada@example.com").await;
+    let trusted = shop
+        .identity()
+        .await
+        .store
+        .active_key()
+        .await
+        .expect("readable")
+        .expect("a key")
+        .key;
+    let issuer = shop.config.auth.issuer.clone();
+    let corpus = test_support::security::attack_corpus(&trusted, &issuer, &valid);
+    let me = shop.url("/api/identity/me");
+    test_support::security::assert_corpus_refused(|| shop.client.get(&me), &valid, &corpus).await;
+}
+
+#[tokio::test]
+async fn an_admin_manages_the_catalog_and_a_customer_may_not() {
+    let data = tempfile::tempdir().expect("a folder");
+    let shop = RunningShop::start(data.path()).await;
+    identity::ops::create_user(
+        &shop.identity().await,
+        "root@example.com",
+        PASSWORD,
+        vec![Role::Customer, Role::Admin],
+    )
+    .await
+    .expect("an admin");
+    let admin = shop.login("root@example.com").await;
+    let customer = shop.customer("ada@example.com").await;
+    let product = json!({
+        "slug": "test-teapot",
+        "name": "Test Teapot",
+        "description": "A teapot made for this test.",
+        "category": "kitchen",
+        "price": {"amount_minor": 2500, "currency": "EUR"},
+        "image": "/static/products/test-teapot.jpg",
+        "attributes": {"material": "stoneware"}
+    });
+    let create = |token: String| {
+        shop.client
+            .post(shop.url("/api/catalog/products"))
+            .bearer_auth(token)
+            .json(&product)
+            .send()
+    };
+    let refused = create(customer).await.expect("answers");
+    assert_eq!(refused.status().as_u16(), 403);
+    let created = create(admin).await.expect("answers");
+    assert_eq!(created.status().as_u16(), 201);
+    let teapot = shop.get_json("/api/catalog/products/test-teapot").await;
+    assert_eq!(teapot["price"]["amount_minor"], 2500);
 }

@@ -3,13 +3,16 @@
 use std::net::SocketAddr;
 
 use platform::shutdown::Shutdown;
+use reqwest::Method;
 use serde_json::Value;
-use test_support::{Engine, TestDatabase};
+use test_support::{Engine, TestDatabase, TestIssuer};
 
 /// A running catalog and the database behind it; stopped when dropped.
 pub(crate) struct TestApp {
     pub(crate) address: SocketAddr,
     pub(crate) client: reqwest::Client,
+    /// Mints the tokens this catalog trusts.
+    pub(crate) issuer: TestIssuer,
     db: Option<TestDatabase>,
     shutdown: Shutdown,
 }
@@ -28,7 +31,10 @@ impl TestApp {
             max_connections: 4,
             seed_demo_data: true,
         };
-        let app = catalog::build(&config).await.expect("the catalog starts");
+        let issuer = TestIssuer::new();
+        let app = catalog::build(&config, issuer.verifier())
+            .await
+            .expect("the catalog starts");
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .expect("a free port");
@@ -38,6 +44,7 @@ impl TestApp {
         Self {
             address,
             client: reqwest::Client::new(),
+            issuer,
             db: Some(db),
             shutdown,
         }
@@ -89,6 +96,86 @@ impl TestApp {
             "GET {path}: the problem does not name {field}: {problem}"
         );
     }
+
+    /// A request to `path`, with `token` as its bearer token if there is one.
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends `body` (if any) as JSON with an admin's token, asserts the status, and
+    /// returns the JSON body (`Null` when there is none).
+    pub(crate) async fn admin_send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        status: u16,
+    ) -> Value {
+        let mut request = self.request(method.clone(), path, Some(&self.issuer.admin()));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("the catalog answers");
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        let text = response.text().await.expect("a body");
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("a JSON body")
+        }
+    }
+
+    /// Sends `body` as an admin and asserts a 400 problem naming `field`.
+    pub(crate) async fn assert_invalid_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        field: &str,
+    ) -> Value {
+        let response = self
+            .request(method.clone(), path, Some(&self.issuer.admin()))
+            .json(body)
+            .send()
+            .await
+            .expect("the catalog answers");
+        let problem = expect_problem(response, 400, &format!("{method} {path} {body}")).await;
+        assert_names(&problem, field);
+        problem
+    }
+}
+
+/// Asserts that `response` is a problem with `status`, and returns its body.
+pub(crate) async fn expect_problem(response: reqwest::Response, status: u16, what: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "{what}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{what}"
+    );
+    let problem: Value = response.json().await.expect("a JSON body");
+    assert_eq!(problem["status"], status, "{what}: {problem}");
+    problem
+}
+
+/// Asserts that `problem` names `field`, in its field errors or its detail.
+pub(crate) fn assert_names(problem: &Value, field: &str) {
+    let named = problem["errors"]
+        .as_array()
+        .is_some_and(|errors| errors.iter().any(|error| error["field"] == field))
+        || problem["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains(field));
+    assert!(named, "the problem does not name {field}: {problem}");
 }
 
 impl Drop for TestApp {

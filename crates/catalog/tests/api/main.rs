@@ -1,5 +1,7 @@
 //! The catalog's API, exercised over real HTTP and gRPC against SQLite and PostgreSQL.
 
+mod admin;
+mod admin_input;
 mod bad_input;
 mod grpc;
 mod health;

@@ -10,6 +10,7 @@ use axum::routing::any;
 use gateway::{Config, UpstreamUrl};
 use platform::shutdown::Shutdown;
 use serde_json::{Value, json};
+use test_support::TestIssuer;
 
 /// Serves `router` on a fresh port until the returned signal fires.
 async fn serve(router: Router) -> (SocketAddr, Shutdown) {
@@ -47,6 +48,7 @@ fn echo() -> Router {
 struct TestGateway {
     address: SocketAddr,
     client: reqwest::Client,
+    issuer: TestIssuer,
     _stops: Vec<Shutdown>,
 }
 
@@ -60,10 +62,12 @@ impl TestGateway {
                 .collect(),
             ..Config::default()
         };
-        let (address, stop) = serve(gateway::build(&config)).await;
+        let issuer = TestIssuer::new();
+        let (address, stop) = serve(gateway::build(&config, issuer.verifier())).await;
         Self {
             address,
             client: reqwest::Client::new(),
+            issuer,
             _stops: vec![stop],
         }
     }
@@ -231,4 +235,80 @@ async fn the_docs_ui_lists_every_upstream_document() {
     for url in ["/api/alpha/openapi.json", "/api/beta/openapi.json"] {
         assert!(script.contains(url), "{url} missing from {script}");
     }
+}
+
+#[tokio::test]
+async fn protected_routes_need_a_valid_token_and_the_role() {
+    let (upstream, _stop) = serve(echo()).await;
+    let gateway = TestGateway::spawn(&[("catalog", upstream), ("identity", upstream)], 5_000).await;
+    let post = |token: Option<String>| {
+        let request = gateway.client.post(gateway.url("/api/catalog/products"));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    };
+
+    let anonymous = post(None).send().await.expect("answers");
+    assert!(
+        anonymous.headers()["www-authenticate"]
+            .to_str()
+            .expect("text")
+            .starts_with("Bearer")
+    );
+    problem(anonymous, 401).await;
+    let forged = post(Some("not.a.token".to_owned()))
+        .send()
+        .await
+        .expect("answers");
+    let challenge = forged.headers()["www-authenticate"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    problem(forged, 401).await;
+    let customer = post(Some(gateway.issuer.customer("u-1")))
+        .send()
+        .await
+        .expect("answers");
+    problem(customer, 403).await;
+
+    let admin = post(Some(gateway.issuer.admin()))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(admin.status().as_u16(), 201, "forwarded");
+    let seen: Value = admin.json().await.expect("JSON");
+    assert!(
+        seen["headers"]["authorization"]
+            .as_str()
+            .is_some_and(|value| value.starts_with("Bearer "))
+    );
+
+    let reading = gateway
+        .client
+        .get(gateway.url("/api/catalog/products"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(reading.status().as_u16(), 201, "reads are public");
+    let me = gateway
+        .client
+        .get(gateway.url("/api/identity/me"))
+        .send()
+        .await
+        .expect("answers");
+    problem(me, 401).await;
+}
+
+#[tokio::test]
+async fn the_jwt_attack_corpus_is_refused_at_the_edge() {
+    let (upstream, _stop) = serve(echo()).await;
+    let gateway = TestGateway::spawn(&[("identity", upstream)], 5_000).await;
+    let valid = gateway.issuer.customer("u-1");
+    let corpus =
+        test_support::security::attack_corpus(gateway.issuer.key(), TestIssuer::ISSUER, &valid);
+    let me = gateway.url("/api/identity/me");
+    test_support::security::assert_corpus_refused(|| gateway.client.get(&me), &valid, &corpus)
+        .await;
 }

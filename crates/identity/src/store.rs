@@ -1,0 +1,321 @@
+//! Identity's SQL, portable between SQLite and PostgreSQL.
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use contracts::identity::Role;
+use platform::auth::SigningKey;
+use platform::db::Database;
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use crate::domain::{Email, roles_from_text, roles_to_text};
+
+/// Identity's tables.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Database,
+}
+
+/// A user as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Stable id.
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+}
+
+/// A refresh token as stored (its hash, never the token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// Row id.
+    pub id: String,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// The chain of tokens this one belongs to.
+    pub family_id: String,
+    /// Whose it is.
+    pub user_id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// When it was exchanged, if it was.
+    pub used_at: Option<i64>,
+    /// When its family was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A signing key and when it was made.
+#[derive(Clone, Debug)]
+pub struct StoredKey {
+    /// The key.
+    pub key: SigningKey,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// The email is taken by another account.
+#[derive(Debug, thiserror::Error)]
+#[error("the email is taken")]
+pub struct EmailTaken;
+
+impl Store {
+    /// The store over a migrated `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Checks the database answers; for `/health/ready`.
+    pub async fn ping(&self) -> Result<(), String> {
+        self.db.ping().await
+    }
+
+    /// Adds a user, or reports that the email is taken (by the unique constraint, so two
+    /// concurrent registrations cannot both succeed).
+    pub async fn insert_user(&self, user: &UserRecord) -> anyhow::Result<Result<(), EmailTaken>> {
+        let result = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, roles, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(user.id.clone())
+        .bind(user.email.clone())
+        .bind(user.password_hash.clone())
+        .bind(roles_to_text(&user.roles))
+        .bind(user.created_at)
+        .execute(self.db.pool())
+        .await;
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(Err(EmailTaken)),
+            Err(error) => Err(error).context("inserting a user"),
+        }
+    }
+
+    /// The user with this email.
+    pub async fn user_by_email(&self, email: &Email) -> anyhow::Result<Option<UserRecord>> {
+        let row = sqlx::query(concat!(select_user!(), " WHERE email = $1"))
+            .bind(email.as_str().to_owned())
+            .fetch_optional(self.db.pool())
+            .await
+            .context("reading a user by email")?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// The user with this id.
+    pub async fn user_by_id(&self, id: &str) -> anyhow::Result<Option<UserRecord>> {
+        let row = sqlx::query(concat!(select_user!(), " WHERE id = $1"))
+            .bind(id.to_owned())
+            .fetch_optional(self.db.pool())
+            .await
+            .context("reading a user by id")?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Replaces a user's password and revokes every refresh token they hold, in one
+    /// transaction: a changed password signs out every other session.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.pool().begin().await?;
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(password_hash.to_owned())
+            .bind(now)
+            .bind(user_id.to_owned())
+            .execute(&mut *tx)
+            .await
+            .context("changing a password")?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id.to_owned())
+        .execute(&mut *tx)
+        .await
+        .context("revoking a user's refresh tokens")?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a new refresh token.
+    pub async fn insert_refresh(&self, record: &RefreshRecord) -> anyhow::Result<()> {
+        insert_refresh(record)
+            .execute(self.db.pool())
+            .await
+            .context("storing a refresh token")?;
+        Ok(())
+    }
+
+    /// The refresh token with this hash.
+    pub async fn refresh_by_hash(&self, token_hash: &str) -> anyhow::Result<Option<RefreshRecord>> {
+        let row = sqlx::query(
+            "SELECT id, token_hash, family_id, user_id, created_at, expires_at, used_at, revoked_at \
+             FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash.to_owned())
+        .fetch_optional(self.db.pool())
+        .await
+        .context("reading a refresh token")?;
+        row.as_ref()
+            .map(|row| {
+                Ok(RefreshRecord {
+                    id: row.try_get("id")?,
+                    token_hash: row.try_get("token_hash")?,
+                    family_id: row.try_get("family_id")?,
+                    user_id: row.try_get("user_id")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    used_at: row.try_get("used_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Marks `old` used and stores `next` in its place, atomically. Returns `false` if
+    /// `old` was used or revoked meanwhile (a concurrent exchange won).
+    pub async fn rotate_refresh(
+        &self,
+        old_id: &str,
+        next: &RefreshRecord,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.db.pool().begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 \
+             WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_id.to_owned())
+        .execute(&mut *tx)
+        .await
+        .context("using a refresh token")?
+        .rows_affected();
+        if claimed != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_refresh(next)
+            .execute(&mut *tx)
+            .await
+            .context("storing a refresh token")?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Revokes every token of a family.
+    pub async fn revoke_family(&self, family_id: &str, now: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(family_id.to_owned())
+        .execute(self.db.pool())
+        .await
+        .context("revoking a token family")?;
+        Ok(())
+    }
+
+    /// The newest key that is not retired: the one that signs.
+    pub async fn active_key(&self) -> anyhow::Result<Option<StoredKey>> {
+        let row = sqlx::query(
+            "SELECT kid, seed, created_at FROM signing_keys WHERE retired_at IS NULL \
+             ORDER BY created_at DESC, kid DESC LIMIT 1",
+        )
+        .fetch_optional(self.db.pool())
+        .await
+        .context("reading the signing key")?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    /// Keys whose tokens may still be valid: unretired ones, and those retired after
+    /// `retired_after` (Unix seconds).
+    pub async fn published_keys(&self, retired_after: i64) -> anyhow::Result<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, seed, created_at FROM signing_keys \
+             WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC",
+        )
+        .bind(retired_after)
+        .fetch_all(self.db.pool())
+        .await
+        .context("reading the published keys")?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    /// Makes `key` the signing key and retires every other, in one transaction.
+    pub async fn rotate_key(&self, key: &SigningKey, now: i64) -> anyhow::Result<()> {
+        let mut tx = self.db.pool().begin().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("retiring signing keys")?;
+        sqlx::query("INSERT INTO signing_keys (kid, seed, created_at) VALUES ($1, $2, $3)")
+            .bind(key.kid().to_owned())
+            .bind(STANDARD.encode(key.seed()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("storing a signing key")?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The user columns `user_from_row` reads.
+macro_rules! select_user {
+    () => {
+        "SELECT id, email, password_hash, roles, created_at FROM users"
+    };
+}
+use select_user;
+
+fn insert_refresh(
+    record: &RefreshRecord,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, token_hash, family_id, user_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(record.id.clone())
+    .bind(record.token_hash.clone())
+    .bind(record.family_id.clone())
+    .bind(record.user_id.clone())
+    .bind(record.created_at)
+    .bind(record.expires_at)
+}
+
+fn user_from_row(row: &AnyRow) -> anyhow::Result<UserRecord> {
+    let roles: String = row.try_get("roles")?;
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        roles: roles_from_text(&roles),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn key_from_row(row: &AnyRow) -> anyhow::Result<StoredKey> {
+    let kid: String = row.try_get("kid")?;
+    let seed: String = row.try_get("seed")?;
+    let seed: [u8; 32] = STANDARD
+        .decode(seed)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .with_context(|| format!("stored key {kid} has a malformed seed"))?;
+    Ok(StoredKey {
+        key: SigningKey::from_seed(kid, seed),
+        created_at: row.try_get("created_at")?,
+    })
+}

@@ -1,0 +1,155 @@
+//! Spawning identity on port 0 over a fresh database.
+
+use std::net::SocketAddr;
+
+use platform::auth::AuthConfig;
+use platform::shutdown::Shutdown;
+use serde_json::{Value, json};
+use test_support::{Engine, TestDatabase};
+
+pub(crate) const ISSUER: &str = "http://identity.test/api/identity";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+
+/// A running identity service; stopped when dropped.
+pub(crate) struct TestApp {
+    pub(crate) address: SocketAddr,
+    pub(crate) client: reqwest::Client,
+    pub(crate) config: identity::Config,
+    pub(crate) auth: AuthConfig,
+    _db: TestDatabase,
+    shutdown: Shutdown,
+}
+
+impl TestApp {
+    /// Identity over a fresh database, with throttling loose enough for functional tests.
+    pub(crate) async fn spawn(engine: Engine) -> Self {
+        Self::spawn_with(engine, |config| {
+            config.address_attempts_burst = 10_000;
+            config.account_attempts_burst = 10_000;
+        })
+        .await
+    }
+
+    /// Identity with its configuration adjusted by `adjust`.
+    pub(crate) async fn spawn_with(
+        engine: Engine,
+        adjust: impl FnOnce(&mut identity::Config),
+    ) -> Self {
+        let db = TestDatabase::new(engine).await;
+        let mut config = identity::Config {
+            listen: "127.0.0.1:0".parse().expect("valid"),
+            database_url: Some(db.url().clone()),
+            max_connections: 4,
+            ..identity::Config::default()
+        };
+        adjust(&mut config);
+        let auth = AuthConfig {
+            issuer: ISSUER.to_owned(),
+            jwks_refresh_secs: 0,
+            ..AuthConfig::default()
+        };
+        let app = identity::build(&config, &auth)
+            .await
+            .expect("identity starts");
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("bound");
+        let shutdown = Shutdown::new();
+        tokio::spawn(platform::http::serve(listener, app, shutdown.clone()));
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            config,
+            auth,
+            _db: db,
+            shutdown,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("identity answers")
+    }
+
+    pub(crate) async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("identity answers")
+    }
+
+    /// Registers `email` with the standard password; returns the account.
+    pub(crate) async fn register(&self, email: &str) -> Value {
+        let response = self
+            .post("/register", json!({"email": email, "password": PASSWORD}))
+            .await;
+        assert_eq!(response.status().as_u16(), 201, "registering {email}");
+        response.json().await.expect("JSON")
+    }
+
+    /// Signs in; returns the token response.
+    pub(crate) async fn login(&self, email: &str, password: &str) -> Value {
+        let response = self
+            .post("/token", json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(response.status().as_u16(), 200, "signing in as {email}");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        response.json().await.expect("JSON")
+    }
+
+    /// Registers and signs in; returns the access token.
+    pub(crate) async fn customer(&self, email: &str) -> String {
+        self.register(email).await;
+        access(&self.login(email, PASSWORD).await)
+    }
+
+    /// The identity context over the same database, as the admin command uses it.
+    pub(crate) async fn context(&self) -> identity::Identity {
+        identity::context(&self.config, &self.auth)
+            .await
+            .expect("a context")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+pub(crate) fn access(tokens: &Value) -> String {
+    tokens["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
+pub(crate) fn refresh(tokens: &Value) -> String {
+    tokens["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned()
+}
+
+/// Asserts a problem with `status` and `type`.
+pub(crate) async fn assert_problem(response: reqwest::Response, status: u16, kind: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.expect("JSON");
+    assert_eq!(problem["type"], format!("/problems/{kind}"), "{problem}");
+    problem
+}

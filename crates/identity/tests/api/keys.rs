@@ -1,0 +1,92 @@
+//! Signing key rotation: new tokens use the new key; old tokens keep working.
+
+use serde_json::Value;
+use test_support::Engine;
+
+use crate::helpers::{PASSWORD, TestApp, access};
+
+test_support::on_both_engines!(
+    rotation_keeps_the_old_key_published_until_its_tokens_expire,
+    only_admins_may_rotate,
+);
+
+async fn jwks_kids(app: &TestApp) -> Vec<String> {
+    let jwks: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|key| key["kid"].as_str().expect("a kid").to_owned())
+        .collect()
+}
+
+async fn rotation_keeps_the_old_key_published_until_its_tokens_expire(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let old_token = app.customer("ada@example.com").await;
+    let before = jwks_kids(&app).await;
+    assert_eq!(before.len(), 1);
+
+    let context = app.context().await;
+    let new_key = identity::ops::rotate_signing_key(&context)
+        .await
+        .expect("rotated");
+    let after = jwks_kids(&app).await;
+    assert_eq!(after.len(), 2, "both keys are published");
+    assert!(after.contains(&before[0]) && after.contains(&new_key.kid().to_owned()));
+
+    assert_eq!(
+        app.get_as("/me", &old_token).await.status().as_u16(),
+        200,
+        "old tokens still verify"
+    );
+    let new_token = access(&app.login("ada@example.com", PASSWORD).await);
+    assert_eq!(app.get_as("/me", &new_token).await.status().as_u16(), 200);
+    let header = new_token.split('.').next().expect("a header");
+    assert!(
+        String::from_utf8(
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .expect("b64")
+        )
+        .expect("UTF-8")
+        .contains(new_key.kid()),
+        "new tokens are signed with the new key"
+    );
+
+    // Once every token of the old key has expired, only the new key is published.
+    let retired_long_ago = identity::ops::now() + 3600;
+    let published = context
+        .store
+        .published_keys(retired_long_ago)
+        .await
+        .expect("readable");
+    let published: Vec<&str> = published.iter().map(|stored| stored.key.kid()).collect();
+    assert_eq!(published, vec![new_key.kid()]);
+}
+
+async fn only_admins_may_rotate(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let customer = app.customer("ada@example.com").await;
+    let refused = app
+        .client
+        .post(app.url("/keys/rotate"))
+        .bearer_auth(&customer)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.status().as_u16(), 403);
+    let anonymous = app
+        .client
+        .post(app.url("/keys/rotate"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(anonymous.status().as_u16(), 401);
+}
