@@ -21,6 +21,8 @@ pub struct Config {
     pub log: LogConfig,
     /// How every service finds and checks access tokens.
     pub auth: AuthConfig,
+    /// The message bus.
+    pub bus: BusConfig,
     /// The gateway.
     pub gateway: gateway::Config,
     /// Identity.
@@ -35,11 +37,28 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             log: LogConfig::default(),
             auth: AuthConfig::default(),
+            bus: BusConfig::default(),
             gateway: gateway::Config::default(),
             identity: identity::Config::default(),
             catalog: catalog::Config::default(),
         }
     }
+}
+
+/// Which message bus the shop's services share.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BusConfig {
+    /// The embedded bus: `bus.db` in the data folder; for one process (`bazaar up`).
+    #[default]
+    Embedded,
+    /// NATS JetStream, shared by every process of a distributed shop.
+    Jetstream {
+        /// The server, e.g. `nats://nats:4222`.
+        url: String,
+        /// The stream holding the shop's messages, e.g. `BAZAAR`.
+        stream: String,
+    },
 }
 
 impl Config {

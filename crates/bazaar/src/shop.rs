@@ -8,15 +8,19 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::Router;
 use gateway::UpstreamUrl;
+use platform::bus::Bus;
+use platform::bus::embedded::EmbeddedBus;
+use platform::bus::jetstream::JetStreamBus;
+use platform::service::{Context, Service};
 use platform::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{BusConfig, Config};
 use crate::topology::ServiceName;
 
 /// Services running in this process.
@@ -62,14 +66,25 @@ impl Shop {
             }
         }
 
+        let context = Context {
+            bus: open_bus(&config).await?,
+            verifier: config.auth.verifier(),
+            shutdown: shutdown.clone(),
+        };
         let mut tasks = JoinSet::new();
         for (service, listener) in listeners {
-            let app = build(service, &config)
+            let built = build(service, &config, &context)
                 .await
                 .with_context(|| format!("starting {service}"))?;
+            for worker in built.workers {
+                tasks.spawn(async move {
+                    worker.await;
+                    Ok(())
+                });
+            }
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
-                platform::http::serve(listener, app, shutdown)
+                platform::http::serve(listener, built.router, shutdown)
                     .await
                     .with_context(|| format!("{service} stopped serving"))
             });
@@ -92,10 +107,37 @@ impl Shop {
     }
 }
 
-async fn build(service: ServiceName, config: &Config) -> anyhow::Result<Router> {
+async fn build(
+    service: ServiceName,
+    config: &Config,
+    context: &Context,
+) -> anyhow::Result<Service> {
     Ok(match service {
-        ServiceName::Gateway => gateway::build(&config.gateway, config.auth.verifier()),
-        ServiceName::Identity => identity::build(&config.identity, &config.auth).await?,
-        ServiceName::Catalog => catalog::build(&config.catalog, config.auth.verifier()).await?,
+        ServiceName::Gateway => {
+            Service::serving(gateway::build(&config.gateway, context.verifier.clone()))
+        }
+        ServiceName::Identity => {
+            Service::serving(identity::build(&config.identity, &config.auth).await?)
+        }
+        ServiceName::Catalog => catalog::build(&config.catalog, context).await?,
     })
+}
+
+/// The bus the configuration names, shared by every service of the process.
+async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
+    match &config.bus {
+        BusConfig::Embedded => {
+            let path = config.data_dir.join("bus.db");
+            let bus = EmbeddedBus::open(&path)
+                .await
+                .with_context(|| format!("opening the embedded bus at {}", path.display()))?;
+            Ok(Arc::new(bus))
+        }
+        BusConfig::Jetstream { url, stream } => {
+            let bus = JetStreamBus::connect(url, stream)
+                .await
+                .with_context(|| format!("connecting to JetStream at {url}"))?;
+            Ok(Arc::new(bus))
+        }
+    }
 }

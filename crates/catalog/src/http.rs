@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use contracts::catalog as api;
 use platform::auth::Admin;
 use platform::http::Json as JsonBody;
-use platform::http::{BearerAuth, Query};
+use platform::http::{BearerAuth, Query, RequestId};
 use platform::problem::{FieldError, Problem};
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -313,6 +313,7 @@ where
 async fn create_product(
     Admin(admin): Admin,
     State(store): State<Store>,
+    RequestId(request): RequestId,
     JsonBody(body): JsonBody<CreateProduct>,
 ) -> Result<(StatusCode, Json<api::Product>), Problem> {
     let product = NewProduct::parse(RawProduct {
@@ -326,7 +327,7 @@ async fn create_product(
     })
     .map_err(invalid)?
     .into_product(ProductId::generate());
-    store.create_product(&product).await?;
+    store.create_product(&product, &request).await?;
     tracing::info!(admin = admin.id, product = %product.id, slug = product.slug.as_str(), "created a product");
     Ok((StatusCode::CREATED, Json(product_view(product))))
 }
@@ -351,6 +352,7 @@ async fn create_product(
 async fn update_product(
     Admin(admin): Admin,
     State(store): State<Store>,
+    RequestId(request): RequestId,
     Path(product): Path<String>,
     JsonBody(body): JsonBody<UpdateProduct>,
 ) -> Result<Json<api::Product>, Problem> {
@@ -366,7 +368,7 @@ async fn update_product(
     })
     .map_err(invalid)?;
     let updated = store
-        .update_product(&reference, &patch)
+        .update_product(&reference, &patch, &request)
         .await?
         .ok_or_else(|| no_product(&product))?;
     tracing::info!(admin = admin.id, product = %updated.id, "updated a product");
@@ -391,10 +393,11 @@ async fn update_product(
 async fn delete_product(
     Admin(admin): Admin,
     State(store): State<Store>,
+    RequestId(request): RequestId,
     Path(product): Path<String>,
 ) -> Result<StatusCode, Problem> {
     let reference = ProductRef::parse(&product).map_err(bad_product_ref)?;
-    if !store.delete_product(&reference).await? {
+    if !store.delete_product(&reference, &request).await? {
         return Err(no_product(&product));
     }
     tracing::info!(admin = admin.id, product, "deleted a product");

@@ -4,6 +4,9 @@
 //! service) and answers shoppers over REST (through the gateway, under `/api/catalog`) and
 //! other services over gRPC (`bazaar.catalog.v1.Catalog`), both on one port.
 //!
+//! Admin changes to products publish versioned events (`catalog.product_created.v1`,
+//! `catalog.product_price_changed.v1`, `catalog.product_deleted.v1`) through its outbox.
+//!
 //! It does not own stock (inventory) or what a customer pays (orders fix the price when an
 //! order is placed).
 //!
@@ -21,10 +24,10 @@ pub mod seed;
 pub mod store;
 
 use anyhow::Context as _;
-use axum::Router;
-use platform::auth::Verifier;
 use platform::db::{Database, PoolSettings};
 use platform::http::Readiness;
+use platform::outbox::{self, Relay, RelaySettings};
+use platform::service::{Context, Service};
 
 pub use config::Config;
 
@@ -32,10 +35,9 @@ pub use config::Config;
 pub const NAME: &str = "catalog";
 
 /// Connects to the database, migrates it, loads the demo data if configured, and returns
-/// the app to serve: REST, gRPC and health on one router.
-///
-/// `verifier` checks the access tokens of admin requests.
-pub async fn build(config: &Config, verifier: Verifier) -> anyhow::Result<Router> {
+/// the service: REST, gRPC and health on one router, and the outbox relay that
+/// publishes its events.
+pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service> {
     let url = config
         .database_url
         .as_ref()
@@ -52,16 +54,26 @@ pub async fn build(config: &Config, verifier: Verifier) -> anyhow::Result<Router
         platform::config::Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
         platform::config::Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
     };
-    db.migrate(&migrator).await?;
-    let store = store::Store::new(db.clone());
+    db.migrate(migrator).await?;
+    outbox::migrate(&db).await?;
+    let relay = Relay::new(
+        NAME,
+        db.clone(),
+        context.bus.clone(),
+        RelaySettings::default(),
+    );
+    let store = store::Store::new(db.clone(), relay.waker());
     if config.seed_demo_data {
         seed::apply_demo(&store).await?;
     }
     let routes = platform::grpc::mount(http::router(store.clone()), grpc::service(store))
-        .layer(axum::Extension(verifier));
+        .layer(axum::Extension(context.verifier.clone()));
     let readiness = Readiness::new().with("database", move || {
         let db = db.clone();
         async move { db.ping().await }
     });
-    Ok(platform::http::app(NAME, routes, readiness))
+    Ok(Service {
+        router: platform::http::app(NAME, routes, readiness),
+        workers: vec![Box::pin(relay.run(context.shutdown.clone()))],
+    })
 }

@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
+use contracts::messaging::Message;
+use contracts::messaging::catalog::{ProductCreatedV1, ProductDeletedV1, ProductPriceChangedV1};
 use contracts::{Currency, Money};
 use platform::db::Database;
+use platform::outbox::{self, Waker};
 use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
 use sqlx::{Any, AssertSqlSafe, Executor, Row as _};
@@ -14,10 +17,11 @@ use crate::domain::{
     Slug, SortKey, SortValue,
 };
 
-/// The catalog's tables.
+/// The catalog's tables, its outbox included.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Database,
+    relay: Waker,
 }
 
 /// One page of a product listing.
@@ -62,9 +66,10 @@ macro_rules! select_product {
 const SELECT_PRODUCT: &str = select_product!();
 
 impl Store {
-    /// The store over `db`, which must be migrated.
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    /// The store over `db`, which must be migrated; `relay` is woken after each commit
+    /// that wrote to the outbox.
+    pub fn new(db: Database, relay: Waker) -> Self {
+        Self { db, relay }
     }
 
     /// One page of products matching `query`.
@@ -170,8 +175,16 @@ impl Store {
     }
 
     /// Adds `product`, in its category.
-    pub async fn create_product(&self, product: &Product) -> Result<(), WriteError> {
+    ///
+    /// `ProductCreated` goes to the outbox in the same transaction; `correlation` is the
+    /// request's id.
+    pub async fn create_product(
+        &self,
+        product: &Product,
+        correlation: &str,
+    ) -> Result<(), WriteError> {
         let now = now_millis();
+        let mut tx = self.db.pool().begin().await.context("starting a create")?;
         // Selecting the category id in the same statement makes "no such category" and
         // the insert one atomic step: zero rows inserted means the category is unknown.
         let inserted = sqlx::query(
@@ -191,21 +204,35 @@ impl Store {
         .bind(product.search_text())
         .bind(now)
         .bind(product.category.as_str().to_owned())
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|error| product_write_error(error, product))?
         .rows_affected();
         if inserted == 0 {
             return Err(WriteError::UnknownCategory(product.category.clone()));
         }
+        let event = ProductCreatedV1 {
+            product_id: product.id.to_string(),
+            slug: product.slug.as_str().to_owned(),
+            name: product.name.clone(),
+            category: product.category.as_str().to_owned(),
+            price: product.price,
+        };
+        self.enqueue(&mut tx, &event, correlation).await?;
+        tx.commit().await.context("committing a create")?;
+        self.relay.wake();
         Ok(())
     }
 
     /// Changes the product with this id or slug; `None` if there is none.
+    ///
+    /// A price change sends `ProductPriceChanged` through the outbox, in the same
+    /// transaction; `correlation` is the request's id.
     pub async fn update_product(
         &self,
         reference: &ProductRef,
         patch: &ProductPatch,
+        correlation: &str,
     ) -> Result<Option<Product>, WriteError> {
         let now = now_millis();
         let mut tx = self.db.pool().begin().await.context("starting an update")?;
@@ -230,6 +257,7 @@ impl Store {
         let current = fetch_product(&mut *tx, reference)
             .await?
             .context("a locked product disappeared")?;
+        let old_price = current.price;
         let product = patch.apply(current);
         let updated = sqlx::query(
             "UPDATE products SET slug = $2, name = $3, description = $4, category_id = c.id, \
@@ -255,23 +283,57 @@ impl Store {
         if updated == 0 {
             return Err(WriteError::UnknownCategory(product.category));
         }
+        if product.price != old_price {
+            let event = ProductPriceChangedV1 {
+                product_id: product.id.to_string(),
+                old_price,
+                new_price: product.price,
+            };
+            self.enqueue(&mut tx, &event, correlation).await?;
+        }
         tx.commit().await.context("committing an update")?;
+        self.relay.wake();
         Ok(Some(product))
     }
 
-    /// Removes the product with this id or slug; `false` if there was none.
-    pub async fn delete_product(&self, reference: &ProductRef) -> anyhow::Result<bool> {
+    /// Removes the product with this id or slug, sending `ProductDeleted` through the
+    /// outbox in the same transaction; `false` if there was none.
+    pub async fn delete_product(
+        &self,
+        reference: &ProductRef,
+        correlation: &str,
+    ) -> anyhow::Result<bool> {
         let sql = match reference {
-            ProductRef::Id(_) => "DELETE FROM products WHERE id = $1",
-            ProductRef::Slug(_) => "DELETE FROM products WHERE slug = $1",
+            ProductRef::Id(_) => "DELETE FROM products WHERE id = $1 RETURNING id",
+            ProductRef::Slug(_) => "DELETE FROM products WHERE slug = $1 RETURNING id",
         };
+        let mut tx = self.db.pool().begin().await.context("starting a delete")?;
         let deleted = sqlx::query(sql)
             .bind(reference_key(reference))
-            .execute(self.db.pool())
+            .fetch_optional(&mut *tx)
             .await
-            .context("deleting a product")?
-            .rows_affected();
-        Ok(deleted > 0)
+            .context("deleting a product")?;
+        let Some(row) = deleted else {
+            return Ok(false);
+        };
+        let event = ProductDeletedV1 {
+            product_id: row.try_get("id")?,
+        };
+        self.enqueue(&mut tx, &event, correlation).await?;
+        tx.commit().await.context("committing a delete")?;
+        self.relay.wake();
+        Ok(true)
+    }
+
+    /// Writes `message` to the outbox inside `tx`.
+    async fn enqueue<M: Message>(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        message: &M,
+        correlation: &str,
+    ) -> anyhow::Result<()> {
+        let envelope = outbox::envelope(crate::NAME, message, correlation, None)?;
+        outbox::enqueue(tx, &envelope).await
     }
 
     /// Adds `category` after every existing one in display order.

@@ -45,6 +45,7 @@ pub const NAME: &str = "identity";
 /// Connects to the database, migrates it, and returns the app to serve.
 pub async fn build(config: &Config, auth: &AuthConfig) -> anyhow::Result<Router> {
     let identity = Arc::new(context(config, auth).await?);
+    ops::signing_key(&identity).await?;
     // Identity verifies its own tokens from its own tables, not over the network.
     let verifier = Verifier::new(auth.settings(), OwnKeys(identity.clone()));
     let db_check = identity.store.clone();
@@ -71,8 +72,12 @@ pub async fn context(config: &Config, auth: &AuthConfig) -> anyhow::Result<Ident
         },
     )
     .await?;
-    db.migrate(&sqlx::migrate!("./migrations")).await?;
-    Identity::new(store::Store::new(db), config.clone(), auth.issuer.clone()).await
+    db.migrate(sqlx::migrate!("./migrations")).await?;
+    Ok(Identity::new(
+        store::Store::new(db),
+        config.clone(),
+        auth.issuer.clone(),
+    ))
 }
 
 /// The published keys, read from identity's own store.

@@ -27,9 +27,6 @@ pub struct Identity {
     pub policy: PasswordPolicy,
     /// Sign-in throttling.
     pub throttle: Throttle,
-    /// A hash verified when the email is unknown, so that answer takes as long as a
-    /// wrong password.
-    dummy_hash: String,
 }
 
 /// A field of a request that failed to parse, and why.
@@ -71,9 +68,8 @@ const BAD_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 
 impl Identity {
     /// The context over `store`.
-    pub async fn new(store: Store, config: Config, issuer: String) -> anyhow::Result<Self> {
-        let dummy_hash = password::hash(new_refresh_token()?).await?;
-        Ok(Self {
+    pub fn new(store: Store, config: Config, issuer: String) -> Self {
+        Self {
             policy: PasswordPolicy {
                 min_chars: config.password_min_chars,
                 max_chars: config.password_max_chars,
@@ -82,8 +78,7 @@ impl Identity {
             store,
             config,
             issuer,
-            dummy_hash,
-        })
+        }
     }
 }
 
@@ -160,7 +155,7 @@ pub async fn login(
     let user = identity.store.user_by_email(&email).await?;
     // An unknown email costs one hash verification too, so timing does not tell it apart.
     let hash = user.as_ref().map_or_else(
-        || identity.dummy_hash.clone(),
+        || password::DUMMY_HASH.to_owned(),
         |user| user.password_hash.clone(),
     );
     let matches = password::verify(password.to_owned(), hash).await?;
@@ -304,8 +299,9 @@ pub async fn rotate_signing_key(identity: &Identity) -> anyhow::Result<SigningKe
 }
 
 /// The key to sign with: the active one, or a new one if there is none or it is older
-/// than `signing_key_max_age_secs`. Read per issuance, so replicas agree on the key.
-async fn signing_key(identity: &Identity) -> anyhow::Result<SigningKey> {
+/// than `signing_key_max_age_secs`. Read per issuance, so replicas agree on the key;
+/// called at start too, so the JWKS is never empty.
+pub async fn signing_key(identity: &Identity) -> anyhow::Result<SigningKey> {
     let max_age = i64::try_from(identity.config.signing_key_max_age_secs).unwrap_or(i64::MAX);
     match identity.store.active_key().await? {
         Some(stored) if now().saturating_sub(stored.created_at) < max_age => Ok(stored.key),

@@ -13,6 +13,12 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// A hash of a random password nobody knows, with the same parameters as real ones:
+/// verifying against it costs what verifying a real password costs, which is all it is
+/// for (an unknown email must take as long as a wrong password). A constant, so start-up
+/// does not spend a hash on it.
+pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$M7tdGnQtES2Zlv75MzyGNw$WzLGEBzTYLKiP+Sf1iEvfqTtKhRvIjUSlZFct7AUesQ";
+
 /// The PHC string of `password` with a fresh random salt.
 pub async fn hash(password: String) -> anyhow::Result<String> {
     tokio::task::spawn_blocking(move || {

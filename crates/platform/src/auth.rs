@@ -23,6 +23,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::problem::Problem;
 
+/// How soon a failed JWKS fetch may be retried.
+const FAILED_FETCH_RETRY: Duration = Duration::from_secs(1);
+
 /// The longest token accepted, in bytes; a real one is well under 1 KiB.
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
@@ -219,8 +222,8 @@ struct Inner {
     source: Box<dyn KeySource>,
     keys: RwLock<HashMap<String, DecodingKey>>,
     /// Held while fetching, so concurrent misses cause one fetch; records when the
-    /// last fetch happened.
-    fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// last fetch happened and whether it succeeded.
+    fetch: tokio::sync::Mutex<Option<(Instant, bool)>>,
 }
 
 /// Why a token was refused. The message is safe to show the caller.
@@ -304,12 +307,22 @@ impl Verifier {
         if let Some(key) = self.cached(kid) {
             return Some(key);
         }
+        // After a failed fetch (identity not up yet, say) retry sooner, so a restart
+        // does not lock everyone out for a whole interval.
         let interval = self.inner.settings.refresh_interval;
-        if last_fetch.is_some_and(|at| at.elapsed() < interval) {
-            return None;
+        if let Some((at, succeeded)) = *last_fetch {
+            let wait = if succeeded {
+                interval
+            } else {
+                interval.min(FAILED_FETCH_RETRY)
+            };
+            if at.elapsed() < wait {
+                return None;
+            }
         }
-        *last_fetch = Some(Instant::now());
-        match self.inner.source.fetch().await {
+        let fetched = self.inner.source.fetch().await;
+        *last_fetch = Some((Instant::now(), fetched.is_ok()));
+        match fetched {
             Ok(set) => {
                 let keys: HashMap<String, DecodingKey> = set
                     .keys
@@ -516,6 +529,61 @@ mod tests {
         assert_eq!(
             verifier.verify(&forged).await,
             Err(AuthError::Invalid("the token's signature is invalid"))
+        );
+    }
+
+    /// A source that counts its fetches.
+    struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>, JwkSet);
+
+    impl KeySource for Counting {
+        fn fetch(&self) -> BoxFuture<'_, anyhow::Result<JwkSet>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let set = self.1.clone();
+            Box::pin(async move { Ok(set) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_key_ids_fetches_the_jwks_once_per_interval() {
+        let key = SigningKey::generate("k1").expect("a key");
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let set = JwkSet {
+            keys: vec![key.public_jwk().expect("a JWK")],
+        };
+        let settings = VerifierSettings {
+            issuer: "https://shop.test/identity".to_owned(),
+            leeway: Duration::from_secs(5),
+            refresh_interval: Duration::from_secs(3600),
+        };
+        let verifier = Verifier::new(settings, Counting(fetches.clone(), set));
+        let good = key
+            .sign(&claims("https://shop.test/identity", 60))
+            .expect("signed");
+        assert!(verifier.verify(&good).await.is_ok());
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let attempts = (0..50).map(|n| {
+            let forged = SigningKey::from_seed(format!("random-{n}"), *key.seed());
+            let token = forged
+                .sign(&claims("https://shop.test/identity", 60))
+                .expect("signed");
+            let verifier = verifier.clone();
+            tokio::spawn(async move { verifier.verify(&token).await })
+        });
+        for attempt in futures_util::future::join_all(attempts).await {
+            assert_eq!(
+                attempt.expect("ran"),
+                Err(AuthError::Invalid("the token's key is unknown"))
+            );
+        }
+        assert_eq!(
+            fetches.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "unknown kids within the interval must not refetch"
+        );
+        assert!(
+            verifier.verify(&good).await.is_ok(),
+            "known keys keep working"
         );
     }
 

@@ -95,7 +95,12 @@ impl Database {
 
     /// Applies the service's embedded migrations that have not run yet. On PostgreSQL a
     /// lock makes this safe when several replicas start at once.
-    pub async fn migrate(&self, migrator: &Migrator) -> anyhow::Result<()> {
+    ///
+    /// A database may hold migrations from more than one migrator (a service's own and
+    /// the chassis' outbox and inbox), so versions another migrator applied are not an
+    /// error here.
+    pub async fn migrate(&self, mut migrator: Migrator) -> anyhow::Result<()> {
+        migrator.set_ignore_missing(true);
         migrator
             .run(&self.pool)
             .await

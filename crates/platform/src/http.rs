@@ -197,6 +197,25 @@ async fn record_metrics(
     response
 }
 
+/// The request's id (`x-request-id`, set at the edge or by [`app`]): the correlation id
+/// of the messages a request causes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get(REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| !id.is_empty() && id.len() <= 200)
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+        Ok(Self(id))
+    }
+}
+
 /// The client's address: the peer's, unless the peer is a trusted proxy (the gateway),
 /// in which case the last address the proxy appended to `X-Forwarded-For`. Anything
 /// earlier in that header is the client's own claim and is never believed.

@@ -14,14 +14,23 @@
 //! - [`db`]: one connection pool type for SQLite (embedded mode) and PostgreSQL (distributed
 //!   mode), chosen by URL, with embedded migrations.
 //! - [`shutdown`]: the signal every server and worker waits on.
+//! - [`service`]: the [`service::Context`] a service is built with and the
+//!   [`service::Service`] (router and workers) it returns.
+//! - [`bus`]: the message bus interface and its embedded and JetStream adapters.
+//! - [`outbox`] and [`inbox`]: publishing state changes' messages from the same
+//!   transaction, and consuming messages with effectively-once effects.
 //! - [`auth`]: access token verification against identity's JWKS, and the
 //!   [`auth::AuthUser`] and [`auth::Admin`] extractors.
 
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod http;
+pub mod inbox;
+pub mod outbox;
 pub mod problem;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

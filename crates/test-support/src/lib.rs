@@ -7,8 +7,10 @@
 //! install: a PostgreSQL test never passes by skipping.
 //!
 //! [`security`] holds the checks every service reuses: the JWT attack corpus and the
-//! object-level authorization check.
+//! object-level authorization check. [`nats::NatsServer`] is a JetStream server of the
+//! test's own, which it can kill and restart.
 
+pub mod nats;
 pub mod security;
 
 use std::net::{SocketAddr, TcpStream};

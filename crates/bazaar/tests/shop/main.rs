@@ -21,8 +21,11 @@ struct RunningShop {
 
 impl RunningShop {
     async fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(Config::ephemeral(data_dir.to_owned())).await
+    }
+
+    async fn start_with(config: Config) -> Self {
         let shutdown = Shutdown::new();
-        let config = Config::ephemeral(data_dir.to_owned());
         let shop = Shop::start(&config, &ServiceName::ALL, shutdown.clone())
             .await
             .expect("the shop starts");
@@ -258,4 +261,38 @@ async fn an_admin_manages_the_catalog_and_a_customer_may_not() {
     assert_eq!(created.status().as_u16(), 201);
     let teapot = shop.get_json("/api/catalog/products/test-teapot").await;
     assert_eq!(teapot["price"]["amount_minor"], 2500);
+}
+
+/// Distributed mode's data plane with embedded mode's process: every service on its own
+/// PostgreSQL database, messages on JetStream, driven through the gateway.
+#[tokio::test]
+async fn the_shop_runs_on_postgresql_and_jetstream() {
+    use test_support::{Engine, TestDatabase};
+    let data = tempfile::tempdir().expect("a folder");
+    let identity_db = TestDatabase::new(Engine::Postgres).await;
+    let catalog_db = TestDatabase::new(Engine::Postgres).await;
+    let nats = test_support::nats::NatsServer::start();
+    let mut config = Config::ephemeral(data.path().to_owned());
+    config.identity.database_url = Some(identity_db.url().clone());
+    config.catalog.database_url = Some(catalog_db.url().clone());
+    config.bus = bazaar::config::BusConfig::Jetstream {
+        url: nats.url(),
+        stream: "SHOP".to_owned(),
+    };
+    let shop = RunningShop::start_with(config).await;
+
+    let token = shop.customer("ada@example.com").await;
+    let me = shop
+        .client
+        .get(shop.url("/api/identity/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(me.status().as_u16(), 200);
+    let page = shop.get_json("/api/catalog/products?limit=5").await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(5));
+    for file in ["identity.db", "catalog.db", "bus.db"] {
+        assert!(!data.path().join(file).exists(), "{file} was made");
+    }
 }

@@ -1,7 +1,10 @@
 //! Spawning the catalog on port 0 over a fresh database.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use platform::bus::embedded::EmbeddedBus;
+use platform::service::Context;
 use platform::shutdown::Shutdown;
 use reqwest::Method;
 use serde_json::Value;
@@ -13,8 +16,11 @@ pub(crate) struct TestApp {
     pub(crate) client: reqwest::Client,
     /// Mints the tokens this catalog trusts.
     pub(crate) issuer: TestIssuer,
+    /// The bus the catalog publishes its events to.
+    pub(crate) bus: Arc<EmbeddedBus>,
     db: Option<TestDatabase>,
     shutdown: Shutdown,
+    _bus_folder: Arc<tempfile::TempDir>,
 }
 
 impl TestApp {
@@ -32,21 +38,41 @@ impl TestApp {
             seed_demo_data: true,
         };
         let issuer = TestIssuer::new();
-        let app = catalog::build(&config, issuer.verifier())
+        let bus_folder = Arc::new(tempfile::tempdir().expect("a folder"));
+        let bus = Arc::new(
+            EmbeddedBus::open(&bus_folder.path().join("bus.db"))
+                .await
+                .expect("a bus"),
+        );
+        let shutdown = Shutdown::new();
+        let context = Context {
+            bus: bus.clone(),
+            verifier: issuer.verifier(),
+            shutdown: shutdown.clone(),
+        };
+        let service = catalog::build(&config, &context)
             .await
             .expect("the catalog starts");
+        for worker in service.workers {
+            tokio::spawn(worker);
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .expect("a free port");
         let address = listener.local_addr().expect("bound");
-        let shutdown = Shutdown::new();
-        tokio::spawn(platform::http::serve(listener, app, shutdown.clone()));
+        tokio::spawn(platform::http::serve(
+            listener,
+            service.router,
+            shutdown.clone(),
+        ));
         Self {
             address,
             client: reqwest::Client::new(),
             issuer,
+            bus,
             db: Some(db),
             shutdown,
+            _bus_folder: bus_folder,
         }
     }
 

@@ -2,7 +2,9 @@
 
 mod admin;
 mod admin_input;
+mod attacks;
 mod bad_input;
+mod events;
 mod grpc;
 mod health;
 mod helpers;

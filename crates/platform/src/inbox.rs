@@ -1,0 +1,161 @@
+//! The inbox: consuming messages with effectively-once effects.
+//!
+//! A handler's effects and the record that the message was handled commit in one
+//! transaction. A message delivered again (the ack was lost, the consumer crashed after
+//! commit, the producer's relay published it twice) finds its record and is only
+//! acknowledged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::messaging::Envelope;
+use futures_util::future::BoxFuture;
+
+use crate::bus::{Bus, Subscription, SubscriptionSpec, backoff};
+use crate::db::Database;
+use crate::outbox::now_ms;
+use crate::shutdown::Shutdown;
+
+/// Applies one message's effects inside the transaction it is given.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `envelope`. An error rolls the transaction back and the message is
+    /// delivered again later.
+    fn handle<'a>(
+        &'a self,
+        connection: &'a mut sqlx::AnyConnection,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// What became of one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its effects were applied now.
+    Applied,
+    /// It had been handled before; nothing was done.
+    Duplicate,
+    /// The handler failed; the message will come again.
+    Failed,
+}
+
+/// Applies `envelope` through `handler` unless subscription `subscription` handled it
+/// before, recording it in the same transaction as the effects.
+pub async fn apply(
+    db: &Database,
+    subscription: &str,
+    envelope: &Envelope,
+    handler: &dyn Handler,
+) -> anyhow::Result<Outcome> {
+    let mut tx = db
+        .pool()
+        .begin()
+        .await
+        .context("starting an inbox transaction")?;
+    let first = sqlx::query(
+        "INSERT INTO inbox (subscription, message_id, handled_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (subscription, message_id) DO NOTHING",
+    )
+    .bind(subscription.to_owned())
+    .bind(envelope.id.clone())
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await
+    .context("recording a message in the inbox")?
+    .rows_affected()
+        == 1;
+    if !first {
+        tx.rollback().await?;
+        return Ok(Outcome::Duplicate);
+    }
+    handler.handle(&mut tx, envelope).await?;
+    tx.commit().await.context("committing a handled message")?;
+    Ok(Outcome::Applied)
+}
+
+/// One consumer of a durable subscription, applying messages through the inbox.
+pub struct Consumer {
+    db: Database,
+    name: String,
+    subscription: Box<dyn Subscription>,
+    handler: Arc<dyn Handler>,
+}
+
+impl Consumer {
+    /// Subscribes to `spec` on `bus`, applying messages with `handler` in `db`.
+    pub async fn new(
+        db: Database,
+        bus: &dyn Bus,
+        spec: &SubscriptionSpec,
+        handler: Arc<dyn Handler>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            db,
+            name: spec.name.clone(),
+            subscription: bus.subscribe(spec).await?,
+            handler,
+        })
+    }
+
+    /// Handles the next message, waiting up to `wait` for one; `None` if none came.
+    /// Acknowledges it once its effects are committed (or it was a duplicate), refuses
+    /// it with backoff if the handler failed.
+    pub async fn consume_once(&mut self, wait: Duration) -> anyhow::Result<Option<Outcome>> {
+        let Some(delivery) = self.subscription.next(wait).await? else {
+            return Ok(None);
+        };
+        let outcome = apply(
+            &self.db,
+            &self.name,
+            &delivery.envelope,
+            self.handler.as_ref(),
+        )
+        .await;
+        let outcome = match outcome {
+            Ok(outcome) => {
+                delivery.ack().await?;
+                outcome
+            }
+            Err(error) => {
+                tracing::warn!(
+                    subscription = self.name,
+                    message = delivery.envelope.id,
+                    kind = delivery.envelope.kind,
+                    attempt = delivery.attempt,
+                    "handling a message failed: {error:#}"
+                );
+                let delay = backoff(delivery.attempt);
+                delivery.nack(delay).await?;
+                Outcome::Failed
+            }
+        };
+        let label = match outcome {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Failed => "failed",
+        };
+        metrics::counter!("messages_handled_total", "subscription" => self.name.clone(), "outcome" => label).increment(1);
+        Ok(Some(outcome))
+    }
+
+    /// Consumes until `shutdown`, backing off while the bus fails.
+    pub async fn run(mut self, shutdown: Shutdown) {
+        let mut failures = 0_u32;
+        while !shutdown.is_triggered() {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                outcome = self.consume_once(Duration::from_secs(1)) => match outcome {
+                    Ok(_) => failures = 0,
+                    Err(error) => {
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(subscription = self.name, "consuming failed: {error:#}");
+                        tokio::select! {
+                            () = shutdown.wait() => return,
+                            () = tokio::time::sleep(backoff(failures)) => {}
+                        }
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The transactional outbox: a service writes the messages a state change causes in the
+//! same transaction as the change, and a relay publishes them afterwards.
+//!
+//! Nothing is lost if the process dies between commit and publish: the rows wait in the
+//! outbox. A row is marked published only after the bus acknowledged it; if the process
+//! dies between the two, the row is published again and the bus drops the duplicate by
+//! message id. While the bus is down the relay backs off, rows wait with their next
+//! attempt time, and the backlog drains when the bus returns. Several relays (one per
+//! replica) share a PostgreSQL outbox: each claims a batch with `FOR UPDATE SKIP
+//! LOCKED`, so they never publish the same row at the same time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::messaging::{Envelope, Message};
+use sqlx::Row as _;
+use tokio::sync::Notify;
+
+use crate::bus::{Bus, backoff};
+use crate::config::Engine;
+use crate::db::Database;
+use crate::shutdown::Shutdown;
+
+/// Creates the outbox and inbox tables in a service's database.
+pub async fn migrate(db: &Database) -> anyhow::Result<()> {
+    db.migrate(sqlx::migrate!("./migrations/messaging")).await
+}
+
+/// A new envelope for `message`, produced by `source` while handling `correlation_id`
+/// (the request id, or the correlation id of the message being handled).
+pub fn envelope<M: Message>(
+    source: &str,
+    message: &M,
+    correlation_id: &str,
+    causation_id: Option<&str>,
+) -> anyhow::Result<Envelope> {
+    Ok(Envelope {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: M::TYPE.to_owned(),
+        source: source.to_owned(),
+        occurred_at_ms: now_ms(),
+        correlation_id: correlation_id.to_owned(),
+        causation_id: causation_id.map(str::to_owned),
+        traceparent: None,
+        payload: serde_json::to_value(message).context("encoding a message")?,
+    })
+}
+
+/// Adds `envelope` to the outbox inside the caller's transaction.
+pub async fn enqueue(
+    connection: &mut sqlx::AnyConnection,
+    envelope: &Envelope,
+) -> anyhow::Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO outbox (id, envelope, created_at, attempts, next_attempt_at) \
+         VALUES ($1, $2, $3, 0, $3)",
+    )
+    .bind(envelope.id.clone())
+    .bind(serde_json::to_string(envelope).context("encoding an envelope")?)
+    .bind(now)
+    .execute(connection)
+    .await
+    .context("writing to the outbox")?;
+    Ok(())
+}
+
+/// Wakes a relay after an outbox write was committed, so messages leave at once rather
+/// than at the relay's next idle poll.
+#[derive(Clone, Debug, Default)]
+pub struct Waker(Option<Arc<Notify>>);
+
+impl Waker {
+    /// A waker that wakes nothing: for a writer whose relay runs elsewhere.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Wakes the relay.
+    pub fn wake(&self) {
+        if let Some(notify) = &self.0 {
+            notify.notify_one();
+        }
+    }
+}
+
+/// How a relay works.
+#[derive(Clone, Copy, Debug)]
+pub struct RelaySettings {
+    /// Rows claimed and published per round.
+    pub batch: u32,
+    /// How long a claim keeps other relays off a row; longer than a round takes.
+    pub claim_for: Duration,
+    /// How often an idle relay looks, in case a wake-up was missed (another replica
+    /// wrote the row).
+    pub idle_poll: Duration,
+    /// How long a published row is kept, for inspection, before it is deleted.
+    pub keep_published: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch: 100,
+            claim_for: Duration::from_secs(30),
+            idle_poll: Duration::from_millis(250),
+            keep_published: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Publishes a service's outbox.
+#[derive(Clone)]
+pub struct Relay {
+    service: &'static str,
+    db: Database,
+    bus: Arc<dyn Bus>,
+    settings: RelaySettings,
+    wake: Arc<Notify>,
+}
+
+/// The outbox's backlog, for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backlog {
+    /// Rows not yet published.
+    pub pending: i64,
+    /// Age of the oldest of them, in milliseconds.
+    pub oldest_ms: Option<i64>,
+}
+
+impl Relay {
+    /// A relay for `service`'s outbox in `db`, publishing to `bus`.
+    pub fn new(
+        service: &'static str,
+        db: Database,
+        bus: Arc<dyn Bus>,
+        settings: RelaySettings,
+    ) -> Self {
+        Self {
+            service,
+            db,
+            bus,
+            settings,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// A handle that tells this relay there is work; give it to whoever writes the
+    /// outbox, to call after committing.
+    pub fn waker(&self) -> Waker {
+        Waker(Some(self.wake.clone()))
+    }
+
+    /// One round: claims a batch of due rows, publishes them in order, and marks each
+    /// published once the bus acknowledged it. Returns how many were published. On a
+    /// bus failure the failed row is rescheduled with backoff, the rest of the batch is
+    /// released, and the error returned.
+    pub async fn relay_once(&self) -> anyhow::Result<usize> {
+        let now = now_ms();
+        let claimed = self.claim(now).await?;
+        let mut published = 0;
+        for (index, (id, envelope, attempts)) in claimed.iter().enumerate() {
+            let outcome = match serde_json::from_str::<Envelope>(envelope) {
+                Ok(envelope) => {
+                    tokio::time::timeout(Duration::from_secs(10), self.bus.publish(&envelope))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!("the bus did not acknowledge within 10 s"))
+                        })
+                }
+                Err(error) => {
+                    Err(anyhow::Error::new(error).context("a stored envelope does not decode"))
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    sqlx::query(
+                        "UPDATE outbox SET published_at = $1, claimed_until = NULL WHERE id = $2",
+                    )
+                    .bind(now_ms())
+                    .bind(id.clone())
+                    .execute(self.db.pool())
+                    .await
+                    .context("marking a row published")?;
+                    published += 1;
+                }
+                Err(error) => {
+                    let attempts = attempts.saturating_add(1);
+                    let delay = backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
+                    let retry_at = now_ms()
+                        .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = $1, next_attempt_at = $2, claimed_until = NULL WHERE id = $3",
+                    )
+                    .bind(attempts)
+                    .bind(retry_at)
+                    .bind(id.clone())
+                    .execute(self.db.pool())
+                    .await
+                    .context("rescheduling a row")?;
+                    self.release(claimed[index + 1..].iter().map(|(id, _, _)| id.clone()))
+                        .await?;
+                    metrics::counter!("outbox_publish_failures_total", "service" => self.service)
+                        .increment(1);
+                    return Err(error.context(format!("publishing outbox row {id}")));
+                }
+            }
+        }
+        if published > 0 {
+            metrics::counter!("outbox_published_total", "service" => self.service)
+                .increment(published as u64);
+        }
+        Ok(published)
+    }
+
+    /// Rows waiting to be published.
+    pub async fn backlog(&self) -> anyhow::Result<Backlog> {
+        let row = sqlx::query("SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox WHERE published_at IS NULL")
+            .fetch_one(self.db.pool())
+            .await
+            .context("measuring the outbox")?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok(Backlog {
+            pending: row.try_get("pending")?,
+            oldest_ms: oldest.map(|created| now_ms().saturating_sub(created)),
+        })
+    }
+
+    /// Relays until `shutdown`: straight on while there is work, waiting for a wake-up
+    /// (or the idle poll) when there is none, backing off while the bus fails.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut failures = 0_u32;
+        let mut last_cleanup = tokio::time::Instant::now();
+        loop {
+            let pause = match self.relay_once().await {
+                Ok(0) => {
+                    failures = 0;
+                    if last_cleanup.elapsed() > Duration::from_secs(60) {
+                        last_cleanup = tokio::time::Instant::now();
+                        if let Err(error) = self.delete_published().await {
+                            tracing::warn!(
+                                service = self.service,
+                                "outbox cleanup failed: {error:#}"
+                            );
+                        }
+                    }
+                    self.record_backlog().await;
+                    self.settings.idle_poll
+                }
+                Ok(_) => {
+                    failures = 0;
+                    Duration::ZERO
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(service = self.service, "outbox relay failed: {error:#}");
+                    self.record_backlog().await;
+                    backoff(failures).max(Duration::from_millis(200))
+                }
+            };
+            if pause.is_zero() {
+                if shutdown.is_triggered() {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.wait() => return,
+                () = self.wake.notified(), if failures == 0 => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    async fn record_backlog(&self) {
+        if let Ok(backlog) = self.backlog().await {
+            metrics::gauge!("outbox_pending", "service" => self.service)
+                .set(backlog.pending as f64);
+            let age = backlog.oldest_ms.unwrap_or(0) as f64 / 1000.0;
+            metrics::gauge!("outbox_oldest_pending_age_seconds", "service" => self.service)
+                .set(age);
+        }
+    }
+
+    async fn claim(&self, now: i64) -> anyhow::Result<Vec<(String, String, i64)>> {
+        // SQLite has one writer at a time, which already makes the claim exclusive;
+        // PostgreSQL needs the rows locked and others' locked rows skipped.
+        let sql = match self.db.engine() {
+            Engine::Sqlite => {
+                "UPDATE outbox SET claimed_until = $1 WHERE id IN ( \
+                   SELECT id FROM outbox WHERE published_at IS NULL AND next_attempt_at <= $2 \
+                   AND (claimed_until IS NULL OR claimed_until <= $2) \
+                   ORDER BY created_at, id LIMIT $3) \
+                 RETURNING id, envelope, attempts, created_at"
+            }
+            Engine::Postgres => {
+                "UPDATE outbox SET claimed_until = $1 WHERE id IN ( \
+                   SELECT id FROM outbox WHERE published_at IS NULL AND next_attempt_at <= $2 \
+                   AND (claimed_until IS NULL OR claimed_until <= $2) \
+                   ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, envelope, attempts, created_at"
+            }
+        };
+        let claim_ms = i64::try_from(self.settings.claim_for.as_millis()).unwrap_or(i64::MAX);
+        let rows = sqlx::query(sql)
+            .bind(now.saturating_add(claim_ms))
+            .bind(now)
+            .bind(i64::from(self.settings.batch))
+            .fetch_all(self.db.pool())
+            .await
+            .context("claiming outbox rows")?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<i64, _>("created_at")?,
+                    row.try_get::<String, _>("id")?,
+                    row.try_get::<String, _>("envelope")?,
+                    row.try_get::<i64, _>("attempts")?,
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // RETURNING does not promise an order; publish oldest first.
+        claimed.sort();
+        Ok(claimed
+            .into_iter()
+            .map(|(_, id, envelope, attempts)| (id, envelope, attempts))
+            .collect())
+    }
+
+    async fn release(&self, ids: impl Iterator<Item = String>) -> anyhow::Result<()> {
+        for id in ids {
+            sqlx::query("UPDATE outbox SET claimed_until = NULL WHERE id = $1")
+                .bind(id)
+                .execute(self.db.pool())
+                .await
+                .context("releasing a claim")?;
+        }
+        Ok(())
+    }
+
+    async fn delete_published(&self) -> anyhow::Result<()> {
+        let keep = i64::try_from(self.settings.keep_published.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1")
+            .bind(now_ms().saturating_sub(keep))
+            .execute(self.db.pool())
+            .await
+            .context("deleting published rows")?;
+        Ok(())
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,253 @@
+//! What every adapter must do, as `bus.rs` promises it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::harness::{Adapter, Harness, QUIET, drain, envelope, n, next, on_both_buses, spec};
+
+on_both_buses!(
+    conformance_delivers_every_message_until_acknowledged,
+    conformance_positions_survive_a_consumer_restart,
+    conformance_a_nacked_message_is_delivered_again,
+    conformance_an_unacknowledged_message_is_delivered_again_after_the_ack_wait,
+    conformance_dead_letters_after_max_attempts_and_replays,
+    conformance_a_poison_message_does_not_block_the_rest,
+    conformance_a_republished_message_id_is_delivered_once,
+    conformance_competing_consumers_share_one_subscription,
+    conformance_messages_survive_a_bus_restart_mid_stream,
+    conformance_filters_select_subjects_and_see_earlier_messages,
+);
+
+async fn conformance_delivers_every_message_until_acknowledged(adapter: Adapter) {
+    let harness = Harness::new(adapter).await;
+    let mut subscription = harness.subscribe(&spec("test.all", "test.>", 5)).await;
+    for number in 0..5 {
+        harness.publish(&envelope("test.happened.v1", number)).await;
+    }
+    assert_eq!(drain(&mut subscription).await, vec![0, 1, 2, 3, 4]);
+    assert!(
+        subscription.next(QUIET).await.expect("answers").is_none(),
+        "acknowledged messages came back"
+    );
+}
+
+async fn conformance_positions_survive_a_consumer_restart(adapter: Adapter) {
+    let harness = Harness::new(adapter).await;
+    let durable = spec("test.durable", "test.>", 5);
+    let mut first = harness.subscribe(&durable).await;
+    for number in 0..6 {
+        harness.publish(&envelope("test.happened.v1", number)).await;
+    }
+    let mut acked = Vec::new();
+    for _ in 0..3 {
+        let delivery = next(&mut first).await;
+        acked.push(n(&delivery));
+        delivery.ack().await.expect("acknowledged");
+    }
+    drop(first);
+    let mut second = harness.subscribe(&durable).await;
+    let rest = drain(&mut second).await;
+    let mut all: Vec<u64> = acked.iter().chain(&rest).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        vec![0, 1, 2, 3, 4, 5],
+        "acked {acked:?}, then {rest:?}"
+    );
+}
+
+async fn conformance_a_nacked_message_is_delivered_again(adapter: Adapter) {
+    let harness = Harness::new(adapter).await;
+    let mut subscription = harness.subscribe(&spec("test.nack", "test.>", 5)).await;
+    harness.publish(&envelope("test.happened.v1", 7)).await;
+    let first = next(&mut subscription).await;
+    assert_eq!(first.attempt, 1);
+    first
+        .nack(Duration::from_millis(50))
+        .await
+        .expect("refused");
+    let second = next(&mut subscription).await;
+    assert_eq!((n(&second), second.attempt), (7, 2));
+    second.ack().await.expect("acknowledged");
+    assert!(subscription.next(QUIET).await.expect("answers").is_none());
+}
+
+async fn conformance_an_unacknowledged_message_is_delivered_again_after_the_ack_wait(
+    adapter: Adapter,
+) {
+    let harness = Harness::new(adapter).await;
+    let mut subscription = harness.subscribe(&spec("test.timeout", "test.>", 5)).await;
+    harness.publish(&envelope("test.happened.v1", 8)).await;
+    let forgotten = next(&mut subscription).await;
+    // Neither acked nor nacked: as if the consumer died holding it.
+    std::mem::forget(forgotten);
+    let again = next(&mut subscription).await;
+    assert_eq!((n(&again), again.attempt), (8, 2));
+    again.ack().await.expect("acknowledged");
+}
+
+async fn conformance_dead_letters_after_max_attempts_and_replays(adapter: Adapter) {
+    let harness = Harness::new(adapter).await;
+    let name = "test.dead";
+    let mut subscription = harness.subscribe(&spec(name, "test.>", 3)).await;
+    let poison = envelope("test.happened.v1", 9);
+    harness.publish(&poison).await;
+    for attempt in 1..=3 {
+        let delivery = next(&mut subscription).await;
+        assert_eq!(delivery.attempt, attempt);
+        delivery.nack(Duration::ZERO).await.expect("refused");
+    }
+    assert!(
+        subscription.next(QUIET).await.expect("answers").is_none(),
+        "delivered past its attempts"
+    );
+    let dead = harness.bus.dead_letters(name).await.expect("listed");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].envelope, poison);
+    assert_eq!(dead[0].attempts, 3);
+
+    assert!(
+        harness
+            .bus
+            .replay(name, &poison.id)
+            .await
+            .expect("replayed")
+    );
+    let replayed = next(&mut subscription).await;
+    assert_eq!(replayed.envelope, poison);
+    replayed.ack().await.expect("acknowledged");
+    assert!(
+        harness
+            .bus
+            .dead_letters(name)
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+    assert!(
+        !harness
+            .bus
+            .replay(name, &poison.id)
+            .await
+            .expect("answered"),
+        "replayed twice"
+    );
+}
+
+async fn conformance_a_poison_message_does_not_block_the_rest(adapter: Adapter) {
+    let harness = Harness::new(adapter).await;
+    let mut subscription = harness.subscribe(&spec("test.poison", "test.>", 100)).await;
+    harness.publish(&envelope("test.happened.v1", 0)).await;
+    for number in 1..=4 {
+        harness.publish(&envelope("test.happened.v1", number)).await;
+    }
+    let mut handled = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while handled.len() < 4 && tokio::time::Instant::now() < deadline {
+        let delivery = next(&mut subscription).await;
+        if n(&delivery) == 0 {
+            // The poison fails every time, and is retried soon.
+            delivery
+                .nack(Duration::from_millis(10))
+                .await
+                .expect("refused");
+        } else {
+            handled.insert(n(&delivery));
+            delivery.ack().await.expect("acknowledged");
+        }
+    }
+    assert_eq!(
+        handled,
+        BTreeSet::from([1, 2, 3, 4]),
+        "the poison held the others back"
+    );
+}
+
+async fn conformance_a_republished_message_id_is_delivered_once(adapter: Adapter) {
+    let harness = Harness::new(adapter).await;
+    let mut subscription = harness.subscribe(&spec("test.dedup", "test.>", 5)).await;
+    let message = envelope("test.happened.v1", 11);
+    harness.publish(&message).await;
+    // A relay that crashed after publishing but before recording it publishes again.
+    harness.publish(&message).await;
+    harness.publish(&message).await;
+    assert_eq!(drain(&mut subscription).await, vec![11]);
+}
+
+async fn conformance_competing_consumers_share_one_subscription(adapter: Adapter) {
+    let harness = Harness::new(adapter).await;
+    let shared = spec("test.shared", "test.>", 5);
+    let mut one = harness.subscribe(&shared).await;
+    let mut two = harness.subscribe(&shared).await;
+    for number in 0..20 {
+        harness.publish(&envelope("test.happened.v1", number)).await;
+    }
+    let (mut from_one, mut from_two) = (Vec::new(), Vec::new());
+    loop {
+        let (a, b) = tokio::join!(one.next(QUIET), two.next(QUIET));
+        let (a, b) = (a.expect("answers"), b.expect("answers"));
+        if a.is_none() && b.is_none() {
+            break;
+        }
+        for (delivery, into) in [(a, &mut from_one), (b, &mut from_two)] {
+            if let Some(delivery) = delivery {
+                into.push(n(&delivery));
+                delivery.ack().await.expect("acknowledged");
+            }
+        }
+    }
+    let mut all: Vec<u64> = from_one.iter().chain(&from_two).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..20).collect::<Vec<_>>(),
+        "one: {from_one:?}, two: {from_two:?}"
+    );
+    assert!(
+        !from_one.is_empty() && !from_two.is_empty(),
+        "one consumer got everything"
+    );
+}
+
+async fn conformance_messages_survive_a_bus_restart_mid_stream(adapter: Adapter) {
+    let mut harness = Harness::new(adapter).await;
+    let durable = spec("test.restart", "test.>", 5);
+    let mut subscription = harness.subscribe(&durable).await;
+    for number in 0..5 {
+        harness.publish(&envelope("test.happened.v1", number)).await;
+    }
+    let first = next(&mut subscription).await;
+    first.ack().await.expect("acknowledged");
+    drop(subscription);
+
+    harness.restart().await;
+    for number in 5..10 {
+        harness.publish(&envelope("test.happened.v1", number)).await;
+    }
+    let mut subscription = harness.subscribe(&durable).await;
+    let mut rest = drain(&mut subscription).await;
+    rest.retain(|number| *number != 0);
+    assert_eq!(rest, (1..10).collect::<Vec<_>>());
+}
+
+async fn conformance_filters_select_subjects_and_see_earlier_messages(adapter: Adapter) {
+    let harness = Harness::new(adapter).await;
+    harness
+        .publish(&envelope("catalog.product_created.v1", 1))
+        .await;
+    harness
+        .publish(&envelope("orders.order_placed.v1", 2))
+        .await;
+    harness
+        .publish(&envelope("catalog.product_deleted.v1", 3))
+        .await;
+    // Created after the messages were published: it still receives them.
+    let mut catalog = harness
+        .subscribe(&spec("test.catalog", "catalog.>", 5))
+        .await;
+    let mut created = harness
+        .subscribe(&spec("test.created", "*.product_created.v1", 5))
+        .await;
+    assert_eq!(drain(&mut catalog).await, vec![1, 3]);
+    assert_eq!(drain(&mut created).await, vec![1]);
+}
