@@ -2,6 +2,8 @@
 //! none of them is asserted, since timings on a shared machine are not stable enough
 //! to fail a build on.
 
+pub(crate) mod bus;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

@@ -3,6 +3,8 @@
 //! - `cargo xtask ci`: exactly what CI runs: format check, clippy with warnings denied,
 //!   and the whole test suite (SQLite and PostgreSQL).
 //! - `cargo xtask bench startup`: time to ready and idle memory of `bazaar up`.
+//! - `cargo xtask bench bus`: the event backbone's throughput and latency on both
+//!   adapters, beside the raw publish rate of the same NATS server.
 
 #![allow(
     clippy::print_stdout,
@@ -20,12 +22,14 @@ fn main() -> ExitCode {
     let outcome = match args.as_slice() {
         ["ci"] => ci::pipeline(),
         ["bench", "startup", rest @ ..] => bench::startup(rest),
+        ["bench", "bus", rest @ ..] => bench::bus::run(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  ci               format check, clippy, and every test\n  \
-                 bench startup    time to ready and idle memory of `bazaar up` [--runs N]"
+                 bench startup    time to ready and idle memory of `bazaar up` [--runs N]\n  \
+                 bench bus        outbox → bus → inbox throughput and latency, both adapters"
             );
             return ExitCode::from(2);
         }

@@ -12,7 +12,8 @@ use axum::{Json, Router};
 use contracts::catalog as api;
 use platform::auth::Admin;
 use platform::http::Json as JsonBody;
-use platform::http::{BearerAuth, Query, RequestId};
+use platform::http::{BearerAuth, Query};
+use platform::outbox::Origin;
 use platform::problem::{FieldError, Problem};
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -313,7 +314,7 @@ where
 async fn create_product(
     Admin(admin): Admin,
     State(store): State<Store>,
-    RequestId(request): RequestId,
+    origin: Origin,
     JsonBody(body): JsonBody<CreateProduct>,
 ) -> Result<(StatusCode, Json<api::Product>), Problem> {
     let product = NewProduct::parse(RawProduct {
@@ -327,7 +328,7 @@ async fn create_product(
     })
     .map_err(invalid)?
     .into_product(ProductId::generate());
-    store.create_product(&product, &request).await?;
+    store.create_product(&product, &origin).await?;
     tracing::info!(admin = admin.id, product = %product.id, slug = product.slug.as_str(), "created a product");
     Ok((StatusCode::CREATED, Json(product_view(product))))
 }
@@ -352,7 +353,7 @@ async fn create_product(
 async fn update_product(
     Admin(admin): Admin,
     State(store): State<Store>,
-    RequestId(request): RequestId,
+    origin: Origin,
     Path(product): Path<String>,
     JsonBody(body): JsonBody<UpdateProduct>,
 ) -> Result<Json<api::Product>, Problem> {
@@ -368,7 +369,7 @@ async fn update_product(
     })
     .map_err(invalid)?;
     let updated = store
-        .update_product(&reference, &patch, &request)
+        .update_product(&reference, &patch, &origin)
         .await?
         .ok_or_else(|| no_product(&product))?;
     tracing::info!(admin = admin.id, product = %updated.id, "updated a product");
@@ -393,11 +394,11 @@ async fn update_product(
 async fn delete_product(
     Admin(admin): Admin,
     State(store): State<Store>,
-    RequestId(request): RequestId,
+    origin: Origin,
     Path(product): Path<String>,
 ) -> Result<StatusCode, Problem> {
     let reference = ProductRef::parse(&product).map_err(bad_product_ref)?;
-    if !store.delete_product(&reference, &request).await? {
+    if !store.delete_product(&reference, &origin).await? {
         return Err(no_product(&product));
     }
     tracing::info!(admin = admin.id, product, "deleted a product");

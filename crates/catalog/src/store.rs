@@ -7,7 +7,7 @@ use contracts::messaging::Message;
 use contracts::messaging::catalog::{ProductCreatedV1, ProductDeletedV1, ProductPriceChangedV1};
 use contracts::{Currency, Money};
 use platform::db::Database;
-use platform::outbox::{self, Waker};
+use platform::outbox::{self, Origin, Waker};
 use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
 use sqlx::{Any, AssertSqlSafe, Executor, Row as _};
@@ -176,12 +176,12 @@ impl Store {
 
     /// Adds `product`, in its category.
     ///
-    /// `ProductCreated` goes to the outbox in the same transaction; `correlation` is the
-    /// request's id.
+    /// `ProductCreated` goes to the outbox in the same transaction; `origin` is the
+    /// request that caused it.
     pub async fn create_product(
         &self,
         product: &Product,
-        correlation: &str,
+        origin: &Origin,
     ) -> Result<(), WriteError> {
         let now = now_millis();
         let mut tx = self.db.pool().begin().await.context("starting a create")?;
@@ -218,7 +218,7 @@ impl Store {
             category: product.category.as_str().to_owned(),
             price: product.price,
         };
-        self.enqueue(&mut tx, &event, correlation).await?;
+        self.enqueue(&mut tx, &event, origin).await?;
         tx.commit().await.context("committing a create")?;
         self.relay.wake();
         Ok(())
@@ -227,12 +227,12 @@ impl Store {
     /// Changes the product with this id or slug; `None` if there is none.
     ///
     /// A price change sends `ProductPriceChanged` through the outbox, in the same
-    /// transaction; `correlation` is the request's id.
+    /// transaction; `origin` is the request that caused it.
     pub async fn update_product(
         &self,
         reference: &ProductRef,
         patch: &ProductPatch,
-        correlation: &str,
+        origin: &Origin,
     ) -> Result<Option<Product>, WriteError> {
         let now = now_millis();
         let mut tx = self.db.pool().begin().await.context("starting an update")?;
@@ -289,7 +289,7 @@ impl Store {
                 old_price,
                 new_price: product.price,
             };
-            self.enqueue(&mut tx, &event, correlation).await?;
+            self.enqueue(&mut tx, &event, origin).await?;
         }
         tx.commit().await.context("committing an update")?;
         self.relay.wake();
@@ -301,7 +301,7 @@ impl Store {
     pub async fn delete_product(
         &self,
         reference: &ProductRef,
-        correlation: &str,
+        origin: &Origin,
     ) -> anyhow::Result<bool> {
         let sql = match reference {
             ProductRef::Id(_) => "DELETE FROM products WHERE id = $1 RETURNING id",
@@ -319,7 +319,7 @@ impl Store {
         let event = ProductDeletedV1 {
             product_id: row.try_get("id")?,
         };
-        self.enqueue(&mut tx, &event, correlation).await?;
+        self.enqueue(&mut tx, &event, origin).await?;
         tx.commit().await.context("committing a delete")?;
         self.relay.wake();
         Ok(true)
@@ -330,9 +330,9 @@ impl Store {
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
         message: &M,
-        correlation: &str,
+        origin: &Origin,
     ) -> anyhow::Result<()> {
-        let envelope = outbox::envelope(crate::NAME, message, correlation, None)?;
+        let envelope = outbox::envelope(crate::NAME, message, origin)?;
         outbox::enqueue(tx, &envelope).await
     }
 

@@ -197,22 +197,25 @@ async fn record_metrics(
     response
 }
 
-/// The request's id (`x-request-id`, set at the edge or by [`app`]): the correlation id
-/// of the messages a request causes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestId(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+/// A request as the origin of the messages it causes: its `x-request-id` (set at the
+/// edge or by [`app`]) as correlation id, and its `traceparent`.
+impl<S: Send + Sync> FromRequestParts<S> for crate::outbox::Origin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let id = parts
-            .headers
-            .get(REQUEST_ID)
-            .and_then(|value| value.to_str().ok())
-            .filter(|id| !id.is_empty() && id.len() <= 200)
-            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-        Ok(Self(id))
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .filter(|value| !value.is_empty() && value.len() <= 200)
+                .map(str::to_owned)
+        };
+        Ok(Self {
+            correlation_id: header(REQUEST_ID).unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            causation_id: None,
+            traceparent: header("traceparent"),
+        })
     }
 }
 

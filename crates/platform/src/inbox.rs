@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use contracts::messaging::Envelope;
 use futures_util::future::BoxFuture;
+use tracing::Instrument as _;
 
 use crate::bus::{Bus, Subscription, SubscriptionSpec, backoff};
 use crate::db::Database;
@@ -104,13 +105,21 @@ impl Consumer {
         let Some(delivery) = self.subscription.next(wait).await? else {
             return Ok(None);
         };
-        let outcome = apply(
-            &self.db,
-            &self.name,
-            &delivery.envelope,
-            self.handler.as_ref(),
-        )
-        .await;
+        // The span carries the producer's correlation id and trace context, so the
+        // consumer's logs join the request that caused the message.
+        let envelope = &delivery.envelope;
+        let span = tracing::info_span!(
+            "message",
+            subscription = self.name,
+            kind = envelope.kind,
+            id = envelope.id,
+            attempt = delivery.attempt,
+            correlation_id = envelope.correlation_id,
+            traceparent = envelope.traceparent.as_deref().unwrap_or_default(),
+        );
+        let outcome = apply(&self.db, &self.name, envelope, self.handler.as_ref())
+            .instrument(span)
+            .await;
         let outcome = match outcome {
             Ok(outcome) => {
                 delivery.ack().await?;

@@ -27,22 +27,44 @@ pub async fn migrate(db: &Database) -> anyhow::Result<()> {
     db.migrate(sqlx::migrate!("./migrations/messaging")).await
 }
 
-/// A new envelope for `message`, produced by `source` while handling `correlation_id`
-/// (the request id, or the correlation id of the message being handled).
+/// What caused a message: a request, or another message. It carries the correlation id
+/// and trace context forward, so every message of one checkout shares a correlation id
+/// and a trace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The request id at the edge, kept by every message that follows from it.
+    pub correlation_id: String,
+    /// The id of the message being handled, if a message caused this.
+    pub causation_id: Option<String>,
+    /// The W3C `traceparent` of the work that caused this.
+    pub traceparent: Option<String>,
+}
+
+impl Origin {
+    /// The origin of messages caused by handling `envelope`.
+    pub fn caused_by(envelope: &Envelope) -> Self {
+        Self {
+            correlation_id: envelope.correlation_id.clone(),
+            causation_id: Some(envelope.id.clone()),
+            traceparent: envelope.traceparent.clone(),
+        }
+    }
+}
+
+/// A new envelope for `message`, produced by `source` because of `origin`.
 pub fn envelope<M: Message>(
     source: &str,
     message: &M,
-    correlation_id: &str,
-    causation_id: Option<&str>,
+    origin: &Origin,
 ) -> anyhow::Result<Envelope> {
     Ok(Envelope {
         id: uuid::Uuid::now_v7().to_string(),
         kind: M::TYPE.to_owned(),
         source: source.to_owned(),
         occurred_at_ms: now_ms(),
-        correlation_id: correlation_id.to_owned(),
-        causation_id: causation_id.map(str::to_owned),
-        traceparent: None,
+        correlation_id: origin.correlation_id.clone(),
+        causation_id: origin.causation_id.clone(),
+        traceparent: origin.traceparent.clone(),
         payload: serde_json::to_value(message).context("encoding a message")?,
     })
 }
@@ -159,7 +181,7 @@ impl Relay {
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         let now = now_ms();
         let claimed = self.claim(now).await?;
-        let mut published = 0;
+        let mut published: Vec<String> = Vec::new();
         for (index, (id, envelope, attempts)) in claimed.iter().enumerate() {
             let outcome = match serde_json::from_str::<Envelope>(envelope) {
                 Ok(envelope) => {
@@ -174,18 +196,9 @@ impl Relay {
                 }
             };
             match outcome {
-                Ok(()) => {
-                    sqlx::query(
-                        "UPDATE outbox SET published_at = $1, claimed_until = NULL WHERE id = $2",
-                    )
-                    .bind(now_ms())
-                    .bind(id.clone())
-                    .execute(self.db.pool())
-                    .await
-                    .context("marking a row published")?;
-                    published += 1;
-                }
+                Ok(()) => published.push(id.clone()),
                 Err(error) => {
+                    self.mark_published(&published).await?;
                     let attempts = attempts.saturating_add(1);
                     let delay = backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
                     let retry_at = now_ms()
@@ -207,11 +220,35 @@ impl Relay {
                 }
             }
         }
-        if published > 0 {
-            metrics::counter!("outbox_published_total", "service" => self.service)
-                .increment(published as u64);
+        self.mark_published(&published).await?;
+        Ok(published.len())
+    }
+
+    /// Marks rows published, in one statement. Should the process die before this, the
+    /// rows are published again and the bus drops the duplicates by message id.
+    async fn mark_published(&self, ids: &[String]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
         }
-        Ok(published)
+        let placeholders: Vec<String> = (2..ids.len() + 2)
+            .map(|index| format!("${index}"))
+            .collect();
+        // Only numbered placeholders are spliced in; the ids are bound.
+        let sql = format!(
+            "UPDATE outbox SET published_at = $1, claimed_until = NULL WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+        for id in ids {
+            statement = statement.bind(id.clone());
+        }
+        statement
+            .execute(self.db.pool())
+            .await
+            .context("marking rows published")?;
+        metrics::counter!("outbox_published_total", "service" => self.service)
+            .increment(ids.len() as u64);
+        Ok(())
     }
 
     /// Rows waiting to be published.

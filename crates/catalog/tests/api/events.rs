@@ -44,6 +44,10 @@ async fn product_changes_are_published_as_events(engine: Engine) {
         .post(app.url("/products"))
         .bearer_auth(app.issuer.admin())
         .header("x-request-id", "req-create-1")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .json(&body)
         .send()
         .await
@@ -63,6 +67,11 @@ async fn product_changes_are_published_as_events(engine: Engine) {
     let event = next(&mut events).await;
     assert_eq!(event.source, "catalog");
     assert_eq!(event.correlation_id, "req-create-1");
+    assert_eq!(
+        event.traceparent.as_deref(),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        "the trace context travels with the event"
+    );
     let created: ProductCreatedV1 = event.decode().expect("a ProductCreated");
     assert_eq!(created.slug, "event-teapot");
     assert_eq!(created.price.amount_minor, 3000);
