@@ -23,8 +23,7 @@ pub mod http;
 pub mod seed;
 pub mod store;
 
-use anyhow::Context as _;
-use platform::db::{Database, PoolSettings};
+use platform::db::Database;
 use platform::http::Readiness;
 use platform::outbox::{self, Relay, RelaySettings};
 use platform::service::{Context, Service};
@@ -38,18 +37,7 @@ pub const NAME: &str = "catalog";
 /// the service: REST, gRPC and health on one router, and the outbox relay that
 /// publishes its events.
 pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service> {
-    let url = config
-        .database_url
-        .as_ref()
-        .context("catalog.database_url is not set")?;
-    let db = Database::connect(
-        url,
-        PoolSettings {
-            max_connections: config.max_connections,
-            ..PoolSettings::default()
-        },
-    )
-    .await?;
+    let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
     let migrator = match db.engine() {
         platform::config::Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
         platform::config::Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
@@ -68,10 +56,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
     }
     let routes = platform::grpc::mount(http::router(store.clone()), grpc::service(store))
         .layer(axum::Extension(context.verifier.clone()));
-    let readiness = Readiness::new().with("database", move || {
-        let db = db.clone();
-        async move { db.ping().await }
-    });
+    let readiness = Readiness::new().with_database(db);
     Ok(Service {
         router: platform::http::app(NAME, routes, readiness),
         workers: vec![Box::pin(relay.run(context.shutdown.clone()))],

@@ -28,12 +28,11 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use axum::Router;
 use futures_util::future::BoxFuture;
 use jsonwebtoken::jwk::JwkSet;
 use platform::auth::{AuthConfig, KeySource, Verifier};
-use platform::db::{Database, PoolSettings};
+use platform::db::Database;
 use platform::http::Readiness;
 
 pub use config::Config;
@@ -48,11 +47,7 @@ pub async fn build(config: &Config, auth: &AuthConfig) -> anyhow::Result<Router>
     ops::signing_key(&identity).await?;
     // Identity verifies its own tokens from its own tables, not over the network.
     let verifier = Verifier::new(auth.settings(), OwnKeys(identity.clone()));
-    let db_check = identity.store.clone();
-    let readiness = Readiness::new().with("database", move || {
-        let store = db_check.clone();
-        async move { store.ping().await }
-    });
+    let readiness = Readiness::new().with_database(identity.store.database().clone());
     let routes = http::router(identity).layer(axum::Extension(verifier));
     Ok(platform::http::app(NAME, routes, readiness))
 }
@@ -60,18 +55,7 @@ pub async fn build(config: &Config, auth: &AuthConfig) -> anyhow::Result<Router>
 /// The use-case context over a migrated database: what `build` serves and what the
 /// `bazaar admin` command calls.
 pub async fn context(config: &Config, auth: &AuthConfig) -> anyhow::Result<Identity> {
-    let url = config
-        .database_url
-        .as_ref()
-        .context("identity.database_url is not set")?;
-    let db = Database::connect(
-        url,
-        PoolSettings {
-            max_connections: config.max_connections,
-            ..PoolSettings::default()
-        },
-    )
-    .await?;
+    let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
     db.migrate(sqlx::migrate!("./migrations")).await?;
     Ok(Identity::new(
         store::Store::new(db),

@@ -45,6 +45,10 @@ pub trait Bus: Send + Sync + 'static {
         spec: &'a SubscriptionSpec,
     ) -> BoxFuture<'a, anyhow::Result<Box<dyn Subscription>>>;
 
+    /// How many messages subscription `name` has yet to acknowledge (ready, in flight or
+    /// waiting to be retried; dead letters not included): its lag.
+    fn pending<'a>(&'a self, name: &'a str) -> BoxFuture<'a, anyhow::Result<u64>>;
+
     /// The dead letters of subscription `name`, oldest first.
     fn dead_letters<'a>(&'a self, name: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<DeadLetter>>>;
 

@@ -41,6 +41,21 @@ impl Default for PoolSettings {
 }
 
 impl Database {
+    /// Opens `service`'s own database: the URL its configuration resolved, with its pool
+    /// size. A missing URL is a configuration error naming the key.
+    pub async fn open(
+        service: &str,
+        url: Option<&DatabaseUrl>,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
+        let url = url.with_context(|| format!("{service}.database_url is not set"))?;
+        let settings = PoolSettings {
+            max_connections,
+            ..PoolSettings::default()
+        };
+        Self::connect(url, settings).await
+    }
+
     /// Connects to `url`, creating the SQLite file (and its folder) if needed.
     pub async fn connect(url: &DatabaseUrl, settings: PoolSettings) -> anyhow::Result<Self> {
         static DRIVERS: Once = Once::new();

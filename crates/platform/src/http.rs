@@ -68,6 +68,14 @@ impl Readiness {
         self
     }
 
+    /// Adds the `database` check: `db` answers a ping.
+    pub fn with_database(self, db: crate::db::Database) -> Self {
+        self.with("database", move || {
+            let db = db.clone();
+            async move { db.ping().await }
+        })
+    }
+
     async fn report(&self) -> (StatusCode, serde_json::Value) {
         let mut ready = true;
         let mut checks = serde_json::Map::new();

@@ -77,6 +77,7 @@ pub async fn apply(
 /// One consumer of a durable subscription, applying messages through the inbox.
 pub struct Consumer {
     db: Database,
+    bus: Arc<dyn Bus>,
     name: String,
     subscription: Box<dyn Subscription>,
     handler: Arc<dyn Handler>,
@@ -86,15 +87,28 @@ impl Consumer {
     /// Subscribes to `spec` on `bus`, applying messages with `handler` in `db`.
     pub async fn new(
         db: Database,
-        bus: &dyn Bus,
+        bus: Arc<dyn Bus>,
         spec: &SubscriptionSpec,
         handler: Arc<dyn Handler>,
     ) -> anyhow::Result<Self> {
+        let subscription = bus.subscribe(spec).await?;
         Ok(Self {
             db,
+            bus,
             name: spec.name.clone(),
-            subscription: bus.subscribe(spec).await?,
+            subscription,
             handler,
+        })
+    }
+
+    /// Records the subscription's lag (messages not yet acknowledged) as a gauge.
+    pub fn record_lag(&self) -> BoxFuture<'static, anyhow::Result<u64>> {
+        // Owned copies, so the future does not borrow the consumer across the await.
+        let (bus, name) = (self.bus.clone(), self.name.clone());
+        Box::pin(async move {
+            let pending = bus.pending(&name).await?;
+            metrics::gauge!("bus_consumer_pending", "subscription" => name).set(pending as f64);
+            Ok(pending)
         })
     }
 
@@ -105,6 +119,7 @@ impl Consumer {
         let Some(delivery) = self.subscription.next(wait).await? else {
             return Ok(None);
         };
+        let attempt = delivery.attempt;
         // The span carries the producer's correlation id and trace context, so the
         // consumer's logs join the request that caused the message.
         let envelope = &delivery.envelope;
@@ -138,6 +153,10 @@ impl Consumer {
                 Outcome::Failed
             }
         };
+        if attempt > 1 {
+            metrics::counter!("messages_redelivered_total", "subscription" => self.name.clone())
+                .increment(1);
+        }
         let label = match outcome {
             Outcome::Applied => "applied",
             Outcome::Duplicate => "duplicate",
@@ -154,7 +173,13 @@ impl Consumer {
             tokio::select! {
                 () = shutdown.wait() => return,
                 outcome = self.consume_once(Duration::from_secs(1)) => match outcome {
-                    Ok(_) => failures = 0,
+                    Ok(handled) => {
+                        failures = 0;
+                        // Idle: a good moment to measure how far behind it is.
+                        if handled.is_none() && let Err(error) = self.record_lag().await {
+                            tracing::debug!(subscription = self.name, "measuring lag failed: {error:#}");
+                        }
+                    }
                     Err(error) => {
                         failures = failures.saturating_add(1);
                         tracing::warn!(subscription = self.name, "consuming failed: {error:#}");

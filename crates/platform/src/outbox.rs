@@ -183,6 +183,7 @@ impl Relay {
         let claimed = self.claim(now).await?;
         let mut published: Vec<String> = Vec::new();
         for (index, (id, envelope, attempts)) in claimed.iter().enumerate() {
+            let started = std::time::Instant::now();
             let outcome = match serde_json::from_str::<Envelope>(envelope) {
                 Ok(envelope) => {
                     tokio::time::timeout(Duration::from_secs(10), self.bus.publish(&envelope))
@@ -195,6 +196,8 @@ impl Relay {
                     Err(anyhow::Error::new(error).context("a stored envelope does not decode"))
                 }
             };
+            metrics::histogram!("outbox_publish_duration_seconds", "service" => self.service)
+                .record(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(()) => published.push(id.clone()),
                 Err(error) => {

@@ -151,7 +151,7 @@ async fn end_to_end(adapter: &str, nats_url: &str, rate: Option<f64>) -> anyhow:
         latencies: latencies.clone(),
     });
     let spec = SubscriptionSpec::new("bench.consumer", "bench.>");
-    let consumer = Consumer::new(db.clone(), bus.as_ref(), &spec, handler).await?;
+    let consumer = Consumer::new(db.clone(), bus.clone(), &spec, handler).await?;
     tokio::spawn(consumer.run(shutdown.clone()));
 
     let started = Instant::now();

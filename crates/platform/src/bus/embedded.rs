@@ -220,6 +220,8 @@ impl EmbeddedBus {
                     seq,
                     "message dead-lettered after its last attempt"
                 );
+                metrics::counter!("bus_dead_lettered_total", "subscription" => spec.name.clone())
+                    .increment(1);
                 continue;
             }
             let json: String = sqlx::query("SELECT envelope FROM messages WHERE seq = $1")
@@ -293,6 +295,19 @@ impl EmbeddedBus {
 }
 
 impl Bus for EmbeddedBus {
+    fn pending<'a>(&'a self, name: &'a str) -> BoxFuture<'a, anyhow::Result<u64>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS pending FROM deliveries WHERE subscription = $1 AND state = 'pending'",
+            )
+            .bind(name.to_owned())
+            .fetch_one(self.inner.db.pool())
+            .await
+            .context("counting pending deliveries")?;
+            Ok(u64::try_from(row.try_get::<i64, _>("pending")?).unwrap_or(0))
+        })
+    }
+
     fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.publish_envelope(envelope))
     }

@@ -239,6 +239,18 @@ impl Bus for JetStreamBus {
         })
     }
 
+    fn pending<'a>(&'a self, name: &'a str) -> BoxFuture<'a, anyhow::Result<u64>> {
+        Box::pin(async move {
+            let durable = consumer_name(name)?;
+            let stream = self.stream_handle(&self.stream).await?;
+            let info = bounded(stream.consumer_info(&durable))
+                .await
+                .with_context(|| format!("reading consumer {durable}"))?;
+            // Not yet delivered, plus delivered and not yet acknowledged.
+            Ok(info.num_pending + u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX))
+        })
+    }
+
     fn dead_letters<'a>(&'a self, name: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<DeadLetter>>> {
         Box::pin(async move {
             let dead = self
@@ -403,6 +415,8 @@ impl JetStreamSubscription {
             malformed = malformed.map(tracing::field::display),
             "moving a message to the dead letters"
         );
+        metrics::counter!("bus_dead_lettered_total", "subscription" => self.spec.name.clone())
+            .increment(1);
         let subject = format!("{}.{}", self.bus.dlq_prefix(), self.durable);
         let body = serde_json::to_vec(&envelope).context("encoding the dead letter")?;
         let mut headers = HeaderMap::new();

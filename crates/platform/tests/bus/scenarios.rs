@@ -24,11 +24,15 @@ async fn conformance_delivers_every_message_until_acknowledged(adapter: Adapter)
     for number in 0..5 {
         harness.publish(&envelope("test.happened.v1", number)).await;
     }
+    let lag = harness.bus.pending("test.all").await.expect("measured");
+    assert_eq!(lag, 5, "the lag before consuming");
     assert_eq!(drain(&mut subscription).await, vec![0, 1, 2, 3, 4]);
     assert!(
         subscription.next(QUIET).await.expect("answers").is_none(),
         "acknowledged messages came back"
     );
+    let lag = harness.bus.pending("test.all").await.expect("measured");
+    assert_eq!(lag, 0, "the lag after consuming");
 }
 
 async fn conformance_positions_survive_a_consumer_restart(adapter: Adapter) {

@@ -38,6 +38,10 @@ impl Bus for Switchable {
         self.inner.subscribe(spec)
     }
 
+    fn pending<'a>(&'a self, name: &'a str) -> BoxFuture<'a, anyhow::Result<u64>> {
+        self.inner.pending(name)
+    }
+
     fn dead_letters<'a>(&'a self, name: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<DeadLetter>>> {
         self.inner.dead_letters(name)
     }
@@ -302,7 +306,7 @@ async fn a_failed_handler_leaves_no_effect_and_the_message_comes_again(engine: E
         max_attempts: 5,
         ..SubscriptionSpec::new("test.retry", "test.>")
     };
-    let mut consumer = Consumer::new(fixture.db.clone(), fixture.bus.as_ref(), &spec, handler)
+    let mut consumer = Consumer::new(fixture.db.clone(), fixture.bus.clone(), &spec, handler)
         .await
         .expect("subscribed");
     let envelope = message(2);
@@ -328,5 +332,10 @@ async fn a_failed_handler_leaves_no_effect_and_the_message_comes_again(engine: E
             .await
             .expect("consumed"),
         None
+    );
+    assert_eq!(
+        consumer.record_lag().await.expect("measured"),
+        0,
+        "nothing left to handle"
     );
 }

@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
         max_attempts: 1000,
         ..SubscriptionSpec::new("crash.effects", "crash.>")
     };
-    let consumer = Consumer::new(db.clone(), bus.as_ref(), &spec, Arc::new(Apply)).await?;
+    let consumer = Consumer::new(db.clone(), bus.clone(), &spec, Arc::new(Apply)).await?;
     tokio::spawn(consumer.run(shutdown.clone()));
 
     loop {
