@@ -9,6 +9,7 @@ use crate::{run, workspace_root};
 
 /// Format check, lints with warnings denied, then every test of every crate.
 pub(crate) fn pipeline() -> anyhow::Result<()> {
+    install_missing_servers();
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run(
         "cargo",
@@ -26,6 +27,54 @@ pub(crate) fn pipeline() -> anyhow::Result<()> {
     // The tests may have started a PostgreSQL server of their own; leave nothing behind.
     test_support::stop_throwaway_postgres();
     tests
+}
+
+/// The tests need PostgreSQL's binaries and nats-server on the machine (they start
+/// their own servers from them when none runs). On a fresh Debian machine where we are
+/// root, install what is missing; elsewhere say what to install, and let the tests fail
+/// loudly if it stays missing.
+fn install_missing_servers() {
+    let missing: Vec<&str> = [
+        (
+            "postgresql",
+            [
+                "/usr/local/bin/initdb",
+                "/usr/bin/initdb",
+                "/usr/lib/postgresql",
+            ],
+        ),
+        (
+            "nats-server",
+            [
+                "/usr/sbin/nats-server",
+                "/usr/bin/nats-server",
+                "/usr/local/bin/nats-server",
+            ],
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, paths)| !paths.iter().any(|path| std::path::Path::new(path).exists()))
+    .map(|(package, _)| package)
+    .collect();
+    if missing.is_empty() {
+        return;
+    }
+    if !test_support::is_root() || !std::path::Path::new("/usr/bin/apt-get").exists() {
+        eprintln!(
+            "xtask: the tests need {}; install them",
+            missing.join(" and ")
+        );
+        return;
+    }
+    let _ = run("apt-get", &["update", "-qq"]);
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    if let Err(error) = run("apt-get", &args) {
+        eprintln!(
+            "xtask: installing {} failed: {error:#}",
+            missing.join(" and ")
+        );
+    }
 }
 
 /// Runs every test, echoing the output, and closes with one line totalling all the test

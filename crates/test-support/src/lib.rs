@@ -158,12 +158,7 @@ pub fn throwaway_postgres_dir() -> PathBuf {
 /// A PostgreSQL program, run as the `postgres` user when we are root (PostgreSQL refuses
 /// to run as root).
 fn postgres_command(program: &Path) -> Command {
-    let is_root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
-    });
-    if is_root {
+    if is_root() {
         let mut command = Command::new("runuser");
         command.args(["-u", "postgres", "--"]).arg(program);
         command
@@ -225,6 +220,15 @@ fn start_throwaway_postgres() -> Result<String, String> {
         "the server in {} did not start; see its server.log",
         data.display()
     ))
+}
+
+/// Whether this process runs as root (real user id 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+    })
 }
 
 /// Stops the throwaway server if the tests started one; what `cargo xtask ci` calls last.
