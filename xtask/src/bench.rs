@@ -79,6 +79,7 @@ fn start_once(binary: &std::path::Path, data: &std::path::Path) -> anyhow::Resul
         .env("BAZAAR__GATEWAY__LISTEN", "127.0.0.1:0")
         .env("BAZAAR__CATALOG__LISTEN", "127.0.0.1:0")
         .env("BAZAAR__IDENTITY__LISTEN", "127.0.0.1:0")
+        .env("BAZAAR__INVENTORY__LISTEN", "127.0.0.1:0")
         .env("BAZAAR__LOG__FILTER", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

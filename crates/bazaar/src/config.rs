@@ -29,6 +29,8 @@ pub struct Config {
     pub identity: identity::Config,
     /// The catalog.
     pub catalog: catalog::Config,
+    /// Inventory.
+    pub inventory: inventory::Config,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             gateway: gateway::Config::default(),
             identity: identity::Config::default(),
             catalog: catalog::Config::default(),
+            inventory: inventory::Config::default(),
         }
     }
 }
@@ -79,6 +82,9 @@ impl Config {
         if self.catalog.database_url.is_none() {
             self.catalog.database_url = Some(sqlite(ServiceName::Catalog));
         }
+        if self.inventory.database_url.is_none() {
+            self.inventory.database_url = Some(sqlite(ServiceName::Inventory));
+        }
         for service in ServiceName::ALL
             .into_iter()
             .filter(|service| service.is_routed())
@@ -98,6 +104,7 @@ impl Config {
             ServiceName::Gateway => self.gateway.listen,
             ServiceName::Identity => self.identity.listen,
             ServiceName::Catalog => self.catalog.listen,
+            ServiceName::Inventory => self.inventory.listen,
         }
     }
 
@@ -112,6 +119,7 @@ impl Config {
         config.gateway.listen = any_port;
         config.identity.listen = any_port;
         config.catalog.listen = any_port;
+        config.inventory.listen = any_port;
         config
     }
 }

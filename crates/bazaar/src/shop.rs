@@ -120,6 +120,7 @@ async fn build(
             Service::serving(identity::build(&config.identity, &config.auth).await?)
         }
         ServiceName::Catalog => catalog::build(&config.catalog, context).await?,
+        ServiceName::Inventory => inventory::build(&config.inventory, context).await?,
     })
 }
 

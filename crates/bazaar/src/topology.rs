@@ -14,11 +14,18 @@ pub enum ServiceName {
     Identity,
     /// Products, categories and prices.
     Catalog,
+    /// Stock levels and reservations.
+    Inventory,
 }
 
 impl ServiceName {
     /// Every service, in start order: backends before the gateway that routes to them.
-    pub const ALL: [Self; 3] = [Self::Identity, Self::Catalog, Self::Gateway];
+    pub const ALL: [Self; 4] = [
+        Self::Identity,
+        Self::Catalog,
+        Self::Inventory,
+        Self::Gateway,
+    ];
 
     /// The name used in URLs (`/api/<name>`), logs, metrics and configuration sections;
     /// also the name of the service's crate.
@@ -27,6 +34,7 @@ impl ServiceName {
             Self::Gateway => gateway::NAME,
             Self::Identity => identity::NAME,
             Self::Catalog => catalog::NAME,
+            Self::Inventory => inventory::NAME,
         }
     }
 

@@ -179,6 +179,7 @@ fn up_serves_until_interrupted() {
         .env("BAZAAR__GATEWAY__LISTEN", "127.0.0.1:0")
         .env("BAZAAR__CATALOG__LISTEN", "127.0.0.1:0")
         .env("BAZAAR__IDENTITY__LISTEN", "127.0.0.1:0")
+        .env("BAZAAR__INVENTORY__LISTEN", "127.0.0.1:0")
         .env("BAZAAR__LOG__FORMAT", "json")
         .stdout(Stdio::piped())
         .spawn()

@@ -395,8 +395,9 @@ impl Store {
         Ok(deleted > 0)
     }
 
-    /// Loads a named data set once: returns `false` if it was applied before (by this or
-    /// another replica), leaving the tables untouched.
+    /// Loads a named data set once, announcing each product with `ProductCreated`:
+    /// returns `false` if it was applied before (by this or another replica), leaving
+    /// the tables untouched.
     pub async fn seed(
         &self,
         name: &str,
@@ -404,6 +405,10 @@ impl Store {
         products: &[Product],
     ) -> anyhow::Result<bool> {
         let now = now_millis();
+        let origin = Origin {
+            correlation_id: format!("seed:{name}"),
+            ..Origin::default()
+        };
         let mut tx = self.db.pool().begin().await?;
         let claimed = sqlx::query(
             "INSERT INTO seeds (name, applied_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
@@ -457,8 +462,19 @@ impl Store {
             .execute(&mut *tx)
             .await
             .with_context(|| format!("seeding product {}", product.slug.as_str()))?;
+            // Seeded products are announced like any other, so other services (stock,
+            // search) learn of them the same way.
+            let event = ProductCreatedV1 {
+                product_id: product.id.to_string(),
+                slug: product.slug.as_str().to_owned(),
+                name: product.name.clone(),
+                category: product.category.as_str().to_owned(),
+                price: product.price,
+            };
+            self.enqueue(&mut tx, &event, &origin).await?;
         }
         tx.commit().await?;
+        self.relay.wake();
         Ok(true)
     }
 }

@@ -131,3 +131,120 @@ pub mod catalog {
         const TYPE: &'static str = "catalog.product_deleted.v1";
     }
 }
+
+/// Inventory's commands (sent by the checkout saga) and events.
+///
+/// Commands are named `inventory.cmd.<verb>.v1`, so a subscription to `inventory.cmd.>`
+/// receives exactly the commands and one to `inventory.*.v1` exactly the events.
+pub mod inventory {
+    use super::*;
+
+    /// One product and how many of it.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Line {
+        /// The product's id.
+        pub product_id: String,
+        /// How many, at least 1.
+        pub quantity: i64,
+    }
+
+    /// Hold stock for an order until it is paid, or until `hold_secs` pass.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ReserveStockV1 {
+        /// The order the stock is for; also the reservation's id.
+        pub order_id: String,
+        /// What to hold.
+        pub lines: Vec<Line>,
+        /// How long to hold it before it goes back on sale.
+        pub hold_secs: u64,
+    }
+
+    impl Message for ReserveStockV1 {
+        const TYPE: &'static str = "inventory.cmd.reserve_stock.v1";
+    }
+
+    /// Give an order's held stock back (the order was cancelled or not paid).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ReleaseStockV1 {
+        /// The order.
+        pub order_id: String,
+    }
+
+    impl Message for ReleaseStockV1 {
+        const TYPE: &'static str = "inventory.cmd.release_stock.v1";
+    }
+
+    /// The order is paid: its held stock is sold.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CommitStockV1 {
+        /// The order.
+        pub order_id: String,
+    }
+
+    impl Message for CommitStockV1 {
+        const TYPE: &'static str = "inventory.cmd.commit_stock.v1";
+    }
+
+    /// The stock is held for the order until `expires_at_ms`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StockReservedV1 {
+        /// The order.
+        pub order_id: String,
+        /// When the hold ends, milliseconds since the Unix epoch.
+        pub expires_at_ms: i64,
+    }
+
+    impl Message for StockReservedV1 {
+        const TYPE: &'static str = "inventory.stock_reserved.v1";
+    }
+
+    /// Not enough stock: nothing was held.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StockRejectedV1 {
+        /// The order.
+        pub order_id: String,
+        /// The products that were short.
+        pub unavailable: Vec<String>,
+    }
+
+    impl Message for StockRejectedV1 {
+        const TYPE: &'static str = "inventory.stock_rejected.v1";
+    }
+
+    /// The order's held stock is back on sale.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StockReleasedV1 {
+        /// The order.
+        pub order_id: String,
+        /// Why: `released` (asked to) or `expired` (its hold ran out).
+        pub reason: String,
+    }
+
+    impl Message for StockReleasedV1 {
+        const TYPE: &'static str = "inventory.stock_released.v1";
+    }
+
+    /// The order's stock is sold.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StockCommittedV1 {
+        /// The order.
+        pub order_id: String,
+    }
+
+    impl Message for StockCommittedV1 {
+        const TYPE: &'static str = "inventory.stock_committed.v1";
+    }
+
+    /// A commit came too late: the hold had ended and the stock was released.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CommitRefusedV1 {
+        /// The order.
+        pub order_id: String,
+        /// The reservation's state: `released`, `expired` or `rejected`.
+        pub state: String,
+    }
+
+    impl Message for CommitRefusedV1 {
+        const TYPE: &'static str = "inventory.commit_refused.v1";
+    }
+}

@@ -72,6 +72,7 @@ fn default_protected() -> Vec<ProtectRule> {
         ProtectRule::new("/api/identity/users", &[], None),
         ProtectRule::new("/api/identity/keys", &[], Some(Role::Admin)),
         ProtectRule::new("/api/catalog", &writes, Some(Role::Admin)),
+        ProtectRule::new("/api/inventory/stock", &writes, Some(Role::Admin)),
     ]
 }
 

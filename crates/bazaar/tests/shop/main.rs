@@ -296,3 +296,29 @@ async fn the_shop_runs_on_postgresql_and_jetstream() {
         assert!(!data.path().join(file).exists(), "{file} was made");
     }
 }
+
+/// The catalog's seed announces its products over the bus; inventory, another service
+/// with its own database, starts tracking their stock, which the gateway then serves.
+#[tokio::test]
+async fn seeded_products_reach_inventory_through_the_bus() {
+    let data = tempfile::tempdir().expect("a folder");
+    let shop = RunningShop::start(data.path()).await;
+    let mug = shop.get_json("/api/catalog/products/enamel-camp-mug").await;
+    let id = mug["id"].as_str().expect("an id");
+    let path = format!("/api/inventory/stock/{id}");
+    for _ in 0..400 {
+        let response = shop.get(&path).await;
+        if response.status().as_u16() == 200 {
+            let stock: Value = response.json().await.expect("JSON");
+            assert_eq!(stock["available"], 25);
+            return;
+        }
+        assert_eq!(
+            response.status().as_u16(),
+            404,
+            "not yet tracked, or tracked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("inventory never learned of the seeded products");
+}

@@ -30,6 +30,12 @@ async fn product_changes_are_published_as_events(engine: Engine) {
         .subscribe(&SubscriptionSpec::new("test.catalog-events", "catalog.>"))
         .await
         .expect("subscribed");
+    // The demo catalog announced its products when it was seeded.
+    for _ in 0..48 {
+        let seeded = next(&mut events).await;
+        assert!(seeded.correlation_id.starts_with("seed:"), "{seeded:?}");
+        let _: ProductCreatedV1 = seeded.decode().expect("a ProductCreated");
+    }
     let body = json!({
         "slug": "event-teapot",
         "name": "Event Teapot",

@@ -1,0 +1,124 @@
+//! Inventory: stock levels and reservations.
+//!
+//! It owns how many units of each product were received, are held for unpaid orders,
+//! and were sold; what can be reserved is the difference, which database checks keep
+//! from ever going negative. The checkout saga sends it commands over the bus (reserve,
+//! release, commit); it answers with events, holding all of an order's lines or none,
+//! and releases holds that run out. It learns of products from the catalog's events.
+//!
+//! It does not own prices or product data (the catalog) or orders.
+//!
+//! - [`domain`]: reservation lines and states; pure.
+//! - [`store`]: the SQL; state changes run on the caller's transaction.
+//! - [`ops`]: the use cases: reserve, release, commit, expire.
+//! - [`events`]: the inbox handlers for commands and catalog events.
+//! - [`http`]: availability and admin stock management.
+
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod ops;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::db::Database;
+use platform::http::Readiness;
+use platform::inbox::Consumer;
+use platform::outbox::{self, Relay, RelaySettings};
+use platform::service::{Context, Service};
+use platform::shutdown::Shutdown;
+
+pub use config::Config;
+
+/// The service's name in logs, metrics and the topology.
+pub const NAME: &str = "inventory";
+
+/// Connects, migrates, subscribes, and returns the service: its routes, and its
+/// workers (two consumers, the outbox relay, the expiry sweep).
+pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service> {
+    let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+    db.migrate(sqlx::migrate!("./migrations")).await?;
+    outbox::migrate(&db).await?;
+    let relay = Relay::new(
+        NAME,
+        db.clone(),
+        context.bus.clone(),
+        RelaySettings::default(),
+    );
+    let commands = Consumer::new(
+        db.clone(),
+        context.bus.clone(),
+        &events::commands(),
+        Arc::new(events::Commands),
+    )
+    .await?;
+    let catalog = events::CatalogEvents {
+        initial_stock: config.initial_stock,
+    };
+    let catalog = Consumer::new(
+        db.clone(),
+        context.bus.clone(),
+        &events::catalog_events(),
+        Arc::new(catalog),
+    )
+    .await?;
+    let sweep = expire_loop(
+        db.clone(),
+        relay.clone(),
+        Duration::from_millis(config.expiry_check_ms),
+        context.shutdown.clone(),
+    );
+    let routes = http::router(db.clone()).layer(axum::Extension(context.verifier.clone()));
+    Ok(Service {
+        router: platform::http::app(NAME, routes, Readiness::new().with_database(db)),
+        workers: vec![
+            Box::pin(relay.run(context.shutdown.clone())),
+            Box::pin(commands.run(context.shutdown.clone())),
+            Box::pin(catalog.run(context.shutdown.clone())),
+            Box::pin(sweep),
+        ],
+    })
+}
+
+/// Releases every held reservation whose hold ran out by `now`, each in its own
+/// transaction with its `StockReleased` event. Returns how many; the sweep's step.
+pub async fn expire_due(db: &Database, now: i64) -> anyhow::Result<usize> {
+    let mut expired = 0;
+    for order_id in store::due(db.pool(), now, 100).await? {
+        let mut tx = db.pool().begin().await?;
+        if ops::expire(&mut tx, &order_id, now).await? {
+            expired += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(expired)
+}
+
+async fn expire_loop(db: Database, relay: Relay, every: Duration, shutdown: Shutdown) {
+    let waker = relay.waker();
+    while !shutdown.is_triggered() {
+        match expire_due(&db, now_ms()).await {
+            Ok(0) => {}
+            Ok(expired) => {
+                tracing::info!(expired, "released expired reservations");
+                waker.wake();
+            }
+            Err(error) => tracing::warn!("expiring reservations failed: {error:#}"),
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,191 @@
+//! Inventory's use cases. The command handlers run inside the inbox's transaction, so a
+//! command's effect, the event that answers it and the record that it was handled
+//! commit together; a repeated command finds its reservation and gets the same answer.
+
+use contracts::messaging::Message;
+use contracts::messaging::inventory::{
+    CommitRefusedV1, CommitStockV1, ReleaseStockV1, ReserveStockV1, StockCommittedV1,
+    StockRejectedV1, StockReleasedV1, StockReservedV1,
+};
+use platform::outbox::{self, Origin};
+use sqlx::AnyConnection;
+
+use crate::domain::{Lines, State};
+use crate::store;
+
+/// Sends `message` through the outbox, inside the current transaction.
+async fn answer<M: Message>(
+    connection: &mut AnyConnection,
+    message: &M,
+    origin: &Origin,
+) -> anyhow::Result<()> {
+    let envelope = outbox::envelope(crate::NAME, message, origin)?;
+    outbox::enqueue(connection, &envelope).await
+}
+
+/// Holds the stock of an order, all lines or none, and answers `StockReserved` or
+/// `StockRejected`. A repeated command (the saga re-sends when an answer is slow) gets
+/// the answer the first one got.
+pub async fn reserve(
+    connection: &mut AnyConnection,
+    command: &ReserveStockV1,
+    origin: &Origin,
+    now: i64,
+) -> anyhow::Result<()> {
+    let order_id = command.order_id.clone();
+    if let Some((state, expires_at_ms)) = store::reservation(&mut *connection, &order_id).await? {
+        return match state {
+            State::Rejected => {
+                let unavailable = Vec::new();
+                answer(
+                    connection,
+                    &StockRejectedV1 {
+                        order_id,
+                        unavailable,
+                    },
+                    origin,
+                )
+                .await
+            }
+            State::Held | State::Committed => {
+                answer(
+                    connection,
+                    &StockReservedV1 {
+                        order_id,
+                        expires_at_ms,
+                    },
+                    origin,
+                )
+                .await
+            }
+            State::Released | State::Expired => {
+                let reason = state.as_str().to_owned();
+                answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
+            }
+        };
+    }
+    let raw = command
+        .lines
+        .iter()
+        .map(|line| (line.product_id.clone(), line.quantity));
+    let short = match Lines::parse(raw) {
+        Ok(lines) => {
+            let short = store::shortages(&mut *connection, &lines).await?;
+            if short.is_empty() {
+                let hold_ms =
+                    i64::try_from(command.hold_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+                let expires_at_ms = now.saturating_add(hold_ms);
+                store::hold(&mut *connection, &order_id, &lines, expires_at_ms, now).await?;
+                return answer(
+                    connection,
+                    &StockReservedV1 {
+                        order_id,
+                        expires_at_ms,
+                    },
+                    origin,
+                )
+                .await;
+            }
+            short
+        }
+        Err(reason) => {
+            tracing::warn!(
+                order = order_id,
+                "refusing a malformed reservation: {reason}"
+            );
+            Vec::new()
+        }
+    };
+    store::reject(&mut *connection, &order_id, now).await?;
+    answer(
+        connection,
+        &StockRejectedV1 {
+            order_id,
+            unavailable: short,
+        },
+        origin,
+    )
+    .await
+}
+
+/// Gives an order's held stock back and answers `StockReleased`, also when it was
+/// released or expired before.
+pub async fn release(
+    connection: &mut AnyConnection,
+    command: &ReleaseStockV1,
+    origin: &Origin,
+    now: i64,
+) -> anyhow::Result<()> {
+    let order_id = command.order_id.clone();
+    match store::finish(&mut *connection, &order_id, State::Released, now).await? {
+        Some(State::Held | State::Released) => {
+            let reason = State::Released.as_str().to_owned();
+            answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
+        }
+        Some(State::Expired) => {
+            let reason = State::Expired.as_str().to_owned();
+            answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
+        }
+        Some(State::Committed) => {
+            // Sold stock is not given back by a release; a refund does not restock.
+            tracing::warn!(
+                order = order_id,
+                "release of a committed reservation ignored"
+            );
+            Ok(())
+        }
+        // Rejected or unknown: nothing was ever held, so there is nothing to give back.
+        Some(State::Rejected) | None => {
+            let reason = State::Released.as_str().to_owned();
+            answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
+        }
+    }
+}
+
+/// Sells an order's held stock and answers `StockCommitted`; too late (released,
+/// expired, rejected, unknown) it answers `CommitRefused`, and the saga must refund.
+pub async fn commit(
+    connection: &mut AnyConnection,
+    command: &CommitStockV1,
+    origin: &Origin,
+    now: i64,
+) -> anyhow::Result<()> {
+    let order_id = command.order_id.clone();
+    match store::finish(&mut *connection, &order_id, State::Committed, now).await? {
+        Some(State::Held | State::Committed) => {
+            answer(connection, &StockCommittedV1 { order_id }, origin).await
+        }
+        Some(state) => {
+            let state = state.as_str().to_owned();
+            answer(connection, &CommitRefusedV1 { order_id, state }, origin).await
+        }
+        None => {
+            let state = "unknown".to_owned();
+            answer(connection, &CommitRefusedV1 { order_id, state }, origin).await
+        }
+    }
+}
+
+/// Ends one held reservation whose hold ran out, answering `StockReleased` (reason
+/// `expired`). Nothing happens if it was committed or released meanwhile.
+pub async fn expire(
+    connection: &mut AnyConnection,
+    order_id: &str,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let expired =
+        store::finish(&mut *connection, order_id, State::Expired, now).await? == Some(State::Held);
+    if expired {
+        let origin = Origin {
+            correlation_id: order_id.to_owned(),
+            ..Origin::default()
+        };
+        let reason = State::Expired.as_str().to_owned();
+        let released = StockReleasedV1 {
+            order_id: order_id.to_owned(),
+            reason,
+        };
+        answer(connection, &released, &origin).await?;
+    }
+    Ok(expired)
+}

@@ -1,0 +1,5 @@
+//! Inventory over real HTTP and a real bus, against SQLite and PostgreSQL.
+
+mod helpers;
+mod reservations;
+mod stock;
