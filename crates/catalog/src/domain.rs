@@ -251,6 +251,9 @@ impl Cursor {
             .decode(text)
             .map_err(|_| MALFORMED.to_owned())?;
         let text = String::from_utf8(bytes).map_err(|_| MALFORMED.to_owned())?;
+        if text.chars().any(char::is_control) {
+            return Err(MALFORMED.to_owned());
+        }
         let (sort, rest) = text.split_once('|').ok_or(MALFORMED)?;
         let (value, id) = rest.rsplit_once('|').ok_or(MALFORMED)?;
         let sort = Sort::parse(sort).map_err(|_| MALFORMED.to_owned())?;
@@ -277,6 +280,9 @@ impl Search {
     pub fn parse(text: &str) -> Result<Option<Self>, String> {
         if text.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        if text.chars().any(char::is_control) {
+            return Err("must not contain control characters".to_owned());
         }
         let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
         if words.len() > Self::MAX_WORDS {
@@ -689,6 +695,9 @@ impl CategoryPatch {
 /// A display name: trimmed, then 1 to [`limits::NAME_MAX_CHARS`] characters.
 fn parse_name(text: &str) -> Result<String, String> {
     let trimmed = text.trim();
+    if trimmed.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
     if (1..=limits::NAME_MAX_CHARS).contains(&trimmed.chars().count()) {
         Ok(trimmed.to_owned())
     } else {
@@ -708,6 +717,7 @@ fn parse_image(text: &str) -> Result<String, String> {
 }
 
 fn at_most(text: &str, max_chars: usize) -> Result<String, String> {
+    plain_text(text)?;
     if text.chars().count() <= max_chars {
         Ok(text.to_owned())
     } else {
@@ -773,6 +783,7 @@ fn parse_attributes(
                 limits::ATTRIBUTE_KEY_MAX_CHARS
             ));
         }
+        plain_text(value).map_err(|reason| format!("the value of {key:?} {reason}"))?;
         if value.chars().count() > limits::ATTRIBUTE_VALUE_MAX_CHARS {
             return Err(format!(
                 "the value of {key:?} must be at most {} characters",
@@ -781,6 +792,19 @@ fn parse_attributes(
         }
     }
     Ok(attributes.clone())
+}
+
+/// Text that a database can store and a page can show: no NUL or other control
+/// characters but line breaks and tabs. (PostgreSQL refuses NUL in text outright.)
+fn plain_text(text: &str) -> Result<(), String> {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        Err("must not contain control characters".to_owned())
+    } else {
+        Ok(())
+    }
 }
 
 /// The parsed value, or `None` after recording why `field` is invalid.

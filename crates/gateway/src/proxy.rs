@@ -71,6 +71,8 @@ pub async fn forward(
     request: Request,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
+    // HTTP/2 carries the host in the URI (`:authority`), not in a `Host` header.
+    let authority = parts.uri.authority().map(ToString::to_string);
     if let Err(problem) = proxy.check_access(&parts).await {
         return problem.into_response();
     }
@@ -93,7 +95,10 @@ pub async fn forward(
             return Problem::bad_request("the request target cannot be forwarded").into_response();
         }
     };
-    prepare_headers(&mut parts.headers, peer);
+    // Clients may speak HTTP/2 to the gateway; upstreams are reached over pooled
+    // HTTP/1.1 connections, whatever the client spoke.
+    parts.version = http::Version::HTTP_11;
+    prepare_headers(&mut parts.headers, peer, authority.as_deref());
     let request = Request::from_parts(parts, body);
 
     match tokio::time::timeout(proxy.inner.timeout, proxy.inner.client.request(request)).await {
@@ -166,6 +171,8 @@ fn split_service(uri: &Uri) -> Option<(&str, Option<PathAndQuery>)> {
     Some((service, target.parse().ok()))
 }
 
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
@@ -195,10 +202,18 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Rewrites the request headers for the upstream: hop-by-hop headers out, `Host` to the
 /// upstream, `X-Forwarded-*` describing the client, and a `traceparent` continuing the
 /// caller's trace or starting one.
-fn prepare_headers(headers: &mut HeaderMap, peer: SocketAddr) {
+fn prepare_headers(headers: &mut HeaderMap, peer: SocketAddr, authority: Option<&str>) {
     remove_hop_by_hop(headers);
-    if let Some(host) = headers.remove(header::HOST) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    // The host the client asked for: `Host` in HTTP/1.1, the `:authority` in HTTP/2.
+    // Whatever the client claims as `X-Forwarded-Host` is dropped, like every other
+    // forwarded header it sends.
+    let forwarded_host = FORWARDED_HOST.clone();
+    headers.remove(&forwarded_host);
+    let host = headers
+        .remove(header::HOST)
+        .or_else(|| authority.and_then(|authority| HeaderValue::from_str(authority).ok()));
+    if let Some(host) = host {
+        headers.insert(forwarded_host, host);
     }
     // The gateway is the edge: what a client claims about earlier hops is not trusted.
     headers.insert(

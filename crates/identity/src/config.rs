@@ -26,13 +26,17 @@ pub struct Config {
     pub password_min_chars: usize,
     /// The most characters a password may have.
     pub password_max_chars: usize,
-    /// Sign-in attempts one account may make in a burst.
-    pub account_attempts_burst: u32,
-    /// Seconds until an account regains one attempt.
-    pub account_attempt_refill_secs: u64,
-    /// Sign-in and registration attempts one client address may make in a burst.
+    /// Wrong passwords for one account from one network before that network must wait
+    /// out the window.
+    pub account_failures_per_network: u32,
+    /// Wrong passwords for one account from anywhere before everyone must wait out the
+    /// window (guessing spread over many networks).
+    pub account_failures_overall: u32,
+    /// The window failures are counted in, in seconds.
+    pub account_failure_window_secs: u64,
+    /// Sign-in and registration attempts one client network may make in a burst.
     pub address_attempts_burst: u32,
-    /// Milliseconds until an address regains one attempt.
+    /// Milliseconds until a network regains one attempt.
     pub address_attempt_refill_ms: u64,
     /// Peers whose `X-Forwarded-For` is believed: the gateway's addresses.
     pub trusted_proxies: Vec<IpAddr>,
@@ -49,8 +53,9 @@ impl Default for Config {
             signing_key_max_age_secs: 30 * 24 * 3600,
             password_min_chars: 15,
             password_max_chars: 128,
-            account_attempts_burst: 10,
-            account_attempt_refill_secs: 30,
+            account_failures_per_network: 10,
+            account_failures_overall: 100,
+            account_failure_window_secs: 15 * 60,
             address_attempts_burst: 30,
             address_attempt_refill_ms: 1000,
             trusted_proxies: vec![

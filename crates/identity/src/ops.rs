@@ -135,7 +135,7 @@ pub async fn register(
 ) -> Result<UserRecord, Error> {
     identity
         .throttle
-        .attempt(address, None)
+        .attempt(address)
         .map_err(Error::Throttled)?;
     create_user(identity, email, password, vec![Role::Customer]).await
 }
@@ -150,7 +150,11 @@ pub async fn login(
     let email = Email::parse(email).map_err(|reason| invalid("email", reason))?;
     identity
         .throttle
-        .attempt(address, Some(email.as_str()))
+        .attempt(address)
+        .map_err(Error::Throttled)?;
+    identity
+        .throttle
+        .account_open(email.as_str(), address)
         .map_err(Error::Throttled)?;
     let user = identity.store.user_by_email(&email).await?;
     // An unknown email costs one hash verification too, so timing does not tell it apart.
@@ -160,6 +164,7 @@ pub async fn login(
     );
     let matches = password::verify(password.to_owned(), hash).await?;
     let Some(user) = user.filter(|_| matches) else {
+        identity.throttle.failed(email.as_str(), address);
         return Err(Error::InvalidGrant(BAD_CREDENTIALS));
     };
     let family = uuid::Uuid::now_v7().to_string();
@@ -178,7 +183,7 @@ pub async fn refresh(
 ) -> Result<TokenResponse, Error> {
     identity
         .throttle
-        .attempt(address, None)
+        .attempt(address)
         .map_err(Error::Throttled)?;
     let now = now();
     let Some(record) = identity
@@ -248,9 +253,14 @@ pub async fn change_password(
     // A stolen access token must not become a password oracle.
     identity
         .throttle
-        .attempt(address, Some(&user.email))
+        .attempt(address)
+        .map_err(Error::Throttled)?;
+    identity
+        .throttle
+        .account_open(&user.email, address)
         .map_err(Error::Throttled)?;
     if !password::verify(current.to_owned(), user.password_hash.clone()).await? {
+        identity.throttle.failed(&user.email, address);
         return Err(invalid("current_password", "does not match your password"));
     }
     let email =

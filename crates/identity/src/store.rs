@@ -192,8 +192,14 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let mut tx = self.db.pool().begin().await?;
         let claimed = sqlx::query(
+            // The family check closes a race on PostgreSQL: a revocation that started
+            // before this token was inserted cannot have revoked it, but it did revoke
+            // its predecessor, which this finds.
             "UPDATE refresh_tokens SET used_at = $1 \
-             WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL",
+             WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM refresh_tokens family \
+                               WHERE family.family_id = refresh_tokens.family_id \
+                                 AND family.revoked_at IS NOT NULL)",
         )
         .bind(now)
         .bind(old_id.to_owned())

@@ -1,13 +1,19 @@
-//! Brute-force throttling of sign-in, per account and per client address.
+//! Brute-force throttling of sign-in, per client network and per account.
 //!
-//! In-process token buckets (GCRA): each account and each address has a burst of
-//! attempts that refills over time. Keys that have refilled completely are forgotten
-//! now and then, so memory follows the active attackers, not every address ever seen.
+//! Every attempt from a network counts against that network (a token bucket: a burst,
+//! refilled over time); an IPv6 client is counted by its /64, which one subscriber
+//! usually holds whole, so rotating addresses within it buys nothing. Only failed
+//! passwords count against an account, in two windows: per account and network, which
+//! stops a guesser quickly without locking the owner out from elsewhere; and per
+//! account overall, with a higher limit, which stops guessing spread over many
+//! networks.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -16,49 +22,112 @@ use crate::config::Config;
 
 /// The limiters.
 pub struct Throttle {
-    accounts: DefaultKeyedRateLimiter<String>,
-    addresses: DefaultKeyedRateLimiter<IpAddr>,
-    checks: AtomicU64,
+    networks: DefaultKeyedRateLimiter<IpAddr>,
+    failures_here: FailureWindow<(String, IpAddr)>,
+    failures_anywhere: FailureWindow<String>,
 }
 
 impl Throttle {
     /// Limiters sized by `config`.
     pub fn new(config: &Config) -> Self {
-        let quota = |burst: u32, refill: Duration| {
-            Quota::with_period(refill.max(Duration::from_millis(1)))
-                .expect("a positive period")
-                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
-        };
+        let refill =
+            Duration::from_millis(config.address_attempt_refill_ms).max(Duration::from_millis(1));
+        let quota = Quota::with_period(refill)
+            .expect("a positive period")
+            .allow_burst(NonZeroU32::new(config.address_attempts_burst).unwrap_or(NonZeroU32::MIN));
+        let window = Duration::from_secs(config.account_failure_window_secs);
         Self {
-            accounts: DefaultKeyedRateLimiter::keyed(quota(
-                config.account_attempts_burst,
-                Duration::from_secs(config.account_attempt_refill_secs),
-            )),
-            addresses: DefaultKeyedRateLimiter::keyed(quota(
-                config.address_attempts_burst,
-                Duration::from_millis(config.address_attempt_refill_ms),
-            )),
-            checks: AtomicU64::new(0),
+            networks: DefaultKeyedRateLimiter::keyed(quota),
+            failures_here: FailureWindow::new(config.account_failures_per_network, window),
+            failures_anywhere: FailureWindow::new(config.account_failures_overall, window),
         }
     }
 
-    /// Takes one attempt for `address` and, if given, `account`; on refusal, how long
-    /// until the next attempt is allowed.
-    pub fn attempt(&self, address: IpAddr, account: Option<&str>) -> Result<(), Duration> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
-            self.accounts.retain_recent();
-            self.addresses.retain_recent();
-        }
+    /// Takes one attempt for `address`'s network; on refusal, how long to wait.
+    pub fn attempt(&self, address: IpAddr) -> Result<(), Duration> {
+        let network = network(address);
         let now = DefaultClock::default().now();
-        self.addresses
-            .check_key(&address)
-            .map_err(|not_until| not_until.wait_time_from(now))?;
-        if let Some(account) = account {
-            self.accounts
-                .check_key(&account.to_owned())
-                .map_err(|not_until| not_until.wait_time_from(now))?;
+        let outcome = self
+            .networks
+            .check_key(&network)
+            .map_err(|not_until| not_until.wait_time_from(now));
+        if outcome.is_ok() && self.networks.len() > 10_000 {
+            // Forget networks whose bucket has refilled, so memory follows the active ones.
+            self.networks.retain_recent();
         }
-        Ok(())
+        outcome
+    }
+
+    /// Whether `account` may try a password from `address` now; failures are counted
+    /// with [`Throttle::failed`].
+    pub fn account_open(&self, account: &str, address: IpAddr) -> Result<(), Duration> {
+        self.failures_here
+            .check(&(account.to_owned(), network(address)))?;
+        self.failures_anywhere.check(&account.to_owned())
+    }
+
+    /// Counts a wrong password for `account` from `address`.
+    pub fn failed(&self, account: &str, address: IpAddr) {
+        self.failures_here
+            .record(&(account.to_owned(), network(address)));
+        self.failures_anywhere.record(&account.to_owned());
+    }
+}
+
+/// The network an address is counted by: itself for IPv4, its /64 for IPv6.
+fn network(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1_u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+    }
+}
+
+/// At most `limit` failures per key within `window` (counted from the first).
+struct FailureWindow<K> {
+    limit: u32,
+    window: Duration,
+    counts: Mutex<HashMap<K, (u32, Instant)>>,
+}
+
+impl<K: Eq + Hash + Clone> FailureWindow<K> {
+    fn new(limit: u32, window: Duration) -> Self {
+        Self {
+            limit: limit.max(1),
+            window,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn check(&self, key: &K) -> Result<(), Duration> {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match counts.get(key) {
+            Some((failures, since)) if *failures >= self.limit && since.elapsed() < self.window => {
+                Err(self.window.saturating_sub(since.elapsed()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn record(&self, key: &K) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if counts.len() > 100_000 {
+            let window = self.window;
+            counts.retain(|_, (_, since)| since.elapsed() < window);
+        }
+        let entry = counts.entry(key.clone()).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= self.window {
+            *entry = (0, Instant::now());
+        }
+        entry.0 = entry.0.saturating_add(1);
     }
 }
 
@@ -66,40 +135,74 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_account_is_throttled_after_its_burst_whatever_the_address() {
-        let config = Config {
-            account_attempts_burst: 3,
-            account_attempt_refill_secs: 60,
+    fn config(per_network: u32, overall: u32) -> Config {
+        Config {
+            account_failures_per_network: per_network,
+            account_failures_overall: overall,
+            account_failure_window_secs: 600,
             ..Config::default()
-        };
-        let throttle = Throttle::new(&config);
-        let addresses: Vec<IpAddr> = (1..=4).map(|n| IpAddr::from([10, 0, 0, n])).collect();
-        for address in &addresses[..3] {
-            assert!(throttle.attempt(*address, Some("ada@example.com")).is_ok());
+        }
+    }
+
+    #[test]
+    fn failures_lock_an_account_for_that_network_only() {
+        let throttle = Throttle::new(&config(3, 100));
+        let attacker = IpAddr::from([10, 0, 0, 1]);
+        let owner = IpAddr::from([192, 0, 2, 7]);
+        for _ in 0..3 {
+            assert!(throttle.account_open("ada@example.com", attacker).is_ok());
+            throttle.failed("ada@example.com", attacker);
         }
         let wait = throttle
-            .attempt(addresses[3], Some("ada@example.com"))
+            .account_open("ada@example.com", attacker)
             .unwrap_err();
-        assert!(wait > Duration::from_secs(50), "{wait:?}");
+        assert!(wait > Duration::from_secs(500), "{wait:?}");
+        assert!(
+            throttle.account_open("ada@example.com", owner).is_ok(),
+            "the owner is not locked out"
+        );
+        assert!(throttle.account_open("bob@example.com", attacker).is_ok());
+    }
+
+    #[test]
+    fn failures_spread_over_networks_still_lock_the_account() {
+        let throttle = Throttle::new(&config(3, 5));
+        for n in 0..5 {
+            throttle.failed("ada@example.com", IpAddr::from([10, 0, 0, n]));
+        }
         assert!(
             throttle
-                .attempt(addresses[3], Some("bob@example.com"))
-                .is_ok()
+                .account_open("ada@example.com", IpAddr::from([10, 0, 0, 99]))
+                .is_err()
         );
     }
 
     #[test]
-    fn an_address_is_throttled_after_its_burst_whatever_the_account() {
-        let config = Config {
+    fn a_network_is_throttled_after_its_burst() {
+        let throttle = Throttle::new(&Config {
             address_attempts_burst: 2,
             address_attempt_refill_ms: 60_000,
             ..Config::default()
-        };
-        let throttle = Throttle::new(&config);
+        });
         let address = IpAddr::from([10, 0, 0, 1]);
-        assert!(throttle.attempt(address, Some("a@example.com")).is_ok());
-        assert!(throttle.attempt(address, Some("b@example.com")).is_ok());
-        assert!(throttle.attempt(address, Some("c@example.com")).is_err());
+        assert!(throttle.attempt(address).is_ok());
+        assert!(throttle.attempt(address).is_ok());
+        assert!(throttle.attempt(address).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_counted_by_its_slash_64() {
+        let throttle = Throttle::new(&Config {
+            address_attempts_burst: 2,
+            address_attempt_refill_ms: 60_000,
+            ..Config::default()
+        });
+        let first: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let second: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert!(throttle.attempt(first).is_ok());
+        assert!(throttle.attempt(second).is_ok());
+        assert!(throttle.attempt(first).is_err(), "the same /64");
+        assert!(throttle.attempt(elsewhere).is_ok());
     }
 }

@@ -220,11 +220,22 @@ pub struct Verifier {
 struct Inner {
     settings: VerifierSettings,
     source: Box<dyn KeySource>,
-    keys: RwLock<HashMap<String, DecodingKey>>,
+    keys: RwLock<KeyCache>,
     /// Held while fetching, so concurrent misses cause one fetch; records when the
     /// last fetch happened and whether it succeeded.
     fetch: tokio::sync::Mutex<Option<(Instant, bool)>>,
 }
+
+/// The keys last fetched, and when.
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+}
+
+/// How long fetched keys are trusted before the JWKS is read again, so a key identity
+/// stopped publishing (after a rotation, or a compromise) stops verifying everywhere.
+pub const KEYS_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Why a token was refused. The message is safe to show the caller.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -247,7 +258,7 @@ impl Verifier {
             inner: Arc::new(Inner {
                 settings,
                 source: Box::new(source),
-                keys: RwLock::new(HashMap::new()),
+                keys: RwLock::new(KeyCache::default()),
                 fetch: tokio::sync::Mutex::new(None),
             }),
         }
@@ -299,17 +310,24 @@ impl Verifier {
     /// The key called `kid`, fetching the JWKS again if it is unknown and the last
     /// fetch is old enough.
     async fn key(&self, kid: &str) -> Option<DecodingKey> {
-        if let Some(key) = self.cached(kid) {
-            return Some(key);
+        let (key, stale) = self.cached(kid);
+        if let Some(key) = key.as_ref().filter(|_| !stale) {
+            return Some(key.clone());
         }
         let mut last_fetch = self.inner.fetch.lock().await;
         // Another request may have fetched while this one waited for the lock.
-        if let Some(key) = self.cached(kid) {
-            return Some(key);
+        let (key, stale) = self.cached(kid);
+        if let Some(key) = key.as_ref().filter(|_| !stale) {
+            return Some(key.clone());
         }
-        // After a failed fetch (identity not up yet, say) retry sooner, so a restart
-        // does not lock everyone out for a whole interval.
-        let interval = self.inner.settings.refresh_interval;
+        // A miss may refetch once per interval (so made-up kids cannot hammer identity);
+        // a stale hit once per retry period. After a failed fetch (identity not up yet,
+        // say) retry sooner, so a restart does not lock everyone out for an interval.
+        let interval = if key.is_some() {
+            FAILED_FETCH_RETRY
+        } else {
+            self.inner.settings.refresh_interval
+        };
         if let Some((at, succeeded)) = *last_fetch {
             let wait = if succeeded {
                 interval
@@ -317,7 +335,7 @@ impl Verifier {
                 interval.min(FAILED_FETCH_RETRY)
             };
             if at.elapsed() < wait {
-                return None;
+                return key;
             }
         }
         let fetched = self.inner.source.fetch().await;
@@ -333,24 +351,35 @@ impl Verifier {
                     })
                     .collect();
                 tracing::debug!(keys = keys.len(), "fetched the JWKS");
+                // Replace, not merge: a key identity stopped publishing stops verifying.
                 *self
                     .inner
                     .keys
                     .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = KeyCache {
+                    keys,
+                    fetched_at: Some(Instant::now()),
+                };
             }
+            // Keep verifying with the keys held: a stale key beats refusing everyone
+            // while identity is briefly unreachable.
             Err(error) => tracing::warn!(error = format!("{error:#}"), "could not fetch the JWKS"),
         }
-        self.cached(kid)
+        self.cached(kid).0
     }
 
-    fn cached(&self, kid: &str) -> Option<DecodingKey> {
-        self.inner
+    /// The cached key called `kid`, and whether the cache is older than
+    /// [`KEYS_MAX_AGE`] (or was never filled).
+    fn cached(&self, kid: &str) -> (Option<DecodingKey>, bool) {
+        let cache = self
+            .inner
             .keys
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(kid)
-            .cloned()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let stale = cache
+            .fetched_at
+            .is_none_or(|at| at.elapsed() > KEYS_MAX_AGE);
+        (cache.keys.get(kid).cloned(), stale)
     }
 }
 

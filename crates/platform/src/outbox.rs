@@ -273,18 +273,17 @@ impl Relay {
         let mut failures = 0_u32;
         let mut last_cleanup = tokio::time::Instant::now();
         loop {
+            // On a timer, not only when idle: under a constant backlog the relay is never
+            // idle, and published rows must still go.
+            if last_cleanup.elapsed() > Duration::from_secs(60) {
+                last_cleanup = tokio::time::Instant::now();
+                if let Err(error) = self.delete_published().await {
+                    tracing::warn!(service = self.service, "outbox cleanup failed: {error:#}");
+                }
+            }
             let pause = match self.relay_once().await {
                 Ok(0) => {
                     failures = 0;
-                    if last_cleanup.elapsed() > Duration::from_secs(60) {
-                        last_cleanup = tokio::time::Instant::now();
-                        if let Err(error) = self.delete_published().await {
-                            tracing::warn!(
-                                service = self.service,
-                                "outbox cleanup failed: {error:#}"
-                            );
-                        }
-                    }
                     self.record_backlog().await;
                     self.settings.idle_poll
                 }

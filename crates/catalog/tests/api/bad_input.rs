@@ -9,6 +9,7 @@ test_support::on_both_engines!(
     invalid_listing_parameters_are_named,
     an_invalid_product_reference_is_named,
     unknown_routes_and_methods_are_problems,
+    control_characters_are_refused_by_name,
 );
 
 async fn invalid_listing_parameters_are_named(engine: Engine) {
@@ -60,4 +61,18 @@ async fn unknown_routes_and_methods_are_problems(engine: Engine) {
     assert_eq!(response.status().as_u16(), 405);
     let problem: Value = response.json().await.expect("a problem body");
     assert_eq!(problem["status"], 405);
+}
+
+/// PostgreSQL refuses NUL in text; it must be a 400 naming the field, not a 500.
+async fn control_characters_are_refused_by_name(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    app.assert_invalid("/products?q=%00", "q").await;
+    app.assert_invalid("/products?q=mug%07", "q").await;
+    // A forged cursor whose name value holds a NUL.
+    let cursor = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        "name|a\0b|0190a5a0-0000-7000-8000-000000000000",
+    );
+    app.assert_invalid(&format!("/products?cursor={cursor}"), "cursor")
+        .await;
 }

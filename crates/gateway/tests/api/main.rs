@@ -312,3 +312,27 @@ async fn the_jwt_attack_corpus_is_refused_at_the_edge() {
     test_support::security::assert_corpus_refused(|| gateway.client.get(&me), &valid, &corpus)
         .await;
 }
+
+#[tokio::test]
+async fn http2_clients_are_forwarded_over_http1() {
+    let (upstream, _stop) = serve(echo()).await;
+    let gateway = TestGateway::spawn(&[("echo", upstream)], 5_000).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("a client");
+    let response = client
+        .get(gateway.url("/api/echo/h2"))
+        .header("x-forwarded-host", "evil.example")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status().as_u16(), 201);
+    let seen: Value = response.json().await.expect("JSON");
+    assert_eq!(seen["target"], "/h2");
+    assert_eq!(
+        seen["headers"]["x-forwarded-host"],
+        gateway.address.to_string()
+    );
+}

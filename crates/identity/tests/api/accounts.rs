@@ -140,10 +140,11 @@ async fn an_admin_made_by_the_operator_can_read_any_account(engine: Engine) {
     assert_eq!(seen.status().as_u16(), 200);
 }
 
+/// Wrong passwords lock the account for the guesser's network; the right password does
+/// not count, and other accounts are unaffected.
 async fn sign_in_is_throttled_per_account_with_retry_after(engine: Engine) {
     let app = TestApp::spawn_with(engine, |config| {
-        config.account_attempts_burst = 3;
-        config.account_attempt_refill_secs = 600;
+        config.account_failures_per_network = 3;
     })
     .await;
     app.register("ada@example.com").await;

@@ -25,7 +25,7 @@ impl TestApp {
     pub(crate) async fn spawn(engine: Engine) -> Self {
         Self::spawn_with(engine, |config| {
             config.address_attempts_burst = 10_000;
-            config.account_attempts_burst = 10_000;
+            config.account_failures_per_network = 10_000;
         })
         .await
     }

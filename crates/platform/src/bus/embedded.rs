@@ -10,9 +10,8 @@
 //!
 //! It serves one process: several processes must not share a bus file.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -33,8 +32,6 @@ pub struct EmbeddedBus {
 
 struct Inner {
     db: Database,
-    /// Subscription filters by name, mirrored from the table: read on every publish.
-    filters: RwLock<HashMap<String, String>>,
     /// Woken on every publish, nack and replay, so waiting consumers look again.
     ready: Notify,
 }
@@ -45,18 +42,9 @@ impl EmbeddedBus {
         let db =
             Database::connect(&DatabaseUrl::sqlite_file(path), PoolSettings::default()).await?;
         db.migrate(sqlx::migrate!("./migrations/bus")).await?;
-        let rows = sqlx::query("SELECT name, filter FROM subscriptions")
-            .fetch_all(db.pool())
-            .await
-            .context("reading subscriptions")?;
-        let filters = rows
-            .iter()
-            .map(|row| Ok((row.try_get("name")?, row.try_get("filter")?)))
-            .collect::<anyhow::Result<HashMap<String, String>>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
-                filters: RwLock::new(filters),
                 ready: Notify::new(),
             }),
         })
@@ -71,22 +59,13 @@ impl EmbeddedBus {
         let subject = envelope.kind.clone();
         let json = serde_json::to_string(envelope).context("encoding an envelope")?;
         let now = now_ms();
-        let subscribers: Vec<String> = self
-            .inner
-            .filters
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-            .filter(|(_, filter)| subject_matches(filter, &subject))
-            .map(|(name, _)| name.clone())
-            .collect();
         let mut tx = self.inner.db.pool().begin().await?;
         let stored = sqlx::query(
             "INSERT INTO messages (id, subject, envelope, published_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO NOTHING RETURNING seq",
         )
         .bind(envelope.id.clone())
-        .bind(subject)
+        .bind(subject.clone())
         .bind(json)
         .bind(now)
         .fetch_optional(&mut *tx)
@@ -95,6 +74,20 @@ impl EmbeddedBus {
         // A message id seen before is a duplicate: nothing more to do.
         if let Some(row) = stored {
             let seq: i64 = row.try_get("seq")?;
+            // Read inside the transaction, which holds the write lock since the insert:
+            // a subscription created concurrently either committed before (and is seen
+            // here) or copies this message into its backlog after.
+            let subscriptions = sqlx::query("SELECT name, filter FROM subscriptions")
+                .fetch_all(&mut *tx)
+                .await
+                .context("reading subscriptions")?;
+            let mut subscribers = Vec::new();
+            for subscription in &subscriptions {
+                let filter: String = subscription.try_get("filter")?;
+                if subject_matches(&filter, &subject) {
+                    subscribers.push(subscription.try_get::<String, _>("name")?);
+                }
+            }
             for name in subscribers {
                 sqlx::query(
                     "INSERT INTO deliveries (subscription, seq, attempts, available_at, state) \
@@ -117,13 +110,13 @@ impl EmbeddedBus {
         &self,
         spec: &SubscriptionSpec,
     ) -> anyhow::Result<Box<dyn Subscription>> {
-        let known = self
-            .inner
-            .filters
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&spec.name)
-            .cloned();
+        let known: Option<String> = sqlx::query("SELECT filter FROM subscriptions WHERE name = $1")
+            .bind(spec.name.clone())
+            .fetch_optional(self.inner.db.pool())
+            .await
+            .context("reading a subscription")?
+            .map(|row| row.try_get("filter"))
+            .transpose()?;
         match known {
             Some(filter) if filter == spec.filter => {}
             Some(filter) => anyhow::bail!(
@@ -170,11 +163,6 @@ impl EmbeddedBus {
             }
         }
         tx.commit().await?;
-        self.inner
-            .filters
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(spec.name.clone(), spec.filter.clone());
         Ok(())
     }
 
