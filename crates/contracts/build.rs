@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/bazaar/common/v1/money.proto",
         "proto/bazaar/catalog/v1/catalog.proto",
+        "proto/bazaar/inventory/v1/inventory.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

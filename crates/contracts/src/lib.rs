@@ -35,4 +35,11 @@ pub mod proto {
             tonic::include_proto!("bazaar.catalog.v1");
         }
     }
+    /// Inventory's internal API.
+    pub mod inventory {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("bazaar.inventory.v1");
+        }
+    }
 }

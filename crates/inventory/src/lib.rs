@@ -13,10 +13,12 @@
 //! - [`ops`]: the use cases: reserve, release, commit, expire.
 //! - [`events`]: the inbox handlers for commands and catalog events.
 //! - [`http`]: availability and admin stock management.
+//! - [`grpc`]: availability for other services, in one call.
 
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod grpc;
 pub mod http;
 pub mod ops;
 pub mod store;
@@ -71,7 +73,8 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         Duration::from_millis(config.expiry_check_ms),
         context.shutdown.clone(),
     );
-    let routes = http::router(db.clone()).layer(axum::Extension(context.verifier.clone()));
+    let routes = platform::grpc::mount(http::router(db.clone()), grpc::service(db.clone()))
+        .layer(axum::Extension(context.verifier.clone()));
     Ok(Service {
         router: platform::http::app(NAME, routes, Readiness::new().with_database(db)),
         workers: vec![

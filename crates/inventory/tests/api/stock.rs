@@ -7,7 +7,8 @@ use crate::helpers::TestApp;
 
 test_support::on_both_engines!(
     admins_adjust_stock_within_bounds,
-    availability_refuses_bad_ids
+    availability_refuses_bad_ids,
+    availability_is_answered_over_grpc_in_one_call,
 );
 
 async fn admins_adjust_stock_within_bounds(engine: Engine) {
@@ -84,4 +85,39 @@ async fn availability_refuses_bad_ids(engine: Engine) {
         401,
         "the stock list is for admins"
     );
+}
+
+async fn availability_is_answered_over_grpc_in_one_call(engine: Engine) {
+    use contracts::proto::inventory::v1::GetAvailabilityRequest;
+    use contracts::proto::inventory::v1::inventory_client::InventoryClient;
+
+    let app = TestApp::spawn(engine, 7).await;
+    let product = app.product().await;
+    let untracked = uuid::Uuid::now_v7().to_string();
+    let mut client = InventoryClient::connect(format!("http://{}", app.address))
+        .await
+        .expect("a gRPC connection");
+    let answer = client
+        .get_availability(GetAvailabilityRequest {
+            product_ids: vec![product.clone(), untracked.clone()],
+        })
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(answer.items.len(), 2);
+    assert_eq!(
+        (answer.items[0].available, answer.items[0].tracked),
+        (7, true)
+    );
+    assert_eq!(
+        (answer.items[1].available, answer.items[1].tracked),
+        (0, false)
+    );
+    let refused = client
+        .get_availability(GetAvailabilityRequest {
+            product_ids: vec!["nope".to_owned()],
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 }
