@@ -74,6 +74,21 @@ pub async fn apply(
     Ok(Outcome::Applied)
 }
 
+/// How long a handled message is remembered. A redelivery comes within an ack wait, or
+/// after a broker outage within its deduplication window; a week is far beyond both.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Forgets messages handled before `before_ms` (Unix ms); returns how many.
+pub async fn prune(db: &Database, before_ms: i64) -> anyhow::Result<u64> {
+    let deleted = sqlx::query("DELETE FROM inbox WHERE handled_at < $1")
+        .bind(before_ms)
+        .execute(db.pool())
+        .await
+        .context("pruning the inbox")?
+        .rows_affected();
+    Ok(deleted)
+}
+
 /// One consumer of a durable subscription, applying messages through the inbox.
 pub struct Consumer {
     db: Database,
@@ -166,10 +181,22 @@ impl Consumer {
         Ok(Some(outcome))
     }
 
-    /// Consumes until `shutdown`, backing off while the bus fails.
+    /// Consumes until `shutdown`, backing off while the bus fails, and forgets handled
+    /// messages older than [`RETENTION`] once an hour.
     pub async fn run(mut self, shutdown: Shutdown) {
         let mut failures = 0_u32;
+        let mut last_prune: Option<tokio::time::Instant> = None;
         while !shutdown.is_triggered() {
+            if last_prune.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
+                last_prune = Some(tokio::time::Instant::now());
+                let retention = i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
+                if let Err(error) = prune(&self.db, now_ms().saturating_sub(retention)).await {
+                    tracing::warn!(
+                        subscription = self.name,
+                        "pruning the inbox failed: {error:#}"
+                    );
+                }
+            }
             tokio::select! {
                 () = shutdown.wait() => return,
                 outcome = self.consume_once(Duration::from_secs(1)) => match outcome {

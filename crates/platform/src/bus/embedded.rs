@@ -24,6 +24,9 @@ use super::{Bus, DeadLetter, Delivery, Settle, Subscription, SubscriptionSpec, s
 use crate::config::DatabaseUrl;
 use crate::db::{Database, PoolSettings};
 
+/// How long a delivered message is kept: its id deduplicates republishes until then.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The embedded bus over one SQLite file.
 #[derive(Clone)]
 pub struct EmbeddedBus {
@@ -42,12 +45,34 @@ impl EmbeddedBus {
         let db =
             Database::connect(&DatabaseUrl::sqlite_file(path), PoolSettings::default()).await?;
         db.migrate(sqlx::migrate!("./migrations/bus")).await?;
-        Ok(Self {
+        // Pruned at each start: a bus that runs for weeks without a restart is a
+        // distributed deployment's job, on JetStream, whose streams have limits.
+        let bus = Self {
             inner: Arc::new(Inner {
                 db,
                 ready: Notify::new(),
             }),
-        })
+        };
+        let retention = i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
+        bus.prune(now_ms().saturating_sub(retention)).await?;
+        Ok(bus)
+    }
+
+    /// Deletes messages published before `before_ms` (Unix ms) that no subscription
+    /// still has to handle, dead letters included. Their ids are forgotten too, so
+    /// `before_ms` must lie beyond the last time a producer could republish them (the
+    /// outbox relay republishes within minutes); [`RETENTION`] is a week.
+    pub async fn prune(&self, before_ms: i64) -> anyhow::Result<u64> {
+        let deleted = sqlx::query(
+            "DELETE FROM messages WHERE published_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = messages.seq)",
+        )
+        .bind(before_ms)
+        .execute(self.inner.db.pool())
+        .await
+        .context("pruning delivered messages")?
+        .rows_affected();
+        Ok(deleted)
     }
 
     /// Closes the file; pending work stays in it for the next open.

@@ -255,3 +255,32 @@ async fn conformance_filters_select_subjects_and_see_earlier_messages(adapter: A
     assert_eq!(drain(&mut catalog).await, vec![1, 3]);
     assert_eq!(drain(&mut created).await, vec![1]);
 }
+
+/// The embedded bus forgets messages every subscription has handled, once old enough,
+/// and keeps those still owed to someone.
+#[tokio::test]
+async fn embedded_pruning_keeps_what_is_still_owed() {
+    let folder = tempfile::tempdir().expect("a folder");
+    let bus = platform::bus::embedded::EmbeddedBus::open(&folder.path().join("bus.db"))
+        .await
+        .expect("opens");
+    let mut subscription = platform::bus::Bus::subscribe(&bus, &spec("test.prune", "test.>", 5))
+        .await
+        .expect("subscribed");
+    for number in 0..2 {
+        platform::bus::Bus::publish(&bus, &envelope("test.happened.v1", number))
+            .await
+            .expect("published");
+    }
+    let first = next(&mut subscription).await;
+    first.ack().await.expect("acknowledged");
+    let far_future = i64::MAX;
+    assert_eq!(
+        bus.prune(far_future).await.expect("pruned"),
+        1,
+        "only the handled one goes"
+    );
+    let second = next(&mut subscription).await;
+    assert_eq!(n(&second), 1);
+    second.ack().await.expect("acknowledged");
+}

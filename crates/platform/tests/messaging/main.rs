@@ -195,6 +195,7 @@ test_support::on_both_engines!(
     relays_sharing_an_outbox_never_publish_a_row_twice,
     a_redelivered_message_has_no_second_effect,
     a_failed_handler_leaves_no_effect_and_the_message_comes_again,
+    old_inbox_records_are_pruned,
 );
 
 async fn a_rolled_back_change_publishes_nothing(engine: Engine) {
@@ -337,5 +338,34 @@ async fn a_failed_handler_leaves_no_effect_and_the_message_comes_again(engine: E
         consumer.record_lag().await.expect("measured"),
         0,
         "nothing left to handle"
+    );
+}
+
+async fn old_inbox_records_are_pruned(engine: Engine) {
+    let fixture = Fixture::new(engine).await;
+    let handler = Recorder {
+        fail_first: AtomicUsize::new(0),
+    };
+    let envelope = message(3);
+    inbox::apply(&fixture.db, "test.prune", &envelope, &handler)
+        .await
+        .expect("applied");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let now = i64::try_from(now).expect("fits");
+    assert_eq!(
+        inbox::prune(&fixture.db, now - 60_000)
+            .await
+            .expect("pruned"),
+        0,
+        "recent records stay"
+    );
+    assert_eq!(
+        inbox::prune(&fixture.db, now + 60_000)
+            .await
+            .expect("pruned"),
+        1
     );
 }
