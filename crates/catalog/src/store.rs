@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use contracts::messaging::Message;
 use contracts::messaging::catalog::{ProductCreatedV1, ProductDeletedV1, ProductPriceChangedV1};
 use contracts::{Currency, Money};
+use platform::clock::now_ms;
 use platform::db::Database;
 use platform::outbox::{self, Origin, Waker};
 use sqlx::any::AnyRow;
@@ -183,7 +184,7 @@ impl Store {
         product: &Product,
         origin: &Origin,
     ) -> Result<(), WriteError> {
-        let now = now_millis();
+        let now = now_ms();
         let mut tx = self.db.pool().begin().await.context("starting a create")?;
         // Selecting the category id in the same statement makes "no such category" and
         // the insert one atomic step: zero rows inserted means the category is unknown.
@@ -234,7 +235,7 @@ impl Store {
         patch: &ProductPatch,
         origin: &Origin,
     ) -> Result<Option<Product>, WriteError> {
-        let now = now_millis();
+        let now = now_ms();
         let mut tx = self.db.pool().begin().await.context("starting an update")?;
         // Writing the row first locks it (a row lock on PostgreSQL, the write lock on
         // SQLite) until commit, so a concurrent update cannot slip in between the read
@@ -404,7 +405,7 @@ impl Store {
         categories: &[Category],
         products: &[Product],
     ) -> anyhow::Result<bool> {
-        let now = now_millis();
+        let now = now_ms();
         let origin = Origin {
             correlation_id: format!("seed:{name}"),
             ..Origin::default()
@@ -561,13 +562,6 @@ fn product_from_row(row: &AnyRow) -> anyhow::Result<Product> {
 fn slug_column(row: &AnyRow, column: &str) -> anyhow::Result<Slug> {
     let text: String = row.try_get(column)?;
     Slug::parse(&text).map_err(|reason| anyhow::anyhow!("stored slug {text:?}: {reason}"))
-}
-
-fn now_millis() -> i64 {
-    let elapsed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use contracts::identity::{AUDIENCE, AccessClaims, Role, TokenResponse};
 use jsonwebtoken::jwk::JwkSet;
 use platform::auth::{AuthUser, SigningKey};
 
+use platform::clock::now_secs as now;
+
 use crate::config::Config;
 use crate::domain::{Email, PasswordPolicy};
 use crate::password;
@@ -87,14 +89,6 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
         field,
         reason: reason.into(),
     }])
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    let elapsed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Creates an account with `roles`, after the password policy: what registration and

@@ -11,7 +11,9 @@ use platform::inbox::Handler;
 use platform::outbox::Origin;
 use sqlx::AnyConnection;
 
-use crate::{now_ms, ops, store};
+use platform::clock::now_ms;
+
+use crate::{ops, store};
 
 /// The subscription for commands addressed to inventory.
 pub fn commands() -> SubscriptionSpec {

@@ -133,19 +133,25 @@ async fn adjust(
         ));
     }
     let mut connection = db.pool().acquire().await.map_err(anyhow::Error::from)?;
-    let levels =
-        match store::adjust(&mut connection, &product_id, body.delta, crate::now_ms()).await {
-            Ok(levels) => levels,
-            Err(AdjustError::Unknown) => {
-                return Err(Problem::not_found(format!(
-                    "no stock is kept for {product_id}"
-                )));
-            }
-            Err(error @ AdjustError::BelowCommitted) => {
-                return Err(Problem::conflict(error.to_string()));
-            }
-            Err(AdjustError::Other(error)) => return Err(error.into()),
-        };
+    let levels = match store::adjust(
+        &mut connection,
+        &product_id,
+        body.delta,
+        platform::clock::now_ms(),
+    )
+    .await
+    {
+        Ok(levels) => levels,
+        Err(AdjustError::Unknown) => {
+            return Err(Problem::not_found(format!(
+                "no stock is kept for {product_id}"
+            )));
+        }
+        Err(error @ AdjustError::BelowCommitted) => {
+            return Err(Problem::conflict(error.to_string()));
+        }
+        Err(AdjustError::Other(error)) => return Err(error.into()),
+    };
     tracing::info!(
         admin = admin.id,
         product = product_id,

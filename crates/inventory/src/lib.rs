@@ -26,6 +26,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::clock::now_ms;
 use platform::db::Database;
 use platform::http::Readiness;
 use platform::inbox::Consumer;
@@ -116,12 +117,4 @@ async fn expire_loop(db: Database, relay: Relay, every: Duration, shutdown: Shut
             () = tokio::time::sleep(every) => {}
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    let elapsed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }

@@ -14,8 +14,8 @@ use futures_util::future::BoxFuture;
 use tracing::Instrument as _;
 
 use crate::bus::{Bus, Subscription, SubscriptionSpec, backoff};
+use crate::clock::now_ms;
 use crate::db::Database;
-use crate::outbox::now_ms;
 use crate::shutdown::Shutdown;
 
 /// Applies one message's effects inside the transaction it is given.

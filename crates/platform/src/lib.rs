@@ -2,6 +2,7 @@
 //!
 //! It holds only what every service needs in the same way, and no domain types:
 //!
+//! - [`clock`]: the wall clock in stored units (Unix milliseconds and seconds).
 //! - [`config`]: typed, layered configuration (defaults → TOML file → `BAZAAR__` environment),
 //!   read once in `main`, and the [`config::DatabaseUrl`] that redacts its password.
 //! - [`telemetry`]: logs (pretty or JSON) and the process-wide Prometheus recorder.
@@ -24,6 +25,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod grpc;

@@ -18,6 +18,7 @@ use sqlx::Row as _;
 use tokio::sync::Notify;
 
 use crate::bus::{Bus, backoff};
+use crate::clock::now_ms;
 use crate::config::Engine;
 use crate::db::Database;
 use crate::shutdown::Shutdown;
@@ -388,11 +389,4 @@ impl Relay {
             .context("deleting published rows")?;
         Ok(())
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    let elapsed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }

@@ -61,7 +61,7 @@ async fn rotation_keeps_the_old_key_published_until_its_tokens_expire(engine: En
     );
 
     // Once every token of the old key has expired, only the new key is published.
-    let retired_long_ago = identity::ops::now() + 3600;
+    let retired_long_ago = platform::clock::now_secs() + 3600;
     let published = context
         .store
         .published_keys(retired_long_ago)

@@ -117,7 +117,7 @@ async fn an_expired_hold_releases_and_refuses_a_late_commit(engine: Engine) {
     app.send(&reserve("order-5", &[(&product, 3)], 60)).await;
     assert_eq!(app.answer().await.kind, StockReservedV1::TYPE);
     // Drive the sweep as if a minute and a bit had passed.
-    let later = inventory_now() + 61_000;
+    let later = platform::clock::now_ms() + 61_000;
     assert_eq!(
         inventory::expire_due(&app.db, later).await.expect("swept"),
         1
@@ -193,11 +193,4 @@ async fn admin_levels(app: &TestApp, product: &str) -> serde_json::Value {
         .find(|levels| levels["product_id"] == product)
         .cloned()
         .expect("the product is listed")
-}
-
-fn inventory_now() -> i64 {
-    let elapsed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }

@@ -21,6 +21,7 @@ use sqlx::Row as _;
 use tokio::sync::Notify;
 
 use super::{Bus, DeadLetter, Delivery, Settle, Subscription, SubscriptionSpec, subject_matches};
+use crate::clock::now_ms;
 use crate::config::DatabaseUrl;
 use crate::db::{Database, PoolSettings};
 
@@ -426,11 +427,4 @@ impl Settle for EmbeddedSettle {
             Ok(())
         })
     }
-}
-
-fn now_ms() -> i64 {
-    let elapsed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }

@@ -350,11 +350,7 @@ async fn old_inbox_records_are_pruned(engine: Engine) {
     inbox::apply(&fixture.db, "test.prune", &envelope, &handler)
         .await
         .expect("applied");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis();
-    let now = i64::try_from(now).expect("fits");
+    let now = platform::clock::now_ms();
     assert_eq!(
         inbox::prune(&fixture.db, now - 60_000)
             .await
