@@ -188,27 +188,17 @@ impl Store {
         let mut tx = self.db.pool().begin().await.context("starting a create")?;
         // Selecting the category id in the same statement makes "no such category" and
         // the insert one atomic step: zero rows inserted means the category is unknown.
-        let inserted = sqlx::query(
+        let statement = sqlx::query(
             "INSERT INTO products (id, slug, name, description, category_id, price_minor, \
              currency, image, attributes, search_text, created_at, updated_at) \
              SELECT $1, $2, $3, $4, c.id, $5, $6, $7, $8, $9, $10, $10 \
              FROM categories c WHERE c.slug = $11",
-        )
-        .bind(product.id.to_string())
-        .bind(product.slug.as_str().to_owned())
-        .bind(product.name.clone())
-        .bind(product.description.clone())
-        .bind(product.price.amount_minor)
-        .bind(product.price.currency.as_str().to_owned())
-        .bind(product.image.clone())
-        .bind(serde_json::to_string(&product.attributes).context("encoding attributes")?)
-        .bind(product.search_text())
-        .bind(now)
-        .bind(product.category.as_str().to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(|error| product_write_error(error, product))?
-        .rows_affected();
+        );
+        let inserted = bind_product(statement, product, now)?
+            .execute(&mut *tx)
+            .await
+            .map_err(|error| product_write_error(error, product))?
+            .rows_affected();
         if inserted == 0 {
             return Err(WriteError::UnknownCategory(product.category.clone()));
         }
@@ -260,27 +250,17 @@ impl Store {
             .context("a locked product disappeared")?;
         let old_price = current.price;
         let product = patch.apply(current);
-        let updated = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE products SET slug = $2, name = $3, description = $4, category_id = c.id, \
              price_minor = $5, currency = $6, image = $7, attributes = $8, search_text = $9, \
              updated_at = $10 \
              FROM categories c WHERE c.slug = $11 AND products.id = $1",
-        )
-        .bind(product.id.to_string())
-        .bind(product.slug.as_str().to_owned())
-        .bind(product.name.clone())
-        .bind(product.description.clone())
-        .bind(product.price.amount_minor)
-        .bind(product.price.currency.as_str().to_owned())
-        .bind(product.image.clone())
-        .bind(serde_json::to_string(&product.attributes).context("encoding attributes")?)
-        .bind(product.search_text())
-        .bind(now)
-        .bind(product.category.as_str().to_owned())
-        .execute(&mut *tx)
-        .await
-        .map_err(|error| product_write_error(error, &product))?
-        .rows_affected();
+        );
+        let updated = bind_product(statement, &product, now)?
+            .execute(&mut *tx)
+            .await
+            .map_err(|error| product_write_error(error, &product))?
+            .rows_affected();
         if updated == 0 {
             return Err(WriteError::UnknownCategory(product.category));
         }
@@ -541,6 +521,28 @@ fn category_from_row(row: &AnyRow) -> anyhow::Result<Category> {
         name: row.try_get("name")?,
         description: row.try_get("description")?,
     })
+}
+
+/// Binds `$1` to `$11` of the product writes, in their order: id, slug, name,
+/// description, amount, currency, image, attributes, search text, the time, and the
+/// category's slug.
+fn bind_product<'q>(
+    statement: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    product: &Product,
+    now: i64,
+) -> anyhow::Result<sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>> {
+    Ok(statement
+        .bind(product.id.to_string())
+        .bind(product.slug.as_str().to_owned())
+        .bind(product.name.clone())
+        .bind(product.description.clone())
+        .bind(product.price.amount_minor)
+        .bind(product.price.currency.as_str().to_owned())
+        .bind(product.image.clone())
+        .bind(serde_json::to_string(&product.attributes).context("encoding attributes")?)
+        .bind(product.search_text())
+        .bind(now)
+        .bind(product.category.as_str().to_owned()))
 }
 
 fn product_from_row(row: &AnyRow) -> anyhow::Result<Product> {
