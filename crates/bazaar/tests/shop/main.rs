@@ -91,6 +91,15 @@ impl RunningShop {
             .expect("identity's database")
     }
 
+    async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
     async fn get_json(&self, path: &str) -> Value {
         let response = self.get(path).await;
         assert_eq!(response.status().as_u16(), 200, "GET {path}");
@@ -188,13 +197,7 @@ async fn register_sign_in_and_read_me_through_the_gateway() {
     let data = tempfile::tempdir().expect("a folder");
     let shop = RunningShop::start(data.path()).await;
     let token = shop.customer("ada@example.com").await;
-    let me = shop
-        .client
-        .get(shop.url("/api/identity/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("answers");
+    let me = shop.get_as("/api/identity/me", &token).await;
     assert_eq!(me.status().as_u16(), 200);
     let me: Value = me.json().await.expect("JSON");
     assert_eq!(me["email"], "ada@example.com");
@@ -282,13 +285,7 @@ async fn the_shop_runs_on_postgresql_and_jetstream() {
     let shop = RunningShop::start_with(config).await;
 
     let token = shop.customer("ada@example.com").await;
-    let me = shop
-        .client
-        .get(shop.url("/api/identity/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("answers");
+    let me = shop.get_as("/api/identity/me", &token).await;
     assert_eq!(me.status().as_u16(), 200);
     let page = shop.get_json("/api/catalog/products?limit=5").await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(5));

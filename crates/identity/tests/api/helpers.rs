@@ -89,6 +89,18 @@ impl TestApp {
             .expect("identity answers")
     }
 
+    /// The published JSON Web Key Set.
+    pub(crate) async fn jwks(&self) -> Value {
+        self.client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("identity answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
     /// Registers `email` with the standard password; returns the account.
     pub(crate) async fn register(&self, email: &str) -> Value {
         let response = self

@@ -1,6 +1,5 @@
 //! Signing key rotation: new tokens use the new key; old tokens keep working.
 
-use serde_json::Value;
 use test_support::Engine;
 
 use crate::helpers::{PASSWORD, TestApp, access};
@@ -11,15 +10,7 @@ test_support::on_both_engines!(
 );
 
 async fn jwks_kids(app: &TestApp) -> Vec<String> {
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
+    let jwks = app.jwks().await;
     jwks["keys"]
         .as_array()
         .expect("keys")

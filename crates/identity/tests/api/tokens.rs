@@ -91,15 +91,7 @@ async fn an_independent_jwt_library_verifies_tokens_with_the_jwks(engine: Engine
     let app = TestApp::spawn(engine).await;
     let account = app.register("ada@example.com").await;
     let token = access(&app.login("ada@example.com", PASSWORD).await);
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
+    let jwks = app.jwks().await;
     let header: Value = serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token.split('.').next().expect("a header"))
