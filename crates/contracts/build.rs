@@ -5,6 +5,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/bazaar/common/v1/money.proto",
         "proto/bazaar/catalog/v1/catalog.proto",
         "proto/bazaar/inventory/v1/inventory.proto",
+        "proto/bazaar/cart/v1/cart.proto",
+        "proto/bazaar/payments/v1/payments.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

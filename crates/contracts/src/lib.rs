@@ -42,4 +42,18 @@ pub mod proto {
             tonic::include_proto!("bazaar.inventory.v1");
         }
     }
+    /// The cart's internal API.
+    pub mod cart {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("bazaar.cart.v1");
+        }
+    }
+    /// Payments' internal API.
+    pub mod payments {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("bazaar.payments.v1");
+        }
+    }
 }

@@ -248,3 +248,244 @@ pub mod inventory {
         const TYPE: &'static str = "inventory.commit_refused.v1";
     }
 }
+
+/// Identity's events.
+pub mod identity {
+    use super::*;
+
+    /// Someone created an account.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserRegisteredV1 {
+        /// The user's id (the access token's subject).
+        pub user_id: String,
+        /// Where to write to them.
+        pub email: String,
+        /// When the account was created, milliseconds since the Unix epoch; the fraud
+        /// rules judge an account's age from it.
+        pub registered_at_ms: i64,
+    }
+
+    impl Message for UserRegisteredV1 {
+        const TYPE: &'static str = "identity.user_registered.v1";
+    }
+}
+
+/// Payments' commands (sent by the checkout saga) and events.
+///
+/// Every command and event names the order; payments keeps one payment per order, so
+/// a repeated command gets the answer the first one got and never moves money twice.
+pub mod payments {
+    use super::*;
+
+    /// Check the order for fraud, then authorize its amount on the payment method.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AuthorizePaymentV1 {
+        /// The order being paid; one payment per order.
+        pub order_id: String,
+        /// Who pays.
+        pub customer_id: String,
+        /// The payment method's token (from `POST /payments/methods`).
+        pub payment_method: String,
+        /// How much.
+        pub amount: Money,
+    }
+
+    impl Message for AuthorizePaymentV1 {
+        const TYPE: &'static str = "payments.cmd.authorize_payment.v1";
+    }
+
+    /// An admin's decision on a payment held for review.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ReviewPaymentV1 {
+        /// The order.
+        pub order_id: String,
+        /// `true` to let it through, `false` to decline it (and void the authorization).
+        pub approve: bool,
+        /// The admin who decided.
+        pub reviewer: String,
+    }
+
+    impl Message for ReviewPaymentV1 {
+        const TYPE: &'static str = "payments.cmd.review_payment.v1";
+    }
+
+    /// Take the authorized amount: the order is confirmed.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CapturePaymentV1 {
+        /// The order.
+        pub order_id: String,
+    }
+
+    impl Message for CapturePaymentV1 {
+        const TYPE: &'static str = "payments.cmd.capture_payment.v1";
+    }
+
+    /// Cancel an authorization that will not be captured (the order was cancelled).
+    /// Answered with `PaymentVoided` also when nothing was ever authorized.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct VoidPaymentV1 {
+        /// The order.
+        pub order_id: String,
+    }
+
+    impl Message for VoidPaymentV1 {
+        const TYPE: &'static str = "payments.cmd.void_payment.v1";
+    }
+
+    /// Give a captured amount back in full.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct RefundPaymentV1 {
+        /// The order.
+        pub order_id: String,
+    }
+
+    impl Message for RefundPaymentV1 {
+        const TYPE: &'static str = "payments.cmd.refund_payment.v1";
+    }
+
+    /// The amount is authorized on the card and may be captured.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentAuthorizedV1 {
+        /// The order.
+        pub order_id: String,
+        /// The amount authorized.
+        pub amount: Money,
+    }
+
+    impl Message for PaymentAuthorizedV1 {
+        const TYPE: &'static str = "payments.payment_authorized.v1";
+    }
+
+    /// The fraud rules want a person to look: the amount is authorized but waits for
+    /// an admin's `ReviewPayment`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentHeldV1 {
+        /// The order.
+        pub order_id: String,
+        /// Which rules asked for the review, e.g. `amount`, `velocity`, `account_age`.
+        pub reasons: Vec<String>,
+    }
+
+    impl Message for PaymentHeldV1 {
+        const TYPE: &'static str = "payments.payment_held.v1";
+    }
+
+    /// No money will move: the card was declined, the fraud rules or a reviewer said
+    /// no, or the payment method is unknown.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentDeclinedV1 {
+        /// The order.
+        pub order_id: String,
+        /// A short code: `card_declined`, `insufficient_funds`, `fraud`,
+        /// `review_declined`, `unknown_payment_method`.
+        pub reason: String,
+    }
+
+    impl Message for PaymentDeclinedV1 {
+        const TYPE: &'static str = "payments.payment_declined.v1";
+    }
+
+    /// The authorized amount was taken.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentCapturedV1 {
+        /// The order.
+        pub order_id: String,
+        /// The amount captured.
+        pub amount: Money,
+    }
+
+    impl Message for PaymentCapturedV1 {
+        const TYPE: &'static str = "payments.payment_captured.v1";
+    }
+
+    /// The authorization (if there was one) is cancelled; nothing was taken.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentVoidedV1 {
+        /// The order.
+        pub order_id: String,
+    }
+
+    impl Message for PaymentVoidedV1 {
+        const TYPE: &'static str = "payments.payment_voided.v1";
+    }
+
+    /// The captured amount was given back.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentRefundedV1 {
+        /// The order.
+        pub order_id: String,
+        /// The amount refunded.
+        pub amount: Money,
+    }
+
+    impl Message for PaymentRefundedV1 {
+        const TYPE: &'static str = "payments.payment_refunded.v1";
+    }
+}
+
+/// The orders service's public events: what other services learn of an order's fate.
+/// (The order's own event-sourced history is internal to orders.)
+pub mod orders {
+    use super::*;
+
+    /// One ordered product at the price it was sold for.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderLine {
+        /// The product's id.
+        pub product_id: String,
+        /// Its name when ordered.
+        pub name: String,
+        /// How many.
+        pub quantity: i64,
+        /// The price of one, when ordered.
+        pub unit_price: Money,
+    }
+
+    /// The order is paid and its stock sold; the cart's ordered lines can go.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderConfirmedV1 {
+        /// The order.
+        pub order_id: String,
+        /// Who ordered.
+        pub customer_id: String,
+        /// What was ordered.
+        pub lines: Vec<OrderLine>,
+        /// What was charged.
+        pub total: Money,
+    }
+
+    impl Message for OrderConfirmedV1 {
+        const TYPE: &'static str = "orders.order_confirmed.v1";
+    }
+
+    /// The order ended without a sale; nothing was charged.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderCancelledV1 {
+        /// The order.
+        pub order_id: String,
+        /// Who ordered.
+        pub customer_id: String,
+        /// A short code: `out_of_stock`, `payment_declined`, `review_declined`,
+        /// `customer_cancelled`, `reservation_expired`, `deadline_missed`.
+        pub reason: String,
+    }
+
+    impl Message for OrderCancelledV1 {
+        const TYPE: &'static str = "orders.order_cancelled.v1";
+    }
+
+    /// A confirmed order's payment was given back in full.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderRefundedV1 {
+        /// The order.
+        pub order_id: String,
+        /// Who ordered.
+        pub customer_id: String,
+        /// What was refunded.
+        pub amount: Money,
+    }
+
+    impl Message for OrderRefundedV1 {
+        const TYPE: &'static str = "orders.order_refunded.v1";
+    }
+}

@@ -3,6 +3,9 @@
 //! Each service serves REST and gRPC on one port: a gRPC service is routed by its
 //! `/package.Service/` path prefix. A client's `grpc-timeout` is honoured, and capped, so a
 //! caller's deadline also bounds the work done for it here.
+//!
+//! [`channel`] is the client side: a lazily connecting channel to another service with
+//! a connect timeout and a per-call deadline.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -48,6 +51,18 @@ async fn enforce_deadline(request: Request, next: Next) -> Response {
         Err(_) => tonic::Status::deadline_exceeded(format!("deadline of {deadline:?} exceeded"))
             .into_http(),
     }
+}
+
+/// A channel to the service at `url` (`http://host:port`). It connects on first use and
+/// reconnects after failures; every call on it fails after `deadline`, which is also
+/// sent as `grpc-timeout` so the server stops working for a caller that gave up.
+pub fn channel(url: &str, deadline: Duration) -> anyhow::Result<tonic::transport::Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|error| anyhow::anyhow!("{url:?} is not a gRPC URL: {error}"))?
+        .connect_timeout(deadline.min(Duration::from_secs(1)))
+        .timeout(deadline)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
 }
 
 /// Parses the `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).

@@ -1,0 +1,4 @@
+//! Cart: each customer's cart.
+
+/// The service's name in logs, metrics and the topology.
+pub const NAME: &str = "cart";

@@ -1,0 +1,4 @@
+//! Notifications.
+
+/// The service's name in logs, metrics and the topology.
+pub const NAME: &str = "notifications";
