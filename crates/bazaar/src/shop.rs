@@ -116,9 +116,7 @@ async fn build(
         ServiceName::Gateway => {
             Service::serving(gateway::build(&config.gateway, context.verifier.clone()))
         }
-        ServiceName::Identity => {
-            Service::serving(identity::build(&config.identity, &config.auth).await?)
-        }
+        ServiceName::Identity => identity::build(&config.identity, &config.auth, context).await?,
         ServiceName::Catalog => catalog::build(&config.catalog, context).await?,
         ServiceName::Inventory => inventory::build(&config.inventory, context).await?,
     })

@@ -28,12 +28,13 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use axum::Router;
 use futures_util::future::BoxFuture;
 use jsonwebtoken::jwk::JwkSet;
 use platform::auth::{AuthConfig, KeySource, Verifier};
 use platform::db::Database;
 use platform::http::Readiness;
+use platform::outbox::{self, Relay, RelaySettings, Waker};
+use platform::service::{Context, Service};
 
 pub use config::Config;
 pub use ops::Identity;
@@ -41,27 +42,52 @@ pub use ops::Identity;
 /// The service's name in logs, metrics and the topology.
 pub const NAME: &str = "identity";
 
-/// Connects to the database, migrates it, and returns the app to serve.
-pub async fn build(config: &Config, auth: &AuthConfig) -> anyhow::Result<Router> {
-    let identity = Arc::new(context(config, auth).await?);
+/// Connects to the database, migrates it, and returns the service: its routes, and
+/// the outbox relay that publishes `identity.user_registered.v1`.
+pub async fn build(
+    config: &Config,
+    auth: &AuthConfig,
+    context: &Context,
+) -> anyhow::Result<Service> {
+    let db = open(config).await?;
+    let relay = Relay::new(
+        NAME,
+        db.clone(),
+        context.bus.clone(),
+        RelaySettings::default(),
+    );
+    let identity = Arc::new(Identity::new(
+        store::Store::new(db.clone(), relay.waker()),
+        config.clone(),
+        auth.issuer.clone(),
+    ));
     ops::signing_key(&identity).await?;
     // Identity verifies its own tokens from its own tables, not over the network.
     let verifier = Verifier::new(auth.settings(), OwnKeys(identity.clone()));
-    let readiness = Readiness::new().with_database(identity.store.database().clone());
+    let readiness = Readiness::new().with_database(db);
     let routes = http::router(identity).layer(axum::Extension(verifier));
-    Ok(platform::http::app(NAME, routes, readiness))
+    Ok(Service {
+        router: platform::http::app(NAME, routes, readiness),
+        workers: vec![Box::pin(relay.run(context.shutdown.clone()))],
+    })
 }
 
-/// The use-case context over a migrated database: what `build` serves and what the
-/// `bazaar admin` command calls.
+/// The use-case context over a migrated database, for the `bazaar admin` command. Its
+/// events wait in the outbox until the service's relay publishes them.
 pub async fn context(config: &Config, auth: &AuthConfig) -> anyhow::Result<Identity> {
-    let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
-    db.migrate(sqlx::migrate!("./migrations")).await?;
+    let db = open(config).await?;
     Ok(Identity::new(
-        store::Store::new(db),
+        store::Store::new(db, Waker::none()),
         config.clone(),
         auth.issuer.clone(),
     ))
+}
+
+async fn open(config: &Config) -> anyhow::Result<Database> {
+    let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+    db.migrate(sqlx::migrate!("./migrations")).await?;
+    outbox::migrate(&db).await?;
+    Ok(db)
 }
 
 /// The published keys, read from identity's own store.

@@ -4,8 +4,10 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use contracts::identity::Role;
+use contracts::messaging::identity::UserRegisteredV1;
 use platform::auth::SigningKey;
 use platform::db::Database;
+use platform::outbox::{self, Origin, Waker};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -15,6 +17,7 @@ use crate::domain::{Email, roles_from_text, roles_to_text};
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Database,
+    relay: Waker,
 }
 
 /// A user as stored.
@@ -68,9 +71,9 @@ pub struct StoredKey {
 pub struct EmailTaken;
 
 impl Store {
-    /// The store over a migrated `db`.
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    /// The store over a migrated `db`; `relay` is woken when an event was written.
+    pub fn new(db: Database, relay: Waker) -> Self {
+        Self { db, relay }
     }
 
     /// The database underneath, for health checks.
@@ -81,6 +84,12 @@ impl Store {
     /// Adds a user, or reports that the email is taken (by the unique constraint, so two
     /// concurrent registrations cannot both succeed).
     pub async fn insert_user(&self, user: &UserRecord) -> anyhow::Result<Result<(), EmailTaken>> {
+        let mut tx = self
+            .db
+            .pool()
+            .begin()
+            .await
+            .context("starting a transaction")?;
         let result = sqlx::query(
             "INSERT INTO users (id, email, password_hash, roles, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $5)",
@@ -90,13 +99,31 @@ impl Store {
         .bind(user.password_hash.clone())
         .bind(roles_to_text(&user.roles))
         .bind(user.created_at)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(Ok(())),
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(Err(EmailTaken)),
-            Err(error) => Err(error).context("inserting a user"),
+            Ok(_) => {}
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Ok(Err(EmailTaken));
+            }
+            Err(error) => return Err(error).context("inserting a user"),
         }
+        // The rest of the shop learns of the account from this event, written in the
+        // same transaction so that neither exists without the other.
+        let registered = UserRegisteredV1 {
+            user_id: user.id.clone(),
+            email: user.email.clone(),
+            registered_at_ms: user.created_at.saturating_mul(1000),
+        };
+        let origin = Origin {
+            correlation_id: user.id.clone(),
+            ..Origin::default()
+        };
+        let envelope = outbox::envelope(crate::NAME, &registered, &origin)?;
+        outbox::enqueue(&mut tx, &envelope).await?;
+        tx.commit().await.context("committing a new user")?;
+        self.relay.wake();
+        Ok(Ok(()))
     }
 
     /// The user with this email.

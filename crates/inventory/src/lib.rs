@@ -14,7 +14,9 @@
 //! - [`events`]: the inbox handlers for commands and catalog events.
 //! - [`http`]: availability and admin stock management.
 //! - [`grpc`]: availability for other services, in one call.
+//! - [`audit`]: what the shop's audit reads.
 
+pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod events;

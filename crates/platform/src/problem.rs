@@ -90,6 +90,12 @@ impl Problem {
         Self::validation(vec![FieldError::new(field, message)])
     }
 
+    /// 422: the request is well formed but cannot be carried out as it stands (an empty
+    /// cart, an unknown payment method); the detail says what to change.
+    pub fn unprocessable(kind: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, kind, detail)
+    }
+
     /// 404: the resource does not exist, or the caller may not know that it does.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", detail)

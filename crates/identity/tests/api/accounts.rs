@@ -1,6 +1,10 @@
 //! Registration, sign-in, the account, password changes, and who may see what.
 
+use std::time::Duration;
+
 use contracts::identity::Role;
+use contracts::messaging::identity::UserRegisteredV1;
+use platform::bus::{Bus as _, SubscriptionSpec};
 use serde_json::json;
 use test_support::Engine;
 use test_support::security::assert_hidden_from_others;
@@ -9,6 +13,7 @@ use crate::helpers::{PASSWORD, TestApp, access, assert_problem};
 
 test_support::on_both_engines!(
     register_sign_in_and_read_me,
+    registration_is_announced_on_the_bus,
     emails_are_normalised_and_unique,
     unknown_email_and_wrong_password_get_the_same_answer,
     another_users_account_is_not_found,
@@ -35,6 +40,23 @@ async fn register_sign_in_and_read_me(engine: Engine) {
             .as_str()
             .is_some_and(|at| at.ends_with('Z'))
     );
+}
+
+async fn registration_is_announced_on_the_bus(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let spec = SubscriptionSpec::new("test.identity-events", "identity.>");
+    let mut events = app.bus.subscribe(&spec).await.expect("subscribed");
+    let account = app.register("grace@example.com").await;
+    let delivery = events
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the bus answers")
+        .expect("the registration is published");
+    let registered: UserRegisteredV1 = delivery.envelope.decode().expect("a registration");
+    assert_eq!(registered.user_id, account["id"]);
+    assert_eq!(registered.email, "grace@example.com");
+    assert!(registered.registered_at_ms > 1_700_000_000_000);
+    delivery.ack().await.expect("acknowledged");
 }
 
 async fn emails_are_normalised_and_unique(engine: Engine) {

@@ -1,8 +1,11 @@
 //! Spawning identity on port 0 over a fresh database.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use platform::auth::AuthConfig;
+use platform::bus::embedded::EmbeddedBus;
+use platform::service::Context;
 use platform::shutdown::Shutdown;
 use serde_json::{Value, json};
 use test_support::{Engine, TestDatabase};
@@ -16,7 +19,10 @@ pub(crate) struct TestApp {
     pub(crate) client: reqwest::Client,
     pub(crate) config: identity::Config,
     pub(crate) auth: AuthConfig,
+    /// The bus identity publishes its events on.
+    pub(crate) bus: Arc<EmbeddedBus>,
     _db: TestDatabase,
+    _folder: tempfile::TempDir,
     shutdown: Shutdown,
 }
 
@@ -48,21 +54,41 @@ impl TestApp {
             jwks_refresh_secs: 0,
             ..AuthConfig::default()
         };
-        let app = identity::build(&config, &auth)
+        let folder = tempfile::tempdir().expect("a folder");
+        let bus = Arc::new(
+            EmbeddedBus::open(&folder.path().join("bus.db"))
+                .await
+                .expect("a bus"),
+        );
+        let shutdown = Shutdown::new();
+        let context = Context {
+            bus: bus.clone(),
+            verifier: auth.verifier(),
+            shutdown: shutdown.clone(),
+        };
+        let service = identity::build(&config, &auth, &context)
             .await
             .expect("identity starts");
+        for worker in service.workers {
+            tokio::spawn(worker);
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .expect("a port");
         let address = listener.local_addr().expect("bound");
-        let shutdown = Shutdown::new();
-        tokio::spawn(platform::http::serve(listener, app, shutdown.clone()));
+        tokio::spawn(platform::http::serve(
+            listener,
+            service.router,
+            shutdown.clone(),
+        ));
         Self {
             address,
             client: reqwest::Client::new(),
             config,
             auth,
+            bus,
             _db: db,
+            _folder: folder,
             shutdown,
         }
     }
