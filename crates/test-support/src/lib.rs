@@ -10,8 +10,11 @@
 //! object-level authorization check. [`nats::NatsServer`] is a JetStream server of the
 //! test's own, which it can kill and restart.
 
+pub mod duplicating;
 pub mod nats;
+pub mod redis;
 pub mod security;
+pub mod smtp;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

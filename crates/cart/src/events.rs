@@ -1,0 +1,140 @@
+//! What the cart consumes: confirmed orders, whose lines leave the customer's cart.
+//!
+//! This consumer needs no inbox: [`CartStore::remove_ordered`] is idempotent by order
+//! id inside the store itself (SQL or Redis), so a confirmation delivered twice has no
+//! second effect, and the same code works whichever store is configured. A message is
+//! acknowledged after the store call and refused with backoff when it fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::messaging::Envelope;
+use contracts::messaging::Message as _;
+use contracts::messaging::orders::OrderConfirmedV1;
+use platform::bus::{Bus, Subscription, SubscriptionSpec, backoff};
+use platform::inbox::Outcome;
+use platform::shutdown::Shutdown;
+use tracing::Instrument as _;
+
+use crate::domain::{CustomerId, Line, ProductId};
+use crate::store::CartStore;
+
+/// The subscription for confirmed orders.
+pub fn subscription() -> SubscriptionSpec {
+    SubscriptionSpec::new("cart.orders-confirmed", OrderConfirmedV1::TYPE)
+}
+
+/// Takes a confirmed order's lines out of its customer's cart, once per order.
+pub async fn apply(store: &dyn CartStore, envelope: &Envelope) -> anyhow::Result<Outcome> {
+    if envelope.kind != OrderConfirmedV1::TYPE {
+        // Not what this subscription asked for: acknowledged with no effect, like a
+        // message handled before.
+        tracing::warn!(kind = envelope.kind, "ignoring an unexpected message");
+        return Ok(Outcome::Duplicate);
+    }
+    let confirmed: OrderConfirmedV1 = envelope.decode()?;
+    let customer = CustomerId::parse(&confirmed.customer_id)
+        .with_context(|| format!("customer id {:?}", confirmed.customer_id))?;
+    let ordered = confirmed
+        .lines
+        .iter()
+        .map(|line| {
+            let product = ProductId::parse(&line.product_id)
+                .with_context(|| format!("product id {:?}", line.product_id))?;
+            Ok(Line::new(product, line.quantity))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let applied = store
+        .remove_ordered(&customer, &confirmed.order_id, &ordered)
+        .await?;
+    Ok(if applied {
+        Outcome::Applied
+    } else {
+        Outcome::Duplicate
+    })
+}
+
+/// One consumer of confirmed orders.
+pub struct OrderEvents {
+    name: String,
+    subscription: Box<dyn Subscription>,
+    store: Arc<dyn CartStore>,
+}
+
+impl OrderEvents {
+    /// Subscribes to confirmed orders on `bus`, applying them to `store`.
+    pub async fn subscribe(bus: &dyn Bus, store: Arc<dyn CartStore>) -> anyhow::Result<Self> {
+        let spec = subscription();
+        let subscription = bus.subscribe(&spec).await?;
+        Ok(Self {
+            name: spec.name,
+            subscription,
+            store,
+        })
+    }
+
+    /// Handles the next message, waiting up to `wait` for one; `None` if none came.
+    /// Acknowledges it once the store has applied it (or found it applied before), and
+    /// refuses it with backoff if the store failed.
+    pub async fn consume_once(&mut self, wait: Duration) -> anyhow::Result<Option<Outcome>> {
+        let Some(delivery) = self.subscription.next(wait).await? else {
+            return Ok(None);
+        };
+        let envelope = &delivery.envelope;
+        let span = tracing::info_span!(
+            "message",
+            subscription = self.name,
+            kind = envelope.kind,
+            id = envelope.id,
+            attempt = delivery.attempt,
+            correlation_id = envelope.correlation_id,
+            traceparent = envelope.traceparent.as_deref().unwrap_or_default(),
+        );
+        let outcome = match apply(self.store.as_ref(), envelope).instrument(span).await {
+            Ok(outcome) => {
+                delivery.ack().await?;
+                outcome
+            }
+            Err(error) => {
+                tracing::warn!(
+                    subscription = self.name,
+                    message = delivery.envelope.id,
+                    attempt = delivery.attempt,
+                    "handling a confirmed order failed: {error:#}"
+                );
+                let delay = backoff(delivery.attempt);
+                delivery.nack(delay).await?;
+                Outcome::Failed
+            }
+        };
+        let label = match outcome {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Failed => "failed",
+        };
+        metrics::counter!("messages_handled_total", "subscription" => self.name.clone(), "outcome" => label).increment(1);
+        Ok(Some(outcome))
+    }
+
+    /// Consumes until `shutdown`, backing off while the bus fails.
+    pub async fn run(mut self, shutdown: Shutdown) {
+        let mut failures = 0_u32;
+        while !shutdown.is_triggered() {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                handled = self.consume_once(Duration::from_secs(1)) => match handled {
+                    Ok(_) => failures = 0,
+                    Err(error) => {
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(subscription = self.name, "consuming failed: {error:#}");
+                        tokio::select! {
+                            () = shutdown.wait() => return,
+                            () = tokio::time::sleep(backoff(failures)) => {}
+                        }
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Pure types: what a notification is about, where it stands, and how a customer pages
+//! through theirs. No SQL, no HTTP, no serde.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// What a notification tells the customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Their account was created.
+    Welcome,
+    /// Their order is paid and confirmed.
+    OrderConfirmed,
+    /// Their order ended without a sale.
+    OrderCancelled,
+    /// Their confirmed order's payment was given back.
+    OrderRefunded,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [
+        Self::Welcome,
+        Self::OrderConfirmed,
+        Self::OrderCancelled,
+        Self::OrderRefunded,
+    ];
+
+    /// The stored and wire form, e.g. `order_confirmed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Welcome => "welcome",
+            Self::OrderConfirmed => "order_confirmed",
+            Self::OrderCancelled => "order_cancelled",
+            Self::OrderRefunded => "order_refunded",
+        }
+    }
+
+    /// The kind stored as `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a notification stands: pending until a mailer took it, then sent; failed when
+/// the mail system refused it for good (an address that can never receive mail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for its next attempt (or for the customer's address).
+    Pending,
+    /// Handed to the mailer.
+    Sent,
+    /// Refused for good; not tried again.
+    Failed,
+}
+
+impl Status {
+    /// The stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The status stored as `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Sent, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}
+
+/// A notification's id: a UUID (v7, so ids sort by creation), in its hyphenated form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NotificationId(String);
+
+impl NotificationId {
+    /// A new id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().hyphenated().to_string())
+    }
+
+    /// Parses a UUID in any of its usual forms.
+    pub fn parse(text: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(text)
+            .ok()
+            .map(|id| Self(id.hyphenated().to_string()))
+    }
+
+    /// The hyphenated form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NotificationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where the next page of a customer's notifications starts: after this (creation
+/// time, id), newest first.
+///
+/// On the wire it is opaque: URL-safe base64 of `created_at_ms|id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// The last notification's creation time, Unix ms.
+    pub created_at_ms: i64,
+    /// The last notification's id.
+    pub id: NotificationId,
+}
+
+impl Cursor {
+    /// The opaque form handed to clients.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}|{}", self.created_at_ms, self.id))
+    }
+
+    /// Decodes a cursor that this service issued.
+    pub fn decode(text: &str) -> Result<Self, String> {
+        const MALFORMED: &str = "malformed cursor; pass back next_cursor exactly as received";
+        if text.len() > 128 {
+            return Err(MALFORMED.to_owned());
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| MALFORMED.to_owned())?;
+        let text = String::from_utf8(bytes).map_err(|_| MALFORMED.to_owned())?;
+        let (created, id) = text.split_once('|').ok_or(MALFORMED)?;
+        let created_at_ms = created
+            .parse::<i64>()
+            .ok()
+            .filter(|ms| *ms >= 0)
+            .ok_or(MALFORMED)?;
+        let id = NotificationId::parse(id).ok_or(MALFORMED)?;
+        Ok(Self { created_at_ms, id })
+    }
+}
+
+/// How many notifications a page holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(u32);
+
+impl Limit {
+    /// The largest page.
+    pub const MAX: u32 = 100;
+
+    /// Parses a page size from 1 to [`Limit::MAX`].
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.parse::<u32>() {
+            Ok(limit) if (1..=Self::MAX).contains(&limit) => Ok(Self(limit)),
+            _ => Err(format!("must be a whole number from 1 to {}", Self::MAX)),
+        }
+    }
+
+    /// The page size.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Self(20)
+    }
+}
+
+/// A field of a request that failed to parse, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// The request field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A parsed, valid request for a page of notifications.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageQuery {
+    /// Page size.
+    pub limit: Limit,
+    /// Continue after this position.
+    pub after: Option<Cursor>,
+}
+
+impl PageQuery {
+    /// Parses `limit` and `cursor`, reporting every invalid one.
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, Vec<Invalid>> {
+        let mut invalid = Vec::new();
+        let limit = match limit.map(Limit::parse) {
+            None => Limit::default(),
+            Some(Ok(limit)) => limit,
+            Some(Err(reason)) => {
+                invalid.push(Invalid {
+                    field: "limit",
+                    reason,
+                });
+                Limit::default()
+            }
+        };
+        let after = match cursor.map(Cursor::decode) {
+            None => None,
+            Some(Ok(cursor)) => Some(cursor),
+            Some(Err(reason)) => {
+                invalid.push(Invalid {
+                    field: "cursor",
+                    reason,
+                });
+                None
+            }
+        };
+        if invalid.is_empty() {
+            Ok(Self { limit, after })
+        } else {
+            Err(invalid)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_statuses_round_trip() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::parse("spam"), None);
+        for status in [Status::Pending, Status::Sent, Status::Failed] {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let cursor = Cursor {
+            created_at_ms: 1_700_000_000_123,
+            id: NotificationId::generate(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+    }
+
+    #[test]
+    fn garbage_cursors_are_rejected() {
+        let no_id = URL_SAFE_NO_PAD.encode("12|not-a-uuid");
+        let negative = URL_SAFE_NO_PAD.encode(format!("-5|{}", NotificationId::generate()));
+        let long = "A".repeat(200);
+        for bad in ["", "%%%", "bm9waXBl", &no_id, &negative, &long] {
+            assert!(Cursor::decode(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn limits_stay_in_range() {
+        assert_eq!(Limit::parse("1").map(Limit::get), Ok(1));
+        assert_eq!(Limit::parse("100").map(Limit::get), Ok(100));
+        for bad in ["0", "101", "-1", "ten", "", "1.5"] {
+            assert!(Limit::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let invalid = PageQuery::parse(Some("0"), Some("%%%")).expect_err("invalid");
+        let fields: Vec<&str> = invalid.iter().map(|invalid| invalid.field).collect();
+        assert_eq!(fields, ["limit", "cursor"]);
+        assert_eq!(PageQuery::parse(None, None), Ok(PageQuery::default()));
+    }
+}

@@ -1,0 +1,324 @@
+//! The emails' words: a subject and a plain-text body for each kind of notification,
+//! rendered from the event that caused it. Pure functions, no I/O.
+//!
+//! Bodies are rendered once, when the event arrives, and stored with the notification,
+//! so what a customer reads in the API is exactly what was mailed, whatever later
+//! versions of these templates say.
+
+use contracts::Money;
+use contracts::messaging::orders::{OrderCancelledV1, OrderConfirmedV1, OrderRefundedV1};
+
+use crate::domain::Kind;
+
+/// A rendered email, before it has an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email {
+    /// What it is about.
+    pub kind: Kind,
+    /// The subject line.
+    pub subject: String,
+    /// The plain-text body, lines separated by `\n`.
+    pub body: String,
+}
+
+/// The longest product name shown, in characters; longer ones are cut with `...`.
+const NAME_MAX_CHARS: usize = 80;
+
+/// Greets a customer whose account was just created.
+pub fn welcome(email: &str) -> Email {
+    Email {
+        kind: Kind::Welcome,
+        subject: "Welcome to Bazaar".to_owned(),
+        body: format!(
+            "Hello,\n\n\
+             Welcome to Bazaar! Your account for {} is ready.\n\n\
+             Whenever you order, we will write to you here to confirm it.\n\n\
+             {SIGNATURE}",
+            plain(email, 254)
+        ),
+    }
+}
+
+/// Confirms a paid order: each line with its quantity, unit price and line price, and
+/// the total charged.
+pub fn order_confirmed(event: &OrderConfirmedV1) -> Email {
+    let mut lines = String::new();
+    for line in &event.lines {
+        let line_total = line
+            .unit_price
+            .checked_mul(line.quantity)
+            .map(format_money)
+            // Only an absurd quantity overflows; the unit price still says what it cost.
+            .unwrap_or_else(|_| "-".to_owned());
+        lines.push_str(&format!(
+            "  {} x {}, {} each: {}\n",
+            line.quantity,
+            plain(&line.name, NAME_MAX_CHARS),
+            format_money(line.unit_price),
+            line_total
+        ));
+    }
+    Email {
+        kind: Kind::OrderConfirmed,
+        subject: format!("Your Bazaar order {} is confirmed", short(&event.order_id)),
+        body: format!(
+            "Hello,\n\n\
+             Thank you for your order. It is paid, and we are getting it ready.\n\n\
+             Order {}\n\n\
+             {lines}\n\
+             Total charged: {}\n\n\
+             {SIGNATURE}",
+            plain(&event.order_id, 64),
+            format_money(event.total)
+        ),
+    }
+}
+
+/// Tells the customer their order was cancelled, and why, in a sentence.
+pub fn order_cancelled(event: &OrderCancelledV1) -> Email {
+    Email {
+        kind: Kind::OrderCancelled,
+        subject: format!("Your Bazaar order {} was cancelled", short(&event.order_id)),
+        body: format!(
+            "Hello,\n\n\
+             Your order {} was cancelled.\n\
+             {}\n\n\
+             Nothing was charged.\n\n\
+             {SIGNATURE}",
+            plain(&event.order_id, 64),
+            cancellation_reason(&event.reason)
+        ),
+    }
+}
+
+/// Tells the customer their money is on its way back.
+pub fn order_refunded(event: &OrderRefundedV1) -> Email {
+    Email {
+        kind: Kind::OrderRefunded,
+        subject: format!("Your refund for Bazaar order {}", short(&event.order_id)),
+        body: format!(
+            "Hello,\n\n\
+             We have refunded {} for your order {}.\n\
+             Depending on your bank, it can take a few days to appear on your statement.\n\n\
+             {SIGNATURE}",
+            format_money(event.amount),
+            plain(&event.order_id, 64)
+        ),
+    }
+}
+
+/// A sentence that explains a cancellation's reason code to the customer.
+pub fn cancellation_reason(code: &str) -> &'static str {
+    match code {
+        "out_of_stock" => "Some of what you ordered was no longer in stock.",
+        "payment_declined" => "Your payment was declined.",
+        "review_declined" => "We could not approve the payment after reviewing it.",
+        "customer_cancelled" => "You cancelled it.",
+        "reservation_expired" => {
+            "The items were held for you, but the payment did not complete in time."
+        }
+        "deadline_missed" => "We could not complete it in time.",
+        // A reason newer than this version of the templates: still a true sentence.
+        _ => "We could not complete it.",
+    }
+}
+
+/// `amount` in its currency's major units, e.g. `1,234.50 EUR` or `1,500 JPY`, computed
+/// from the integer minor units with the currency's ISO 4217 number of decimals.
+pub fn format_money(amount: Money) -> String {
+    let decimals = minor_unit_digits(amount.currency.as_str());
+    let sign = if amount.amount_minor < 0 { "-" } else { "" };
+    let minor = amount.amount_minor.unsigned_abs();
+    let scale = 10_u64.pow(decimals);
+    let major = group_thousands(minor / scale);
+    if decimals == 0 {
+        format!("{sign}{major} {}", amount.currency)
+    } else {
+        let fraction = minor % scale;
+        let width = decimals as usize;
+        format!("{sign}{major}.{fraction:0width$} {}", amount.currency)
+    }
+}
+
+const SIGNATURE: &str = "Bazaar\n";
+
+/// How many digits a currency's minor unit has (ISO 4217); 2 for those not listed.
+fn minor_unit_digits(code: &str) -> u32 {
+    match code {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        "CLF" | "UYW" => 4,
+        _ => 2,
+    }
+}
+
+fn group_thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
+/// The first 8 characters of an order id: enough to tell orders apart in a subject.
+fn short(order_id: &str) -> String {
+    plain(order_id, usize::MAX).chars().take(8).collect()
+}
+
+/// `text` on one line, control characters replaced by spaces, at most `max` characters.
+fn plain(text: &str, max: usize) -> String {
+    let flat: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max.saturating_sub(3)).collect();
+        format!("{}...", cut.trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use contracts::Currency;
+    use contracts::messaging::orders::OrderLine;
+
+    use super::*;
+
+    fn eur(minor: i64) -> Money {
+        Money::new(minor, Currency::EUR)
+    }
+
+    fn currency(code: &str) -> Currency {
+        Currency::parse(code).expect("a currency")
+    }
+
+    #[test]
+    fn money_is_formatted_from_minor_units() {
+        assert_eq!(format_money(eur(1450)), "14.50 EUR");
+        assert_eq!(format_money(eur(5)), "0.05 EUR");
+        assert_eq!(format_money(eur(0)), "0.00 EUR");
+        assert_eq!(format_money(eur(-1999)), "-19.99 EUR");
+        assert_eq!(format_money(eur(123_456_789)), "1,234,567.89 EUR");
+        assert_eq!(format_money(Money::new(1500, currency("JPY"))), "1,500 JPY");
+        assert_eq!(
+            format_money(Money::new(12_345, currency("KWD"))),
+            "12.345 KWD"
+        );
+        assert_eq!(
+            format_money(eur(i64::MIN)),
+            "-92,233,720,368,547,758.08 EUR"
+        );
+    }
+
+    #[test]
+    fn a_confirmation_lists_lines_and_the_total() {
+        let email = order_confirmed(&OrderConfirmedV1 {
+            order_id: "0192f0c4-aaaa-7bbb-8ccc-123456789abc".to_owned(),
+            customer_id: "c-1".to_owned(),
+            lines: vec![
+                OrderLine {
+                    product_id: "p-1".to_owned(),
+                    name: "Enamel mug".to_owned(),
+                    quantity: 2,
+                    unit_price: eur(1450),
+                },
+                OrderLine {
+                    product_id: "p-2".to_owned(),
+                    name: "Cast iron\nteapot".to_owned(),
+                    quantity: 1,
+                    unit_price: eur(120_000),
+                },
+            ],
+            total: eur(122_900),
+        });
+        assert_eq!(email.kind, Kind::OrderConfirmed);
+        assert_eq!(email.subject, "Your Bazaar order 0192f0c4 is confirmed");
+        assert_eq!(
+            email.body,
+            "Hello,\n\n\
+             Thank you for your order. It is paid, and we are getting it ready.\n\n\
+             Order 0192f0c4-aaaa-7bbb-8ccc-123456789abc\n\n\
+             \x20 2 x Enamel mug, 14.50 EUR each: 29.00 EUR\n\
+             \x20 1 x Cast iron teapot, 1,200.00 EUR each: 1,200.00 EUR\n\n\
+             Total charged: 1,229.00 EUR\n\n\
+             Bazaar\n"
+        );
+    }
+
+    #[test]
+    fn an_overflowing_line_still_renders() {
+        let email = order_confirmed(&OrderConfirmedV1 {
+            order_id: "o-1".to_owned(),
+            customer_id: "c-1".to_owned(),
+            lines: vec![OrderLine {
+                product_id: "p-1".to_owned(),
+                name: "x".repeat(200),
+                quantity: i64::MAX,
+                unit_price: eur(2),
+            }],
+            total: eur(1),
+        });
+        let expected = format!("{}..., 0.02 EUR each: -", "x".repeat(77));
+        assert!(email.body.contains(&expected), "{}", email.body);
+    }
+
+    #[test]
+    fn every_cancellation_reason_has_its_own_sentence() {
+        let codes = [
+            "out_of_stock",
+            "payment_declined",
+            "review_declined",
+            "customer_cancelled",
+            "reservation_expired",
+            "deadline_missed",
+        ];
+        let sentences: std::collections::BTreeSet<&str> =
+            codes.iter().map(|code| cancellation_reason(code)).collect();
+        assert_eq!(sentences.len(), codes.len(), "two reasons share a sentence");
+        assert!(!sentences.contains(cancellation_reason("meteor_strike")));
+        let email = order_cancelled(&OrderCancelledV1 {
+            order_id: "o-42".to_owned(),
+            customer_id: "c-1".to_owned(),
+            reason: "out_of_stock".to_owned(),
+        });
+        assert_eq!(email.subject, "Your Bazaar order o-42 was cancelled");
+        assert!(email.body.contains(
+            "Your order o-42 was cancelled.\nSome of what you ordered was no longer in stock.\n"
+        ));
+        assert!(email.body.contains("Nothing was charged."));
+    }
+
+    #[test]
+    fn a_refund_names_the_amount() {
+        let email = order_refunded(&OrderRefundedV1 {
+            order_id: "o-7".to_owned(),
+            customer_id: "c-1".to_owned(),
+            amount: eur(5900),
+        });
+        assert_eq!(email.kind, Kind::OrderRefunded);
+        assert!(
+            email
+                .body
+                .contains("We have refunded 59.00 EUR for your order o-7.")
+        );
+    }
+
+    #[test]
+    fn a_welcome_names_the_account() {
+        let email = welcome("ada@example.com");
+        assert_eq!(email.subject, "Welcome to Bazaar");
+        assert!(
+            email
+                .body
+                .contains("Your account for ada@example.com is ready.")
+        );
+    }
+}
