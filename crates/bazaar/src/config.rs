@@ -31,6 +31,14 @@ pub struct Config {
     pub catalog: catalog::Config,
     /// Inventory.
     pub inventory: inventory::Config,
+    /// Payments.
+    pub payments: payments::Config,
+    /// The cart.
+    pub cart: cart::Config,
+    /// Orders.
+    pub orders: orders::Config,
+    /// Notifications.
+    pub notifications: notifications::Config,
 }
 
 impl Default for Config {
@@ -44,6 +52,10 @@ impl Default for Config {
             identity: identity::Config::default(),
             catalog: catalog::Config::default(),
             inventory: inventory::Config::default(),
+            payments: payments::Config::default(),
+            cart: cart::Config::default(),
+            orders: orders::Config::default(),
+            notifications: notifications::Config::default(),
         }
     }
 }
@@ -69,22 +81,19 @@ impl Config {
     /// SQLite file in `data_dir`, and the gateway's upstreams to the services' listen
     /// addresses.
     pub fn resolved(mut self) -> Self {
-        let sqlite = |service: ServiceName| {
-            DatabaseUrl::sqlite_file(&self.data_dir.join(format!("{service}.db")))
-        };
         if self.auth.jwks_url.is_none() {
             let identity = self.identity.listen;
             self.auth.jwks_url = Some(format!("http://{identity}/.well-known/jwks.json"));
         }
-        if self.identity.database_url.is_none() {
-            self.identity.database_url = Some(sqlite(ServiceName::Identity));
+        let data_dir = self.data_dir.clone();
+        for service in ServiceName::ALL {
+            if let Some(url @ None) = self.database_url_mut(service) {
+                *url = Some(DatabaseUrl::sqlite_file(
+                    &data_dir.join(format!("{service}.db")),
+                ));
+            }
         }
-        if self.catalog.database_url.is_none() {
-            self.catalog.database_url = Some(sqlite(ServiceName::Catalog));
-        }
-        if self.inventory.database_url.is_none() {
-            self.inventory.database_url = Some(sqlite(ServiceName::Inventory));
-        }
+        self.notifications.resolve_in(&data_dir);
         for service in ServiceName::ALL
             .into_iter()
             .filter(|service| service.is_routed())
@@ -98,6 +107,41 @@ impl Config {
         self
     }
 
+    /// The database setting of `service`, if it has a database.
+    fn database_url_mut(&mut self, service: ServiceName) -> Option<&mut Option<DatabaseUrl>> {
+        match service {
+            ServiceName::Gateway => None,
+            ServiceName::Identity => Some(&mut self.identity.database_url),
+            ServiceName::Catalog => Some(&mut self.catalog.database_url),
+            ServiceName::Inventory => Some(&mut self.inventory.database_url),
+            ServiceName::Payments => Some(&mut self.payments.database_url),
+            ServiceName::Cart => Some(&mut self.cart.database_url),
+            ServiceName::Orders => Some(&mut self.orders.database_url),
+            ServiceName::Notifications => Some(&mut self.notifications.database_url),
+        }
+    }
+
+    /// Points every service that calls `service` at `address`: the gateway's upstream,
+    /// the token verifier's key set, and the gRPC clients of the cart and orders.
+    pub fn locate(&mut self, service: ServiceName, address: SocketAddr) {
+        let url = format!("http://{address}");
+        if service.is_routed() {
+            self.gateway
+                .upstreams
+                .insert(service.as_str().to_owned(), UpstreamUrl::from_addr(address));
+        }
+        match service {
+            ServiceName::Identity => {
+                self.auth.jwks_url = Some(format!("{url}/.well-known/jwks.json"));
+            }
+            ServiceName::Catalog => self.cart.catalog_url = url,
+            ServiceName::Inventory => self.cart.inventory_url = url,
+            ServiceName::Cart => self.orders.cart_url = url,
+            ServiceName::Payments => self.orders.payments_url = url,
+            ServiceName::Gateway | ServiceName::Orders | ServiceName::Notifications => {}
+        }
+    }
+
     /// The configured listen address of `service`.
     pub fn listen(&self, service: ServiceName) -> SocketAddr {
         match service {
@@ -105,6 +149,10 @@ impl Config {
             ServiceName::Identity => self.identity.listen,
             ServiceName::Catalog => self.catalog.listen,
             ServiceName::Inventory => self.inventory.listen,
+            ServiceName::Payments => self.payments.listen,
+            ServiceName::Cart => self.cart.listen,
+            ServiceName::Orders => self.orders.listen,
+            ServiceName::Notifications => self.notifications.listen,
         }
     }
 
@@ -120,6 +168,10 @@ impl Config {
         config.identity.listen = any_port;
         config.catalog.listen = any_port;
         config.inventory.listen = any_port;
+        config.payments.listen = any_port;
+        config.cart.listen = any_port;
+        config.orders.listen = any_port;
+        config.notifications.listen = any_port;
         config
     }
 }

@@ -5,11 +5,13 @@
 //! - [`config`]: the shop's configuration, one section per service.
 //! - [`shop`]: binds, builds and serves services; what `bazaar up` and `bazaar serve` run.
 //! - [`admin`]: operator commands, such as creating the first admin.
+//! - [`verify`]: the read-only audit of the shop's invariants.
 
 pub mod admin;
 pub mod config;
 pub mod shop;
 pub mod topology;
+pub mod verify;
 
 pub use config::Config;
 pub use topology::ServiceName;

@@ -1,6 +1,7 @@
 //! `bazaar`: runs the whole shop in one process (`bazaar up`, the default) or any subset
 //! of its services (`bazaar serve catalog`), prints the effective configuration
-//! (`bazaar config`), and does operator tasks (`bazaar admin create-user`).
+//! (`bazaar config`), audits the shop's invariants (`bazaar verify`), and does operator
+//! tasks (`bazaar admin create-user`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
     },
     /// Print the effective configuration as TOML, secrets redacted.
     Config,
+    /// Audit the shop's invariants across services (read-only); exits non-zero on any
+    /// violation.
+    Verify,
     /// Operator tasks that work on the services' databases directly.
     Admin {
         #[command(subcommand)]
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Config => print_config(&config),
         Command::Up => run(&config, &ServiceName::ALL),
         Command::Serve { services } => run(&config, &services),
+        Command::Verify => return verify(&config),
         Command::Admin {
             command: AdminCommand::CreateUser { email, roles },
         } => admin::create_user(&config, &email, roles),
@@ -97,6 +102,32 @@ fn main() -> ExitCode {
 fn print_config(config: &Config) -> anyhow::Result<()> {
     print!("{}", toml::to_string_pretty(config)?);
     Ok(())
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "printing the report is this command's job"
+)]
+fn verify(config: &Config) -> ExitCode {
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(bazaar::verify::run(config)));
+    match report {
+        Ok(report) => {
+            println!("{report}");
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(error) => {
+            eprintln!("bazaar: the audit could not read the shop: {error:#}");
+            ExitCode::from(3)
+        }
+    }
 }
 
 fn run(config: &Config, services: &[ServiceName]) -> anyhow::Result<()> {

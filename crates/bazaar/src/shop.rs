@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use gateway::UpstreamUrl;
 use platform::bus::Bus;
 use platform::bus::embedded::EmbeddedBus;
 use platform::bus::jetstream::JetStreamBus;
@@ -30,9 +29,21 @@ pub struct Shop {
 }
 
 impl Shop {
-    /// Starts `services` (in topology order, whatever order they are given in) and
-    /// returns once every one of them is serving.
+    /// Starts `services` (in topology order, whatever order they are given in) on the
+    /// bus the configuration names, and returns once every one of them is serving.
     pub async fn start(
+        config: &Config,
+        services: &[ServiceName],
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
+        let bus = open_bus(&config.clone().resolved()).await?;
+        Self::start_on(bus, config, services, shutdown).await
+    }
+
+    /// Starts `services` on `bus`, whatever the configuration says: for wrapping the
+    /// bus, e.g. in a fault injector.
+    pub async fn start_on(
+        bus: Arc<dyn Bus>,
         config: &Config,
         services: &[ServiceName],
         shutdown: Shutdown,
@@ -55,19 +66,11 @@ impl Shop {
             listeners.push((service, listener));
         }
         for (&service, &address) in &addresses {
-            if service.is_routed() {
-                config
-                    .gateway
-                    .upstreams
-                    .insert(service.as_str().to_owned(), UpstreamUrl::from_addr(address));
-            }
-            if service == ServiceName::Identity {
-                config.auth.jwks_url = Some(format!("http://{address}/.well-known/jwks.json"));
-            }
+            config.locate(service, address);
         }
 
         let context = Context {
-            bus: open_bus(&config).await?,
+            bus,
             verifier: config.auth.verifier(),
             shutdown: shutdown.clone(),
         };
@@ -119,11 +122,15 @@ async fn build(
         ServiceName::Identity => identity::build(&config.identity, &config.auth, context).await?,
         ServiceName::Catalog => catalog::build(&config.catalog, context).await?,
         ServiceName::Inventory => inventory::build(&config.inventory, context).await?,
+        ServiceName::Payments => payments::build(&config.payments, context).await?,
+        ServiceName::Cart => cart::build(&config.cart, context).await?,
+        ServiceName::Orders => orders::build(&config.orders, context).await?,
+        ServiceName::Notifications => notifications::build(&config.notifications, context).await?,
     })
 }
 
 /// The bus the configuration names, shared by every service of the process.
-async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
+pub async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
     match &config.bus {
         BusConfig::Embedded => {
             let path = config.data_dir.join("bus.db");

@@ -16,14 +16,26 @@ pub enum ServiceName {
     Catalog,
     /// Stock levels and reservations.
     Inventory,
+    /// Payment methods, fraud rules, the card processor and the ledger.
+    Payments,
+    /// Each customer's cart.
+    Cart,
+    /// Orders and the checkout saga.
+    Orders,
+    /// Emails to customers.
+    Notifications,
 }
 
 impl ServiceName {
     /// Every service, in start order: backends before the gateway that routes to them.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 8] = [
         Self::Identity,
         Self::Catalog,
         Self::Inventory,
+        Self::Payments,
+        Self::Cart,
+        Self::Orders,
+        Self::Notifications,
         Self::Gateway,
     ];
 
@@ -35,6 +47,10 @@ impl ServiceName {
             Self::Identity => identity::NAME,
             Self::Catalog => catalog::NAME,
             Self::Inventory => inventory::NAME,
+            Self::Payments => payments::NAME,
+            Self::Cart => cart::NAME,
+            Self::Orders => orders::NAME,
+            Self::Notifications => notifications::NAME,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct ProtectRule {
     /// The role required, if any.
     #[serde(default)]
     pub role: Option<Role>,
+    /// Path prefixes under `prefix` that stay public, e.g. a service's
+    /// `/openapi.json` and `/health` under a fully protected prefix.
+    #[serde(default)]
+    pub except: Vec<String>,
 }
 
 impl ProtectRule {
@@ -45,17 +49,34 @@ impl ProtectRule {
             prefix: prefix.to_owned(),
             methods: methods.iter().map(|method| (*method).to_owned()).collect(),
             role,
+            except: Vec::new(),
+        }
+    }
+
+    /// The rule for a whole service's API under `prefix`, leaving its OpenAPI document,
+    /// health and metrics public.
+    fn whole_service(prefix: &str) -> Self {
+        let public = ["/openapi.json", "/health", "/metrics"];
+        Self {
+            except: public
+                .iter()
+                .map(|path| format!("{prefix}{path}"))
+                .collect(),
+            ..Self::new(prefix, &[], None)
         }
     }
 
     /// Whether the rule applies to `method` on `path`.
     pub fn matches(&self, method: &http::Method, path: &str) -> bool {
-        let prefix = self.prefix.trim_end_matches('/');
-        let under = path == prefix
-            || path
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('/'));
-        under
+        let under = |prefix: &str| {
+            let prefix = prefix.trim_end_matches('/');
+            path == prefix
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        under(&self.prefix)
+            && !self.except.iter().any(|public| under(public))
             && (self.methods.is_empty()
                 || self
                     .methods
@@ -73,6 +94,12 @@ fn default_protected() -> Vec<ProtectRule> {
         ProtectRule::new("/api/identity/keys", &[], Some(Role::Admin)),
         ProtectRule::new("/api/catalog", &writes, Some(Role::Admin)),
         ProtectRule::new("/api/inventory/stock", &writes, Some(Role::Admin)),
+        ProtectRule::whole_service("/api/cart"),
+        ProtectRule::whole_service("/api/orders"),
+        ProtectRule::new("/api/payments/methods", &[], None),
+        ProtectRule::new("/api/payments/orders", &[], None),
+        ProtectRule::new("/api/payments/ledger", &[], Some(Role::Admin)),
+        ProtectRule::whole_service("/api/notifications"),
     ]
 }
 
@@ -151,6 +178,11 @@ mod tests {
         let writes = ProtectRule::new("/api/catalog/", &["POST", "delete"], Some(Role::Admin));
         assert!(writes.matches(&http::Method::DELETE, "/api/catalog/products/x"));
         assert!(!writes.matches(&http::Method::GET, "/api/catalog/products"));
+        let orders = ProtectRule::whole_service("/api/orders");
+        assert!(orders.matches(&http::Method::POST, "/api/orders"));
+        assert!(orders.matches(&http::Method::GET, "/api/orders/0190"));
+        assert!(!orders.matches(&http::Method::GET, "/api/orders/openapi.json"));
+        assert!(!orders.matches(&http::Method::GET, "/api/orders/health/ready"));
     }
 
     #[test]

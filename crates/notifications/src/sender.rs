@@ -18,14 +18,18 @@ use platform::clock::now_ms;
 use platform::db::Database;
 use platform::shutdown::Shutdown;
 
-use crate::config::{Config, RetryConfig};
+use crate::config::{Config, MailerConfig, RetryConfig};
 use crate::domain::Status;
 use crate::mailer::{self, MailError, Mailer};
 use crate::store;
 
-/// How long a claim keeps other senders off an email: longer than any hand-over may
-/// take (the SMTP timeout is at most a minute).
-pub const CLAIM_FOR: Duration = Duration::from_secs(120);
+/// How long a claim keeps other senders off an email beyond the longest a hand-over
+/// may take. A sender that died mid-send leaves its claim behind; another (or itself,
+/// restarted) takes the email over once the claim ran out.
+const CLAIM_MARGIN: Duration = Duration::from_secs(2);
+
+/// How long writing one email into the mailbox folder may take, at most.
+const MAILBOX_HAND_OVER: Duration = Duration::from_secs(3);
 
 /// The longest error text kept with a notification, in characters.
 const ERROR_MAX_CHARS: usize = 1000;
@@ -41,6 +45,9 @@ pub struct SenderSettings {
     pub batch: u32,
     /// The pause between rounds.
     pub poll: Duration,
+    /// How long a claim on an email lasts: the mailer's longest hand-over plus a
+    /// margin.
+    pub claim_for: Duration,
 }
 
 impl SenderSettings {
@@ -69,6 +76,11 @@ impl SenderSettings {
             retry: config.retry,
             batch: config.send_batch,
             poll: Duration::from_millis(config.poll_ms),
+            claim_for: CLAIM_MARGIN
+                + match &config.mailer {
+                    MailerConfig::Mailbox { .. } => MAILBOX_HAND_OVER,
+                    MailerConfig::Smtp { timeout_ms, .. } => Duration::from_millis(*timeout_ms),
+                },
         })
     }
 }
@@ -94,7 +106,7 @@ impl Sender {
     /// One round at time `now` (Unix ms): sends up to a batch of emails due by then.
     /// Returns how many were sent.
     pub async fn send_due(&self, now: i64) -> anyhow::Result<usize> {
-        let claim_ms = i64::try_from(CLAIM_FOR.as_millis()).unwrap_or(i64::MAX);
+        let claim_ms = i64::try_from(self.settings.claim_for.as_millis()).unwrap_or(i64::MAX);
         let mut sent = 0;
         for _ in 0..self.settings.batch {
             let Some(claimed) =

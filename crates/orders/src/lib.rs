@@ -1,4 +1,127 @@
-//! Orders: the checkout saga.
+//! Orders: the checkout saga, event-sourced orders, and their read model.
+//!
+//! Placing an order reads the customer's priced cart (cart, gRPC) and checks the
+//! payment method (payments, gRPC), then records `placed` and answers `202`. From there
+//! the saga ([`saga`]) orchestrates inventory and payments over the bus: reserve stock,
+//! authorize (fraud rules first, maybe held for an admin's review), commit the stock,
+//! capture the payment; or release and void on the way to a cancellation. Every step
+//! has a deadline that re-sends its command.
+//!
+//! An order's events are the source of truth ([`store`]): its state is their fold
+//! ([`domain`]). A separate read model ([`projection`]) answers "my orders" and "order N
+//! with its timeline" (CQRS).
+//!
+//! - [`domain`]: statuses, events, the fold; pure.
+//! - [`saga`]: what an order does next; pure.
+//! - [`store`]: the event store, idempotency keys, deadlines.
+//! - [`projection`]: the read model.
+//! - [`ops`]: the use cases, each one transaction.
+//! - [`events`]: the participants' answers, through the inbox.
+//! - [`lookups`]: the gRPC calls made when an order is placed.
+//! - [`http`]: the REST API.
+//! - [`audit`]: what the shop's audit reads.
+
+pub mod audit;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod lookups;
+pub mod ops;
+pub mod projection;
+pub mod saga;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::clock::now_ms;
+use platform::db::Database;
+use platform::http::Readiness;
+use platform::inbox::Consumer;
+use platform::outbox::{self, Relay, RelaySettings};
+use platform::service::{Context, Service};
+use platform::shutdown::Shutdown;
+
+pub use config::Config;
 
 /// The service's name in logs, metrics and the topology.
 pub const NAME: &str = "orders";
+
+impl Config {
+    /// The use cases' settings.
+    pub fn settings(&self) -> ops::Settings {
+        ops::Settings {
+            deadlines: self.deadlines.clone(),
+            reservation_hold_secs: self.reservation_hold_secs,
+        }
+    }
+}
+
+/// Connects, migrates, subscribes, and returns the service: its routes, and its
+/// workers (the outbox relay, two consumers, the deadline sweep).
+pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service> {
+    let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+    db.migrate(sqlx::migrate!("./migrations")).await?;
+    outbox::migrate(&db).await?;
+    let relay = Relay::new(
+        NAME,
+        db.clone(),
+        context.bus.clone(),
+        RelaySettings::default(),
+    );
+    let settings = config.settings();
+    let mut workers: Vec<futures_util::future::BoxFuture<'static, ()>> = Vec::new();
+    for spec in [events::inventory_events(), events::payment_events()] {
+        let answers = Arc::new(events::Answers {
+            settings: settings.clone(),
+        });
+        let consumer = Consumer::new(db.clone(), context.bus.clone(), &spec, answers).await?;
+        workers.push(Box::pin(consumer.run(context.shutdown.clone())));
+    }
+    let deadline = Duration::from_millis(config.call_timeout_ms);
+    let state = http::AppState {
+        db: db.clone(),
+        lookups: lookups::Lookups::new(&config.cart_url, &config.payments_url, deadline)?,
+        settings: settings.clone(),
+        relay: relay.waker(),
+        max_lines: config.max_lines,
+    };
+    workers.push(Box::pin(deadline_loop(
+        db.clone(),
+        settings,
+        relay.clone(),
+        Duration::from_millis(config.deadline_check_ms),
+        context.shutdown.clone(),
+    )));
+    workers.push(Box::pin(relay.run(context.shutdown.clone())));
+    let routes = http::router(state).layer(axum::Extension(context.verifier.clone()));
+    Ok(Service {
+        router: platform::http::app(NAME, routes, Readiness::new().with_database(db)),
+        workers,
+    })
+}
+
+async fn deadline_loop(
+    db: Database,
+    settings: ops::Settings,
+    relay: Relay,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    let waker = relay.waker();
+    while !shutdown.is_triggered() {
+        match ops::run_due(&db, &settings, now_ms()).await {
+            Ok(0) => {}
+            Ok(ran) => {
+                tracing::info!(ran, "saga steps past their deadline");
+                waker.wake();
+            }
+            Err(error) => tracing::warn!("running due saga steps failed: {error:#}"),
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -113,7 +113,9 @@ impl Waker {
 pub struct RelaySettings {
     /// Rows claimed and published per round.
     pub batch: u32,
-    /// How long a claim keeps other relays off a row; longer than a round takes.
+    /// How long a claim keeps other relays off a row; longer than a round takes. Rows
+    /// claimed by a relay that died wait this long before another (or the same one,
+    /// restarted) publishes them.
     pub claim_for: Duration,
     /// How often an idle relay looks, in case a wake-up was missed (another replica
     /// wrote the row).
@@ -126,7 +128,7 @@ impl Default for RelaySettings {
     fn default() -> Self {
         Self {
             batch: 100,
-            claim_for: Duration::from_secs(30),
+            claim_for: Duration::from_secs(10),
             idle_poll: Duration::from_millis(250),
             keep_published: Duration::from_secs(24 * 3600),
         }

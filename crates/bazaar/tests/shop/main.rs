@@ -8,6 +8,8 @@ use contracts::identity::Role;
 use platform::shutdown::Shutdown;
 use serde_json::{Value, json};
 
+mod checkout;
+
 const PASSWORD: &str = "correct horse battery staple";
 
 /// The shop running in this process on port 0; stopped when dropped.
@@ -29,6 +31,11 @@ impl RunningShop {
         let shop = Shop::start(&config, &ServiceName::ALL, shutdown.clone())
             .await
             .expect("the shop starts");
+        Self::running(shop, config, shutdown)
+    }
+
+    /// Drives a shop that is already running.
+    fn running(shop: Shop, config: Config, shutdown: Shutdown) -> Self {
         Self {
             gateway: shop.address(ServiceName::Gateway).expect("a gateway"),
             config,

@@ -1,0 +1,250 @@
+//! The whole shop as a process, killed with SIGKILL in the middle of checkouts again
+//! and again, then restarted: every order still reaches an end, and the shop's audit
+//! (`bazaar verify`, run as the operator would) reports clean.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery staple";
+const ROUNDS: usize = 6;
+const BUYERS: usize = 4;
+
+/// `bazaar up` over `config`, with the gateway's address once it is ready.
+struct Process {
+    child: Child,
+    gateway: String,
+}
+
+impl Process {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+            .args(["--config", config.to_str().expect("UTF-8"), "up"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bazaar starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let gateway = loop {
+            let line = lines
+                .next()
+                .expect("bazaar says it is ready before exiting")
+                .expect("readable");
+            if let Some(url) = line.split("http://").nth(1) {
+                break url.trim_end_matches('/').to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, gateway }
+    }
+
+    /// SIGKILL: no drain, no flush, no goodbye.
+    fn kill(mut self) {
+        self.child.kill().expect("killed");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Buyer {
+    token: String,
+    card: String,
+}
+
+/// A request that may fail because the process was just killed.
+async fn call(request: reqwest::RequestBuilder) -> Option<(u16, Value)> {
+    let response = request.send().await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+async fn sign_up(client: &reqwest::Client, gateway: &str, n: usize) -> Buyer {
+    let email = format!("buyer{n}@example.com");
+    let url = |path: &str| format!("http://{gateway}{path}");
+    let body = json!({"email": email, "password": PASSWORD});
+    let registered = client
+        .post(url("/api/identity/register"))
+        .json(&body)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(registered.status().as_u16(), 201);
+    let tokens: Value = client
+        .post(url("/api/identity/token"))
+        .json(&body)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    let token = tokens["access_token"].as_str().expect("a token").to_owned();
+    let card =
+        json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"});
+    let card: Value = client
+        .post(url("/api/payments/methods"))
+        .bearer_auth(&token)
+        .json(&card)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    Buyer {
+        token,
+        card: card["token"].as_str().expect("a card").to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_survive_sigkill_mid_checkout() {
+    let data = tempfile::tempdir().expect("a folder");
+    let config = data.path().join("bazaar.toml");
+    let mut toml = format!("data_dir = {:?}\n", data.path().join("data"));
+    toml.push_str("[log]\nfilter = \"error\"\n");
+    for service in [
+        "gateway",
+        "identity",
+        "catalog",
+        "inventory",
+        "payments",
+        "cart",
+        "orders",
+        "notifications",
+    ] {
+        toml.push_str(&format!("[{service}]\nlisten = \"127.0.0.1:0\"\n"));
+        if service == "inventory" {
+            toml.push_str("initial_stock = 1000\n");
+        }
+    }
+    // Quick deadlines, stock for every round, and no velocity holds for buyers who buy
+    // every round.
+    toml.push_str("[orders.deadlines]\nstep_ms = 1000\n");
+    toml.push_str("[payments.fraud]\nvelocity_hold_after = 1000\n");
+    std::fs::write(&config, toml).expect("a config file");
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+    let mut process = Process::start(&config);
+    let mug: Value = client
+        .get(format!(
+            "http://{}/api/catalog/products/enamel-camp-mug",
+            process.gateway
+        ))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    let mug = mug["id"].as_str().expect("an id").to_owned();
+    let mut buyers = Vec::new();
+    for n in 0..BUYERS {
+        buyers.push(sign_up(&client, &process.gateway, n).await);
+    }
+
+    let mut placed = Vec::new();
+    for round in 0..ROUNDS {
+        let gateway = process.gateway.clone();
+        let url = |path: &str| format!("http://{gateway}{path}");
+        // Every buyer starts a checkout; the process dies somewhere in the middle.
+        let checkouts = buyers.iter().enumerate().map(|(n, buyer)| {
+            let client = &client;
+            let url = &url;
+            let mug = &mug;
+            async move {
+                let add = client
+                    .post(url("/api/cart/items"))
+                    .bearer_auth(&buyer.token)
+                    .json(&json!({"product_id": mug, "quantity": 1}));
+                call(add).await?;
+                let order = client
+                    .post(url("/api/orders"))
+                    .bearer_auth(&buyer.token)
+                    .header("idempotency-key", format!("round-{round}-buyer-{n}"))
+                    .json(&json!({"payment_method": buyer.card}));
+                let (status, order) = call(order).await?;
+                (status == 202).then(|| (n, order["id"].as_str().unwrap_or_default().to_owned()))
+            }
+        });
+        let killer = async {
+            let pause = 20 + (round as u64 * 37) % 150;
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        };
+        let (orders, ()) = tokio::join!(futures_util::future::join_all(checkouts), killer);
+        placed.extend(orders.into_iter().flatten());
+        process.kill();
+        process = Process::start(&config);
+    }
+
+    // After the last restart, every order placed must reach an end.
+    let gateway = process.gateway.clone();
+    let mut ends: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (n, order_id) in &placed {
+        let path = format!("http://{gateway}/api/orders/{order_id}");
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            let order: Value = client
+                .get(&path)
+                .bearer_auth(&buyers[*n].token)
+                .send()
+                .await
+                .expect("answers")
+                .json()
+                .await
+                .expect("JSON");
+            if ["confirmed", "rejected", "cancelled"]
+                .iter()
+                .any(|end| order["status"] == *end)
+            {
+                last = order;
+                break;
+            }
+            last = order;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            ["confirmed", "rejected", "cancelled"]
+                .iter()
+                .any(|end| last["status"] == *end),
+            "order {order_id} is stuck: {last:#}"
+        );
+        *ends.entry(last["status"].to_string()).or_default() += 1;
+    }
+    assert!(!placed.is_empty(), "no order was placed between the kills");
+
+    // The audit also wants each confirmation emailed once. A confirmation whose event the
+    // killed process had claimed in its outbox waits for the claim to run out (10 s).
+    let mut report = String::new();
+    for _ in 0..400 {
+        let verify = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+            .args(["--config", config.to_str().expect("UTF-8"), "verify"])
+            .output()
+            .expect("bazaar verify runs");
+        report = String::from_utf8_lossy(&verify.stdout).into_owned();
+        if verify.status.success() {
+            return;
+        }
+        assert_eq!(
+            verify.status.code(),
+            Some(1),
+            "{report}{}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the audit never came back clean ({ends:?}):\n{report}");
+}
