@@ -3,6 +3,7 @@
 //! to fail a build on.
 
 pub(crate) mod bus;
+pub(crate) mod checkout;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
@@ -76,10 +77,12 @@ fn start_once(binary: &std::path::Path, data: &std::path::Path) -> anyhow::Resul
     let mut child = Command::new(binary)
         .arg("up")
         .env("BAZAAR__DATA_DIR", data)
-        .env("BAZAAR__GATEWAY__LISTEN", "127.0.0.1:0")
-        .env("BAZAAR__CATALOG__LISTEN", "127.0.0.1:0")
-        .env("BAZAAR__IDENTITY__LISTEN", "127.0.0.1:0")
-        .env("BAZAAR__INVENTORY__LISTEN", "127.0.0.1:0")
+        .envs(checkout::SERVICES.iter().map(|service| {
+            (
+                format!("BAZAAR__{}__LISTEN", service.to_uppercase()),
+                "127.0.0.1:0",
+            )
+        }))
         .env("BAZAAR__LOG__FILTER", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -106,7 +109,7 @@ fn start_once(binary: &std::path::Path, data: &std::path::Path) -> anyhow::Resul
 }
 
 /// Reads stdout until `Bazaar is ready in … ms: http://ADDRESS/`, returning ADDRESS.
-fn read_ready_line(child: &mut Child) -> anyhow::Result<String> {
+pub(crate) fn read_ready_line(child: &mut Child) -> anyhow::Result<String> {
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     while let Some(line) = lines.next().transpose()? {

@@ -29,7 +29,7 @@ pub(crate) fn pipeline() -> anyhow::Result<()> {
     tests
 }
 
-/// The tests need PostgreSQL's binaries and nats-server on the machine (they start
+/// The tests need PostgreSQL's binaries, nats-server and redis-server on the machine (they start
 /// their own servers from them when none runs). On a fresh Debian machine where we are
 /// root, install what is missing; elsewhere say what to install, and let the tests fail
 /// loudly if it stays missing.
@@ -49,6 +49,14 @@ fn install_missing_servers() {
                 "/usr/sbin/nats-server",
                 "/usr/bin/nats-server",
                 "/usr/local/bin/nats-server",
+            ],
+        ),
+        (
+            "redis-server",
+            [
+                "/usr/bin/redis-server",
+                "/usr/local/bin/redis-server",
+                "/usr/sbin/redis-server",
             ],
         ),
     ]

@@ -5,6 +5,8 @@
 //! - `cargo xtask bench startup`: time to ready and idle memory of `bazaar up`.
 //! - `cargo xtask bench bus`: the event backbone's throughput and latency on both
 //!   adapters, beside the raw publish rate of the same NATS server.
+//! - `cargo xtask bench checkout`: completed checkouts per second and the time from
+//!   placing an order to its confirmation, in embedded and distributed mode.
 
 #![allow(
     clippy::print_stdout,
@@ -23,13 +25,15 @@ fn main() -> ExitCode {
         ["ci"] => ci::pipeline(),
         ["bench", "startup", rest @ ..] => bench::startup(rest),
         ["bench", "bus", rest @ ..] => bench::bus::run(rest),
+        ["bench", "checkout", rest @ ..] => bench::checkout::run_bench(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  ci               format check, clippy, and every test\n  \
                  bench startup    time to ready and idle memory of `bazaar up` [--runs N]\n  \
-                 bench bus        outbox → bus → inbox throughput and latency, both adapters"
+                 bench bus        outbox → bus → inbox throughput and latency, both adapters\n  \
+                 bench checkout   completed checkouts/s and placed→confirmed latency, both modes"
             );
             return ExitCode::from(2);
         }

@@ -61,6 +61,9 @@ on_both_modes!(
     an_idempotency_key_places_one_order,
     thirty_two_buyers_of_the_last_unit_make_one_sale,
     every_message_delivered_twice_has_one_effect,
+    a_hold_that_outlives_the_reservation_voids_and_cancels,
+    an_admin_refunds_a_confirmed_order,
+    a_customer_cancels_before_payment,
 );
 
 /// A shop for one scenario, and what its mode runs on.
@@ -582,5 +585,90 @@ async fn every_message_delivered_twice_has_one_effect(mode: Mode) {
         .filter(|mail| mail["kind"] == "order_confirmed")
         .count();
     assert_eq!(confirmations, 1);
+    scenario.assert_invariants().await;
+}
+
+async fn a_hold_that_outlives_the_reservation_voids_and_cancels(mode: Mode) {
+    // Every payment is held, and stock is held for two seconds only.
+    let scenario = Scenario::start_with(
+        mode,
+        |config| {
+            config.payments.fraud.hold_above_minor = 0;
+            config.orders.reservation_hold_secs = 2;
+        },
+        |bus| bus,
+    )
+    .await;
+    let (mug, stock) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 2).await;
+    let (_, placed) = scenario.place(&token, "too-slow", &card).await;
+    let id = placed["id"].as_str().expect("an id");
+    let order = scenario
+        .wait_for(&token, id, &["cancelled", "confirmed"])
+        .await;
+    assert_eq!(order["status"], "cancelled", "{order:#}");
+    assert_eq!(order["reason"], "reservation_expired");
+    let steps: Vec<&str> = order["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .filter_map(|step| step["event"].as_str())
+        .collect();
+    assert!(steps.contains(&"payment_held"), "{steps:?}");
+    assert!(steps.contains(&"payment_voided"), "{steps:?}");
+    assert_eq!(scenario.available(&mug).await, stock);
+    scenario.wait_for_email(&token, "order_cancelled", id).await;
+    scenario.assert_invariants().await;
+}
+
+async fn an_admin_refunds_a_confirmed_order(mode: Mode) {
+    let scenario = Scenario::start(mode).await;
+    let admin = scenario.admin().await;
+    let (mug, _) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
+    let (_, placed) = scenario.place(&token, "refund-me", &card).await;
+    let id = placed["id"].as_str().expect("an id");
+    scenario.wait_for(&token, id, &["confirmed"]).await;
+    let path = format!("/api/orders/{id}/refund");
+    let (status, _) = scenario.send(&token, "POST", &path, None).await;
+    assert_eq!(status, 403, "customers do not refund themselves");
+    let (status, _) = scenario.send(&admin, "POST", &path, None).await;
+    assert_eq!(status, 202);
+    let (status, _) = scenario.send(&admin, "POST", &path, None).await;
+    assert_eq!(status, 409, "a second refund is refused");
+    let order = scenario.wait_for(&token, id, &["refunded"]).await;
+    assert_eq!(order["total"], placed["total"]);
+    scenario.wait_for_email(&token, "order_refunded", id).await;
+    let (status, payment) = scenario
+        .send(&admin, "GET", &format!("/api/payments/orders/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{payment}");
+    scenario.assert_invariants().await;
+}
+
+async fn a_customer_cancels_before_payment(mode: Mode) {
+    // The payment waits for review, so the customer has time to change their mind.
+    let scenario = Scenario::start_with(
+        mode,
+        |config| config.payments.fraud.hold_above_minor = 0,
+        |bus| bus,
+    )
+    .await;
+    let (mug, stock) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
+    let (_, placed) = scenario.place(&token, "changed-my-mind", &card).await;
+    let id = placed["id"].as_str().expect("an id");
+    scenario.wait_for(&token, id, &["payment_held"]).await;
+    let other = scenario.shop.customer("eve@example.com").await;
+    let path = format!("/api/orders/{id}/cancel");
+    let (status, _) = scenario.send(&other, "POST", &path, None).await;
+    assert_eq!(status, 404, "only the customer may cancel");
+    let (status, _) = scenario.send(&token, "POST", &path, None).await;
+    assert_eq!(status, 202);
+    let order = scenario.wait_for(&token, id, &["cancelled"]).await;
+    assert_eq!(order["reason"], "customer_cancelled");
+    assert_eq!(scenario.available(&mug).await, stock);
+    let (status, _) = scenario.send(&token, "POST", &path, None).await;
+    assert_eq!(status, 409, "an order is cancelled once");
     scenario.assert_invariants().await;
 }

@@ -1,0 +1,344 @@
+//! `cargo xtask bench checkout`: completed checkouts per second through the gateway of
+//! a release `bazaar up`, and the time from `POST /api/orders` to confirmed.
+//!
+//! Closed loop: each of N shoppers adds a product to the cart, places an order and
+//! polls it until it is over, then starts again, for a fixed time. Throughput counts
+//! confirmed orders per second of wall time. Latency is the server's own: from the
+//! order's `placed` event to its `payment_captured` event (the timeline's timestamps,
+//! one clock), so the client's polling interval does not blur it.
+//!
+//! Embedded mode runs on SQLite and the embedded bus; distributed runs the same process
+//! on PostgreSQL (one database per service), JetStream and a Redis cart.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use test_support::{Engine, TestDatabase};
+
+use super::{machine, read_ready_line};
+use crate::{run, workspace_root};
+
+/// The services whose listen addresses are set to port 0.
+pub(crate) const SERVICES: [&str; 8] = [
+    "gateway",
+    "identity",
+    "catalog",
+    "inventory",
+    "payments",
+    "cart",
+    "orders",
+    "notifications",
+];
+
+/// What one mode measured.
+struct Measured {
+    confirmed: usize,
+    other: usize,
+    seconds: f64,
+    p50_ms: i64,
+    p99_ms: i64,
+}
+
+pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
+    let (mut shoppers, mut seconds, mut modes) =
+        (32_usize, 20_u64, vec!["embedded", "distributed"]);
+    let mut rest = args;
+    while let [flag, value, tail @ ..] = rest {
+        match *flag {
+            "--shoppers" => shoppers = value.parse().context("--shoppers takes a number")?,
+            "--seconds" => seconds = value.parse().context("--seconds takes a number")?,
+            "--mode" => {
+                modes = vec![if *value == "embedded" {
+                    "embedded"
+                } else {
+                    "distributed"
+                }]
+            }
+            _ => anyhow::bail!(
+                "usage: cargo xtask bench checkout [--mode embedded|distributed] [--shoppers N] [--seconds N]"
+            ),
+        }
+        rest = tail;
+    }
+    run(
+        "cargo",
+        &["build", "--release", "--locked", "--package", "bazaar"],
+    )?;
+    let binary = workspace_root().join("target/release/bazaar");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    for mode in modes {
+        let measured = runtime.block_on(one_mode(
+            &binary,
+            mode,
+            shoppers,
+            Duration::from_secs(seconds),
+        ))?;
+        println!(
+            "{mode:<12} {:>7.1} checkouts/s  placed→confirmed p50 {:>4} ms  p99 {:>5} ms  ({} confirmed, {} not, {shoppers} shoppers, {:.0} s)",
+            measured.confirmed as f64 / measured.seconds,
+            measured.p50_ms,
+            measured.p99_ms,
+            measured.confirmed,
+            measured.other,
+            measured.seconds,
+        );
+    }
+    println!("machine: {}", machine());
+    Ok(())
+}
+
+/// Starts the shop for `mode`; keeps what the distributed data plane needs alive.
+struct Shop {
+    child: Child,
+    gateway: String,
+    _data: tempfile::TempDir,
+    _databases: Vec<TestDatabase>,
+    _nats: Option<test_support::nats::NatsServer>,
+    _redis: Option<test_support::redis::RedisServer>,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(binary: &Path, mode: &str) -> anyhow::Result<Shop> {
+    let data = tempfile::tempdir()?;
+    let mut command = Command::new(binary);
+    command
+        .arg("up")
+        .env("BAZAAR__DATA_DIR", data.path())
+        .env("BAZAAR__LOG__FILTER", "error")
+        .env("BAZAAR__IDENTITY__ADDRESS_ATTEMPTS_BURST", "1000000")
+        .env("BAZAAR__INVENTORY__INITIAL_STOCK", "100000000")
+        .env("BAZAAR__PAYMENTS__FRAUD__VELOCITY_HOLD_AFTER", "1000000000");
+    for service in SERVICES {
+        command.env(
+            format!("BAZAAR__{}__LISTEN", service.to_uppercase()),
+            "127.0.0.1:0",
+        );
+    }
+    let (mut databases, mut nats, mut redis) = (Vec::new(), None, None);
+    if mode == "distributed" {
+        for service in SERVICES.iter().filter(|service| **service != "gateway") {
+            let database = TestDatabase::new(Engine::Postgres).await;
+            command.env(
+                format!("BAZAAR__{}__DATABASE_URL", service.to_uppercase()),
+                database.url().expose(),
+            );
+            databases.push(database);
+        }
+        let server = test_support::nats::NatsServer::start();
+        command
+            .env("BAZAAR__BUS__KIND", "jetstream")
+            .env("BAZAAR__BUS__URL", server.url())
+            .env("BAZAAR__BUS__STREAM", "BENCH");
+        nats = Some(server);
+        let server = test_support::redis::RedisServer::new();
+        command
+            .env("BAZAAR__CART__STORE__KIND", "redis")
+            .env("BAZAAR__CART__STORE__URL", server.url())
+            .env(
+                "BAZAAR__CART__STORE__KEY_PREFIX",
+                test_support::redis::unique_prefix(),
+            );
+        redis = Some(server);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let gateway = read_ready_line(&mut child)?;
+    Ok(Shop {
+        child,
+        gateway,
+        _data: data,
+        _databases: databases,
+        _nats: nats,
+        _redis: redis,
+    })
+}
+
+async fn one_mode(
+    binary: &Path,
+    mode: &str,
+    shoppers: usize,
+    length: Duration,
+) -> anyhow::Result<Measured> {
+    let shop = start(binary, mode).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(shoppers * 2)
+        .build()?;
+    let base = format!("http://{}", shop.gateway);
+    let products: Value = client
+        .get(format!("{base}/api/catalog/products?limit=10"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let products: Vec<String> = products["items"]
+        .as_array()
+        .context("a product page")?
+        .iter()
+        .filter_map(|product| product["id"].as_str().map(str::to_owned))
+        .collect();
+    // Inventory learns of the seeded products over the bus: wait until it has.
+    for _ in 0..400 {
+        let stock = client
+            .get(format!("{base}/api/inventory/stock/{}", products[0]))
+            .send()
+            .await?;
+        if stock.status().is_success() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut tokens = Vec::new();
+    for n in 0..shoppers {
+        tokens.push(sign_up(&client, &base, n).await?);
+    }
+    let started = Instant::now();
+    let deadline = started + length;
+    let tasks = tokens.into_iter().enumerate().map(|(n, (token, card))| {
+        let (client, base, product) = (
+            client.clone(),
+            base.clone(),
+            products[n % products.len()].clone(),
+        );
+        tokio::spawn(async move {
+            shop_until(&client, &base, &token, &card, &product, n, deadline).await
+        })
+    });
+    let mut orders = Vec::new();
+    for task in tasks {
+        orders.extend(task.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut latencies: Vec<i64> = orders.iter().filter_map(|order| order.1).collect();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    Ok(Measured {
+        confirmed: latencies.len(),
+        other: orders.len() - latencies.len(),
+        seconds,
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+    })
+}
+
+async fn sign_up(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> anyhow::Result<(String, String)> {
+    let body = json!({"email": format!("shopper{n}@example.com"), "password": "correct horse battery staple"});
+    client
+        .post(format!("{base}/api/identity/register"))
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?;
+    let tokens: Value = client
+        .post(format!("{base}/api/identity/token"))
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = tokens["access_token"]
+        .as_str()
+        .context("a token")?
+        .to_owned();
+    let card =
+        json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"});
+    let card: Value = client
+        .post(format!("{base}/api/payments/methods"))
+        .bearer_auth(&token)
+        .json(&card)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok((
+        token,
+        card["token"].as_str().context("a card token")?.to_owned(),
+    ))
+}
+
+/// Checks out again and again until `deadline`; each order with its placed→confirmed
+/// time in ms, `None` if it did not end confirmed.
+async fn shop_until(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    card: &str,
+    product: &str,
+    shopper: usize,
+    deadline: Instant,
+) -> anyhow::Result<Vec<(String, Option<i64>)>> {
+    let mut orders = Vec::new();
+    let mut round = 0;
+    while Instant::now() < deadline {
+        round += 1;
+        let item = json!({"product_id": product, "quantity": 1});
+        client
+            .post(format!("{base}/api/cart/items"))
+            .bearer_auth(token)
+            .json(&item)
+            .send()
+            .await?
+            .error_for_status()?;
+        let placed: Value = client
+            .post(format!("{base}/api/orders"))
+            .bearer_auth(token)
+            .header("idempotency-key", format!("bench-{shopper}-{round}"))
+            .json(&json!({"payment_method": card}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = placed["id"].as_str().context("an order id")?.to_owned();
+        let order = loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let order: Value = client
+                .get(format!("{base}/api/orders/{id}"))
+                .bearer_auth(token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if ["confirmed", "rejected", "cancelled"]
+                .iter()
+                .any(|end| order["status"] == *end)
+            {
+                break order;
+            }
+        };
+        let at = |event: &str| {
+            order["timeline"].as_array().and_then(|steps| {
+                steps
+                    .iter()
+                    .find(|step| step["event"] == event)
+                    .and_then(|step| step["at_ms"].as_i64())
+            })
+        };
+        let latency = (order["status"] == "confirmed")
+            .then(|| Some(at("payment_captured")? - at("placed")?))
+            .flatten();
+        orders.push((id, latency));
+    }
+    Ok(orders)
+}
