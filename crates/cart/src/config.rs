@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use platform::config::DatabaseUrl;
+use platform::config::{DatabaseUrl, redact_password};
 use serde::{Deserialize, Serialize};
 
 /// How the cart runs. Every field has a default suitable for `bazaar up`.
@@ -126,16 +126,7 @@ impl RedisUrl {
 
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
-        };
-        match rest.split_once('@') {
-            Some((user_info, host)) => {
-                let user = user_info.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => self.0.clone(),
-        }
+        redact_password(&self.0)
     }
 }
 

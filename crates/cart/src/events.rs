@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use contracts::messaging::Envelope;
 use contracts::messaging::Message as _;
 use contracts::messaging::orders::OrderConfirmedV1;
-use platform::bus::{Bus, Subscription, SubscriptionSpec, backoff};
-use platform::inbox::Outcome;
+use platform::bus::{Bus, Subscription, SubscriptionSpec};
+use platform::inbox::{self, Outcome};
 use platform::shutdown::Shutdown;
 use tracing::Instrument as _;
 
@@ -57,6 +57,7 @@ pub async fn apply(store: &dyn CartStore, envelope: &Envelope) -> anyhow::Result
 
 /// One consumer of confirmed orders.
 pub struct OrderEvents {
+    bus: Arc<dyn Bus>,
     name: String,
     subscription: Box<dyn Subscription>,
     store: Arc<dyn CartStore>,
@@ -64,10 +65,11 @@ pub struct OrderEvents {
 
 impl OrderEvents {
     /// Subscribes to confirmed orders on `bus`, applying them to `store`.
-    pub async fn subscribe(bus: &dyn Bus, store: Arc<dyn CartStore>) -> anyhow::Result<Self> {
+    pub async fn subscribe(bus: Arc<dyn Bus>, store: Arc<dyn CartStore>) -> anyhow::Result<Self> {
         let spec = subscription();
         let subscription = bus.subscribe(&spec).await?;
         Ok(Self {
+            bus,
             name: spec.name,
             subscription,
             store,
@@ -81,60 +83,25 @@ impl OrderEvents {
         let Some(delivery) = self.subscription.next(wait).await? else {
             return Ok(None);
         };
-        let envelope = &delivery.envelope;
-        let span = tracing::info_span!(
-            "message",
-            subscription = self.name,
-            kind = envelope.kind,
-            id = envelope.id,
-            attempt = delivery.attempt,
-            correlation_id = envelope.correlation_id,
-            traceparent = envelope.traceparent.as_deref().unwrap_or_default(),
-        );
-        let outcome = match apply(self.store.as_ref(), envelope).instrument(span).await {
-            Ok(outcome) => {
-                delivery.ack().await?;
-                outcome
-            }
-            Err(error) => {
-                tracing::warn!(
-                    subscription = self.name,
-                    message = delivery.envelope.id,
-                    attempt = delivery.attempt,
-                    "handling a confirmed order failed: {error:#}"
-                );
-                let delay = backoff(delivery.attempt);
-                delivery.nack(delay).await?;
-                Outcome::Failed
-            }
-        };
-        let label = match outcome {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Failed => "failed",
-        };
-        metrics::counter!("messages_handled_total", "subscription" => self.name.clone(), "outcome" => label).increment(1);
-        Ok(Some(outcome))
+        let handled = apply(self.store.as_ref(), &delivery.envelope)
+            .instrument(inbox::message_span(&self.name, &delivery))
+            .await;
+        inbox::settle(&self.name, delivery, handled).await.map(Some)
     }
 
     /// Consumes until `shutdown`, backing off while the bus fails.
     pub async fn run(mut self, shutdown: Shutdown) {
-        let mut failures = 0_u32;
-        while !shutdown.is_triggered() {
-            tokio::select! {
-                () = shutdown.wait() => return,
-                handled = self.consume_once(Duration::from_secs(1)) => match handled {
-                    Ok(_) => failures = 0,
-                    Err(error) => {
-                        failures = failures.saturating_add(1);
-                        tracing::warn!(subscription = self.name, "consuming failed: {error:#}");
-                        tokio::select! {
-                            () = shutdown.wait() => return,
-                            () = tokio::time::sleep(backoff(failures)) => {}
-                        }
-                    }
-                },
-            }
-        }
+        let bus = self.bus.clone();
+        inbox::consume_until(&mut self, bus.as_ref(), &shutdown).await;
+    }
+}
+
+impl inbox::Consume for OrderEvents {
+    fn subscription(&self) -> &str {
+        &self.name
+    }
+
+    async fn consume_next(&mut self, wait: Duration) -> anyhow::Result<Option<Outcome>> {
+        self.consume_once(wait).await
     }
 }

@@ -33,8 +33,8 @@ use futures_util::future::BoxFuture;
 use platform::clock::now_ms;
 use platform::db::Database;
 use platform::http::Readiness;
+use platform::outbox::Waker;
 use platform::service::{Context, Service};
-use platform::shutdown::Shutdown;
 
 pub use config::{Config, StoreConfig};
 
@@ -65,10 +65,19 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
                 Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
             SqlCartStore::migrate(&db).await?;
             let store = SqlCartStore::new(db, limits, abandon_after);
-            workers.push(Box::pin(expire_loop(
-                store.clone(),
+            // Dropping a cart publishes nothing, so there is no relay to wake.
+            workers.push(Box::pin(platform::service::every(
+                "dropping abandoned carts",
                 Duration::from_secs(config.expiry_check_secs),
                 context.shutdown.clone(),
+                Waker::none(),
+                {
+                    let store = store.clone();
+                    move || {
+                        let store = store.clone();
+                        async move { Ok(usize::try_from(store.expire_abandoned(now_ms()).await?)?) }
+                    }
+                },
             )));
             Arc::new(store)
         }
@@ -88,7 +97,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         pricing: Pricing::new(&config.catalog_url, &config.inventory_url, call_timeout)?,
         limits,
     };
-    let orders = events::OrderEvents::subscribe(context.bus.as_ref(), store.clone()).await?;
+    let orders = events::OrderEvents::subscribe(context.bus.clone(), store.clone()).await?;
     workers.push(Box::pin(orders.run(context.shutdown.clone())));
     let readiness = Readiness::new().with("store", move || {
         let store = store.clone();
@@ -118,20 +127,5 @@ impl Carts {
     pub async fn priced(&self, customer: &CustomerId) -> Result<PricedCart, PricingError> {
         let lines = self.store.lines(customer).await?;
         self.pricing.price(customer, lines).await
-    }
-}
-
-/// Drops abandoned carts every `every` until shutdown.
-async fn expire_loop(store: SqlCartStore, every: Duration, shutdown: Shutdown) {
-    while !shutdown.is_triggered() {
-        match store.expire_abandoned(now_ms()).await {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "dropped abandoned carts"),
-            Err(error) => tracing::warn!("dropping abandoned carts failed: {error:#}"),
-        }
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = tokio::time::sleep(every) => {}
-        }
     }
 }

@@ -10,6 +10,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contracts::{Currency, Money};
+use platform::page::PageLimit;
 use uuid::Uuid;
 
 /// The currency of every price in the catalog.
@@ -297,34 +298,6 @@ impl Search {
     }
 }
 
-/// How many products a page holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limit(u32);
-
-impl Limit {
-    /// The largest page.
-    pub const MAX: u32 = 100;
-
-    /// Parses a page size from 1 to [`Limit::MAX`].
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.parse::<u32>() {
-            Ok(limit) if (1..=Self::MAX).contains(&limit) => Ok(Self(limit)),
-            _ => Err(format!("must be a whole number from 1 to {}", Self::MAX)),
-        }
-    }
-
-    /// The page size.
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl Default for Limit {
-    fn default() -> Self {
-        Self(20)
-    }
-}
-
 /// A field of a request that failed to parse, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invalid {
@@ -344,7 +317,7 @@ pub struct ProductQuery {
     /// Order of the results.
     pub sort: Sort,
     /// Page size.
-    pub limit: Limit,
+    pub limit: PageLimit,
     /// Continue after this position.
     pub after: Option<Cursor>,
 }
@@ -381,7 +354,7 @@ impl ProductQuery {
             .unwrap_or_default();
         let limit = raw
             .limit
-            .and_then(|text| keep_valid(&mut invalid, "limit", Limit::parse(text)))
+            .and_then(|text| keep_valid(&mut invalid, "limit", PageLimit::parse(text)))
             .unwrap_or_default();
         let after = raw.cursor.and_then(|text| {
             let cursor = Cursor::decode(text).and_then(|cursor| {
@@ -1063,13 +1036,5 @@ mod tests {
         assert_eq!(search.words(), ["steel", "mug"]);
         assert_eq!(Search::parse("   "), Ok(None));
         assert!(Search::parse("a b c d e f").is_err());
-    }
-
-    #[test]
-    fn limits_stay_in_range() {
-        assert_eq!(Limit::parse("100").map(Limit::get), Ok(100));
-        for bad in ["0", "101", "-1", "ten", ""] {
-            assert!(Limit::parse(bad).is_err(), "{bad:?} should be rejected");
-        }
     }
 }

@@ -34,7 +34,6 @@ use platform::http::Readiness;
 use platform::inbox::Consumer;
 use platform::outbox::{self, Relay, RelaySettings};
 use platform::service::{Context, Service};
-use platform::shutdown::Shutdown;
 
 pub use config::Config;
 
@@ -59,7 +58,8 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         &events::commands(),
         Arc::new(events::Commands),
     )
-    .await?;
+    .await?
+    .waking(relay.waker());
     let catalog = events::CatalogEvents {
         initial_stock: config.initial_stock,
     };
@@ -70,11 +70,18 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         Arc::new(catalog),
     )
     .await?;
-    let sweep = expire_loop(
-        db.clone(),
-        relay.clone(),
+    let sweep = platform::service::every(
+        "releasing expired reservations",
         Duration::from_millis(config.expiry_check_ms),
         context.shutdown.clone(),
+        relay.waker(),
+        {
+            let db = db.clone();
+            move || {
+                let db = db.clone();
+                async move { expire_due(&db, now_ms()).await }
+            }
+        },
     );
     let routes = platform::grpc::mount(http::router(db.clone()), grpc::service(db.clone()))
         .layer(axum::Extension(context.verifier.clone()));
@@ -101,22 +108,4 @@ pub async fn expire_due(db: &Database, now: i64) -> anyhow::Result<usize> {
         tx.commit().await?;
     }
     Ok(expired)
-}
-
-async fn expire_loop(db: Database, relay: Relay, every: Duration, shutdown: Shutdown) {
-    let waker = relay.waker();
-    while !shutdown.is_triggered() {
-        match expire_due(&db, now_ms()).await {
-            Ok(0) => {}
-            Ok(expired) => {
-                tracing::info!(expired, "released expired reservations");
-                waker.wake();
-            }
-            Err(error) => tracing::warn!("expiring reservations failed: {error:#}"),
-        }
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use platform::page::PageLimit;
 
 /// What a notification tells the customer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,34 +149,6 @@ impl Cursor {
     }
 }
 
-/// How many notifications a page holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limit(u32);
-
-impl Limit {
-    /// The largest page.
-    pub const MAX: u32 = 100;
-
-    /// Parses a page size from 1 to [`Limit::MAX`].
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.parse::<u32>() {
-            Ok(limit) if (1..=Self::MAX).contains(&limit) => Ok(Self(limit)),
-            _ => Err(format!("must be a whole number from 1 to {}", Self::MAX)),
-        }
-    }
-
-    /// The page size.
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl Default for Limit {
-    fn default() -> Self {
-        Self(20)
-    }
-}
-
 /// A field of a request that failed to parse, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invalid {
@@ -189,7 +162,7 @@ pub struct Invalid {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PageQuery {
     /// Page size.
-    pub limit: Limit,
+    pub limit: PageLimit,
     /// Continue after this position.
     pub after: Option<Cursor>,
 }
@@ -198,17 +171,13 @@ impl PageQuery {
     /// Parses `limit` and `cursor`, reporting every invalid one.
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, Vec<Invalid>> {
         let mut invalid = Vec::new();
-        let limit = match limit.map(Limit::parse) {
-            None => Limit::default(),
-            Some(Ok(limit)) => limit,
-            Some(Err(reason)) => {
-                invalid.push(Invalid {
-                    field: "limit",
-                    reason,
-                });
-                Limit::default()
-            }
-        };
+        let limit = PageLimit::parse_optional(limit).unwrap_or_else(|reason| {
+            invalid.push(Invalid {
+                field: "limit",
+                reason,
+            });
+            PageLimit::default()
+        });
         let after = match cursor.map(Cursor::decode) {
             None => None,
             Some(Ok(cursor)) => Some(cursor),
@@ -259,15 +228,6 @@ mod tests {
         let long = "A".repeat(200);
         for bad in ["", "%%%", "bm9waXBl", &no_id, &negative, &long] {
             assert!(Cursor::decode(bad).is_err(), "{bad:?} should be rejected");
-        }
-    }
-
-    #[test]
-    fn limits_stay_in_range() {
-        assert_eq!(Limit::parse("1").map(Limit::get), Ok(1));
-        assert_eq!(Limit::parse("100").map(Limit::get), Ok(100));
-        for bad in ["0", "101", "-1", "ten", "", "1.5"] {
-            assert!(Limit::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 

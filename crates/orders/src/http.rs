@@ -12,6 +12,7 @@ use platform::clock::now_ms;
 use platform::db::Database;
 use platform::http::{BearerAuth, Query};
 use platform::outbox::{Origin, Waker};
+use platform::page::PageLimit;
 use platform::problem::{FieldError, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -144,6 +145,12 @@ async fn place(
             "must be a payment method token",
         ));
     }
+    // The order records, and the saga authorizes with, the token as it is checked
+    // below; the request is compared with a retry's in the same form.
+    let body = PlaceOrder {
+        payment_method: token.to_owned(),
+    };
+    let token = body.payment_method.as_str();
     let placement = match ops::previous(&state.db, &user.id, &key, &body).await? {
         Some(placement) => placement,
         None => {
@@ -235,16 +242,9 @@ async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<OrderPage>, Problem> {
-    let limit = match params.limit.as_deref() {
-        None => 20,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=100).contains(limit))
-            .ok_or_else(|| {
-                Problem::invalid_field("limit", "must be a whole number from 1 to 100")
-            })?,
-    };
+    let limit = PageLimit::parse_optional(params.limit.as_deref())
+        .map_err(|reason| Problem::invalid_field("limit", reason))?;
+    let limit = i64::from(limit.get());
     let status = params
         .status
         .as_deref()

@@ -41,7 +41,6 @@ use platform::http::Readiness;
 use platform::inbox::Consumer;
 use platform::outbox::{self, Relay, RelaySettings};
 use platform::service::{Context, Service};
-use platform::shutdown::Shutdown;
 
 pub use config::Config;
 
@@ -76,7 +75,9 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         let answers = Arc::new(events::Answers {
             settings: settings.clone(),
         });
-        let consumer = Consumer::new(db.clone(), context.bus.clone(), &spec, answers).await?;
+        let consumer = Consumer::new(db.clone(), context.bus.clone(), &spec, answers)
+            .await?
+            .waking(relay.waker());
         workers.push(Box::pin(consumer.run(context.shutdown.clone())));
     }
     let deadline = Duration::from_millis(config.call_timeout_ms);
@@ -87,12 +88,18 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         relay: relay.waker(),
         max_lines: config.max_lines,
     };
-    workers.push(Box::pin(deadline_loop(
-        db.clone(),
-        settings,
-        relay.clone(),
+    workers.push(Box::pin(platform::service::every(
+        "running saga steps past their deadline",
         Duration::from_millis(config.deadline_check_ms),
         context.shutdown.clone(),
+        relay.waker(),
+        {
+            let db = db.clone();
+            move || {
+                let (db, settings) = (db.clone(), settings.clone());
+                async move { ops::run_due(&db, &settings, now_ms()).await }
+            }
+        },
     )));
     workers.push(Box::pin(relay.run(context.shutdown.clone())));
     let routes = http::router(state).layer(axum::Extension(context.verifier.clone()));
@@ -100,28 +107,4 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         router: platform::http::app(NAME, routes, Readiness::new().with_database(db)),
         workers,
     })
-}
-
-async fn deadline_loop(
-    db: Database,
-    settings: ops::Settings,
-    relay: Relay,
-    every: Duration,
-    shutdown: Shutdown,
-) {
-    let waker = relay.waker();
-    while !shutdown.is_triggered() {
-        match ops::run_due(&db, &settings, now_ms()).await {
-            Ok(0) => {}
-            Ok(ran) => {
-                tracing::info!(ran, "saga steps past their deadline");
-                waker.wake();
-            }
-            Err(error) => tracing::warn!("running due saga steps failed: {error:#}"),
-        }
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
 }

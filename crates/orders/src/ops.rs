@@ -238,24 +238,38 @@ pub async fn request(
     settings: &Settings,
     now: i64,
 ) -> Result<Order, RequestError> {
-    let mut tx = db.pool().begin().await.context("starting a transaction")?;
-    let order = store::load(&mut tx, order_id)
-        .await?
-        .filter(|order| customer.is_none_or(|customer| order.customer_id == customer))
-        .ok_or(RequestError::NotFound)?;
-    let decision = saga::react(&order, input, &settings.deadlines)?;
-    let after = record(
-        &mut tx,
-        order_id,
-        Some(&order),
-        &decision,
-        origin,
-        settings,
-        now,
-    )
-    .await?;
-    tx.commit().await.context("committing a request")?;
-    Ok(after)
+    // An answer from a participant may extend the order between our read and our
+    // write; then the request is decided again on the order as it now is.
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let mut tx = db.pool().begin().await.context("starting a transaction")?;
+        let order = store::load(&mut tx, order_id)
+            .await?
+            .filter(|order| customer.is_none_or(|customer| order.customer_id == customer))
+            .ok_or(RequestError::NotFound)?;
+        let decision = saga::react(&order, input.clone(), &settings.deadlines)?;
+        let recorded = record(
+            &mut tx,
+            order_id,
+            Some(&order),
+            &decision,
+            origin,
+            settings,
+            now,
+        )
+        .await;
+        match recorded {
+            Ok(after) => {
+                tx.commit().await.context("committing a request")?;
+                return Ok(after);
+            }
+            Err(error) if attempt < ATTEMPTS && error.is::<store::Conflict>() => {
+                tracing::debug!(order = order_id, attempt, "{error}; deciding again");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// Runs every saga step whose deadline passed by `now`, each in its own transaction;

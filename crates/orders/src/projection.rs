@@ -96,7 +96,12 @@ pub async fn project(
     .bind(after.total.amount_minor)
     .bind(after.total.currency.as_str().to_owned())
     .bind(serde_json::to_string(&after.lines)?)
-    .bind(after.cancel_reason.clone())
+    // A rejected order was never cancelled; its reason is the code its public event
+    // gives (`ops::announce`), so that the view says why, as documented.
+    .bind(match after.status {
+        Status::Rejected => Some("out_of_stock".to_owned()),
+        _ => after.cancel_reason.clone(),
+    })
     .bind(after.placed_at_ms)
     .bind(now)
     .bind(after.version)

@@ -39,7 +39,7 @@ pub async fn append(
     now: i64,
 ) -> anyhow::Result<()> {
     for (offset, event) in (1..).zip(events) {
-        sqlx::query(
+        let appended = sqlx::query(
             "INSERT INTO order_events (order_id, seq, kind, payload, at_ms) \
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -49,10 +49,30 @@ pub async fn append(
         .bind(serde_json::to_string(event)?)
         .bind(now)
         .execute(&mut *connection)
-        .await
-        .with_context(|| format!("appending to order {order_id} (a concurrent change?)"))?;
+        .await;
+        match appended {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(error)) if is_conflict(error.as_ref()) => {
+                return Err(Conflict(order_id.to_owned()).into());
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("appending to order {order_id}"));
+            }
+        }
     }
     Ok(())
+}
+
+/// Another writer extended the order since it was read: read it again and retry.
+#[derive(Debug, thiserror::Error)]
+#[error("order {0} changed while it was being updated")]
+pub struct Conflict(pub String);
+
+/// Whether a database error means a concurrent writer won: the event's key was taken
+/// (PostgreSQL, or SQLite after waiting), SQLite's snapshot went stale
+/// (`SQLITE_BUSY_SNAPSHOT`), or PostgreSQL could not serialize.
+fn is_conflict(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error.is_unique_violation() || matches!(error.code().as_deref(), Some("517" | "5" | "40001"))
 }
 
 /// Every order id in the event store, in order; for rebuilding the read model.

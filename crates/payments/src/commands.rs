@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use contracts::messaging::Envelope;
 use futures_util::future::BoxFuture;
-use platform::bus::{Bus, Subscription, SubscriptionSpec, backoff};
+use platform::bus::{Bus, Subscription, SubscriptionSpec};
 use platform::clock::now_ms;
 use platform::inbox::{self, Handler, Outcome};
 use platform::outbox::{Origin, Waker};
@@ -75,51 +75,13 @@ impl CommandConsumer {
         let Some(delivery) = self.subscription.next(wait).await? else {
             return Ok(None);
         };
-        let envelope = &delivery.envelope;
-        let span = tracing::info_span!(
-            "message",
-            subscription = self.name,
-            kind = envelope.kind,
-            id = envelope.id,
-            attempt = delivery.attempt,
-            correlation_id = envelope.correlation_id,
-            traceparent = envelope.traceparent.as_deref().unwrap_or_default(),
-        );
-        let attempt = delivery.attempt;
-        let outcome = handle(&self.payments, &self.name, envelope)
-            .instrument(span)
+        let handled = handle(&self.payments, &self.name, &delivery.envelope)
+            .instrument(inbox::message_span(&self.name, &delivery))
             .await;
-        let outcome = match outcome {
-            Ok(outcome) => {
-                delivery.ack().await?;
-                if outcome == Outcome::Applied {
-                    self.waker.wake();
-                }
-                outcome
-            }
-            Err(error) => {
-                tracing::warn!(
-                    subscription = self.name,
-                    message = delivery.envelope.id,
-                    kind = delivery.envelope.kind,
-                    attempt,
-                    "handling a command failed: {error:#}"
-                );
-                delivery.nack(backoff(attempt)).await?;
-                Outcome::Failed
-            }
-        };
-        if attempt > 1 {
-            metrics::counter!("messages_redelivered_total", "subscription" => self.name.clone())
-                .increment(1);
+        let outcome = inbox::settle(&self.name, delivery, handled).await?;
+        if outcome == Outcome::Applied {
+            self.waker.wake();
         }
-        let label = match outcome {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Failed => "failed",
-        };
-        metrics::counter!("messages_handled_total", "subscription" => self.name.clone(), "outcome" => label)
-            .increment(1);
         Ok(Some(outcome))
     }
 
@@ -127,41 +89,18 @@ impl CommandConsumer {
     /// are pruned by the service's other consumer, whose platform loop prunes the whole
     /// table.)
     pub async fn run(mut self, shutdown: Shutdown) {
-        let mut failures = 0_u32;
-        while !shutdown.is_triggered() {
-            tokio::select! {
-                () = shutdown.wait() => return,
-                outcome = self.consume_once(Duration::from_secs(1)) => match outcome {
-                    Ok(handled) => {
-                        failures = 0;
-                        // Idle: a good moment to measure how far behind it is.
-                        if handled.is_none() {
-                            record_lag(self.bus.clone(), self.name.clone()).await;
-                        }
-                    }
-                    Err(error) => {
-                        failures = failures.saturating_add(1);
-                        tracing::warn!(subscription = self.name, "consuming failed: {error:#}");
-                        tokio::select! {
-                            () = shutdown.wait() => return,
-                            () = tokio::time::sleep(backoff(failures)) => {}
-                        }
-                    }
-                },
-            }
-        }
+        let bus = self.bus.clone();
+        inbox::consume_until(&mut self, bus.as_ref(), &shutdown).await;
     }
 }
 
-/// Records a subscription's lag (messages not yet acknowledged) as a gauge. It takes
-/// owned copies: the consumer, which holds a subscription that is not `Sync`, must not
-/// be borrowed across the await.
-async fn record_lag(bus: Arc<dyn Bus>, name: String) {
-    match bus.pending(&name).await {
-        Ok(pending) => {
-            metrics::gauge!("bus_consumer_pending", "subscription" => name).set(pending as f64);
-        }
-        Err(error) => tracing::debug!(subscription = name, "measuring lag failed: {error:#}"),
+impl inbox::Consume for CommandConsumer {
+    fn subscription(&self) -> &str {
+        &self.name
+    }
+
+    async fn consume_next(&mut self, wait: Duration) -> anyhow::Result<Option<Outcome>> {
+        self.consume_once(wait).await
     }
 }
 

@@ -4,7 +4,8 @@
 //! optional TOML file, then environment variables named `BAZAAR__SECTION__KEY` (double
 //! underscores separate the levels, so `BAZAAR__GATEWAY__LISTEN=0.0.0.0:8080` sets
 //! `gateway.listen`). It is read once, in `main`, and passed down; nothing below `main`
-//! reads the environment.
+//! reads the environment. URLs that may carry a password print through
+//! [`redact_password`].
 
 use std::fmt;
 use std::path::Path;
@@ -83,16 +84,24 @@ impl DatabaseUrl {
 
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
-        };
-        match rest.split_once('@') {
-            Some((user_info, host)) if user_info.contains(':') => {
-                let user = user_info.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***@{host}")
-            }
-            _ => self.0.clone(),
+        redact_password(&self.0)
+    }
+}
+
+/// `url` with the password in its user information replaced by `***`, for printing a
+/// configured URL: `postgres://shop:s3cret@db/orders` becomes
+/// `postgres://shop:***@db/orders`, and `redis://:s3cret@cache` becomes
+/// `redis://:***@cache`. A URL without a password is returned whole.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
         }
+        _ => url.to_owned(),
     }
 }
 
@@ -149,6 +158,21 @@ mod tests {
         let url = DatabaseUrl::try_from("sqlite://data/catalog.db".to_owned()).expect("valid");
         assert_eq!(url.redacted(), "sqlite://data/catalog.db");
         assert_eq!(url.engine(), Engine::Sqlite);
+    }
+
+    #[test]
+    fn any_url_can_be_redacted() {
+        assert_eq!(
+            redact_password("redis://:s3cret@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            redact_password("redis://cart:s3cret@cache"),
+            "redis://cart:***@cache"
+        );
+        for whole in ["redis://cache:6379/0", "postgres://root@db/x", "not a url"] {
+            assert_eq!(redact_password(whole), whole);
+        }
     }
 
     #[test]

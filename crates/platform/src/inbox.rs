@@ -4,7 +4,12 @@
 //! transaction. A message delivered again (the ack was lost, the consumer crashed after
 //! commit, the producer's relay published it twice) finds its record and is only
 //! acknowledged.
+//!
+//! How a delivery is traced ([`message_span`]), settled and counted ([`settle`]), and
+//! how a consumer is run ([`consume_until`]) is the same for every consumer, also for
+//! those that deduplicate otherwise than through [`apply`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +18,7 @@ use contracts::messaging::Envelope;
 use futures_util::future::BoxFuture;
 use tracing::Instrument as _;
 
-use crate::bus::{Bus, Subscription, SubscriptionSpec, backoff};
+use crate::bus::{Bus, Delivery, Subscription, SubscriptionSpec, backoff};
 use crate::clock::now_ms;
 use crate::db::Database;
 use crate::shutdown::Shutdown;
@@ -96,6 +101,9 @@ pub struct Consumer {
     name: String,
     subscription: Box<dyn Subscription>,
     handler: Arc<dyn Handler>,
+    relay: crate::outbox::Waker,
+    /// When it last pruned the inbox; `None` until it first does.
+    last_prune: Option<tokio::time::Instant>,
 }
 
 impl Consumer {
@@ -113,18 +121,23 @@ impl Consumer {
             name: spec.name.clone(),
             subscription,
             handler,
+            relay: crate::outbox::Waker::none(),
+            last_prune: None,
         })
+    }
+
+    /// Wakes `relay` after each message whose effects were committed, so the messages
+    /// a handler enqueued leave at once rather than at the relay's next idle poll.
+    pub fn waking(mut self, relay: crate::outbox::Waker) -> Self {
+        self.relay = relay;
+        self
     }
 
     /// Records the subscription's lag (messages not yet acknowledged) as a gauge.
     pub fn record_lag(&self) -> BoxFuture<'static, anyhow::Result<u64>> {
         // Owned copies, so the future does not borrow the consumer across the await.
         let (bus, name) = (self.bus.clone(), self.name.clone());
-        Box::pin(async move {
-            let pending = bus.pending(&name).await?;
-            metrics::gauge!("bus_consumer_pending", "subscription" => name).set(pending as f64);
-            Ok(pending)
-        })
+        Box::pin(async move { record_lag(bus.as_ref(), &name).await })
     }
 
     /// Handles the next message, waiting up to `wait` for one; `None` if none came.
@@ -134,89 +147,172 @@ impl Consumer {
         let Some(delivery) = self.subscription.next(wait).await? else {
             return Ok(None);
         };
-        let attempt = delivery.attempt;
-        // The span carries the producer's correlation id and trace context, so the
-        // consumer's logs join the request that caused the message.
-        let envelope = &delivery.envelope;
-        let span = tracing::info_span!(
-            "message",
-            subscription = self.name,
-            kind = envelope.kind,
-            id = envelope.id,
-            attempt = delivery.attempt,
-            correlation_id = envelope.correlation_id,
-            traceparent = envelope.traceparent.as_deref().unwrap_or_default(),
-        );
-        let outcome = apply(&self.db, &self.name, envelope, self.handler.as_ref())
-            .instrument(span)
-            .await;
-        let outcome = match outcome {
-            Ok(outcome) => {
-                delivery.ack().await?;
-                outcome
-            }
-            Err(error) => {
-                tracing::warn!(
-                    subscription = self.name,
-                    message = delivery.envelope.id,
-                    kind = delivery.envelope.kind,
-                    attempt = delivery.attempt,
-                    "handling a message failed: {error:#}"
-                );
-                let delay = backoff(delivery.attempt);
-                delivery.nack(delay).await?;
-                Outcome::Failed
-            }
-        };
-        if attempt > 1 {
-            metrics::counter!("messages_redelivered_total", "subscription" => self.name.clone())
-                .increment(1);
+        let handled = apply(
+            &self.db,
+            &self.name,
+            &delivery.envelope,
+            self.handler.as_ref(),
+        )
+        .instrument(message_span(&self.name, &delivery))
+        .await;
+        let outcome = settle(&self.name, delivery, handled).await?;
+        if outcome == Outcome::Applied {
+            self.relay.wake();
         }
-        let label = match outcome {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Failed => "failed",
-        };
-        metrics::counter!("messages_handled_total", "subscription" => self.name.clone(), "outcome" => label).increment(1);
         Ok(Some(outcome))
     }
 
     /// Consumes until `shutdown`, backing off while the bus fails, and forgets handled
     /// messages older than [`RETENTION`] once an hour.
     pub async fn run(mut self, shutdown: Shutdown) {
-        let mut failures = 0_u32;
-        let mut last_prune: Option<tokio::time::Instant> = None;
-        while !shutdown.is_triggered() {
-            if last_prune.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
-                last_prune = Some(tokio::time::Instant::now());
-                let retention = i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
-                if let Err(error) = prune(&self.db, now_ms().saturating_sub(retention)).await {
-                    tracing::warn!(
-                        subscription = self.name,
-                        "pruning the inbox failed: {error:#}"
-                    );
+        let bus = self.bus.clone();
+        consume_until(&mut self, bus.as_ref(), &shutdown).await;
+    }
+
+    /// Forgets handled messages older than [`RETENTION`], if it has not done so within
+    /// the hour.
+    async fn prune_when_due(&mut self) {
+        if self
+            .last_prune
+            .is_some_and(|at| at.elapsed() <= Duration::from_secs(3600))
+        {
+            return;
+        }
+        self.last_prune = Some(tokio::time::Instant::now());
+        let retention = i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
+        if let Err(error) = prune(&self.db, now_ms().saturating_sub(retention)).await {
+            tracing::warn!(
+                subscription = self.name,
+                "pruning the inbox failed: {error:#}"
+            );
+        }
+    }
+}
+
+/// A consumer of one subscription, as [`consume_until`] drives it.
+pub trait Consume: Send {
+    /// The subscription's name.
+    fn subscription(&self) -> &str;
+
+    /// Handles the next message, waiting up to `wait` for one; `None` if none came. An
+    /// error means the bus failed, not the message's handling.
+    fn consume_next(
+        &mut self,
+        wait: Duration,
+    ) -> impl Future<Output = anyhow::Result<Option<Outcome>>> + Send;
+}
+
+impl Consume for Consumer {
+    fn subscription(&self) -> &str {
+        &self.name
+    }
+
+    async fn consume_next(&mut self, wait: Duration) -> anyhow::Result<Option<Outcome>> {
+        self.prune_when_due().await;
+        self.consume_once(wait).await
+    }
+}
+
+/// The span a consumer handles `delivery` of `subscription` in. It carries the
+/// producer's correlation id and trace context, so the consumer's logs join the request
+/// that caused the message.
+pub fn message_span(subscription: &str, delivery: &Delivery) -> tracing::Span {
+    let envelope = &delivery.envelope;
+    tracing::info_span!(
+        "message",
+        subscription,
+        kind = envelope.kind,
+        id = envelope.id,
+        attempt = delivery.attempt,
+        correlation_id = envelope.correlation_id,
+        traceparent = envelope.traceparent.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Settles `delivery` of `subscription` by what handling it gave, as every consumer
+/// does: acknowledges it when `handled` is an outcome; logs the error and refuses it with
+/// [`backoff`] when not (it comes again, until it becomes a dead letter). Counts it
+/// either way. Returns the outcome, [`Outcome::Failed`] for a refused delivery; an error
+/// only if the bus could not be told.
+pub async fn settle(
+    subscription: &str,
+    delivery: Delivery,
+    handled: anyhow::Result<Outcome>,
+) -> anyhow::Result<Outcome> {
+    let attempt = delivery.attempt;
+    let outcome = match handled {
+        Ok(outcome) => {
+            delivery.ack().await?;
+            outcome
+        }
+        Err(error) => {
+            tracing::warn!(
+                subscription,
+                message = delivery.envelope.id,
+                kind = delivery.envelope.kind,
+                attempt,
+                "handling a message failed: {error:#}"
+            );
+            delivery.nack(backoff(attempt)).await?;
+            Outcome::Failed
+        }
+    };
+    if attempt > 1 {
+        metrics::counter!("messages_redelivered_total", "subscription" => subscription.to_owned())
+            .increment(1);
+    }
+    let label = match outcome {
+        Outcome::Applied => "applied",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Failed => "failed",
+    };
+    metrics::counter!("messages_handled_total", "subscription" => subscription.to_owned(), "outcome" => label).increment(1);
+    Ok(outcome)
+}
+
+/// Records subscription `subscription`'s lag on `bus` (messages not yet acknowledged)
+/// as a gauge; returns it.
+pub async fn record_lag(bus: &dyn Bus, subscription: &str) -> anyhow::Result<u64> {
+    let pending = bus.pending(subscription).await?;
+    metrics::gauge!("bus_consumer_pending", "subscription" => subscription.to_owned())
+        .set(pending as f64);
+    Ok(pending)
+}
+
+/// Drives `consumer` until `shutdown`: [`Consume::consume_next`] again and again, each
+/// call waiting up to a second for a message, measuring its subscription's lag on `bus`
+/// ([`record_lag`]) whenever a wait brought none, and backing off while consuming fails
+/// (the bus is down). Every consumer's `run` is this loop.
+pub async fn consume_until(consumer: &mut impl Consume, bus: &dyn Bus, shutdown: &Shutdown) {
+    let mut failures = 0_u32;
+    while !shutdown.is_triggered() {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            outcome = consumer.consume_next(Duration::from_secs(1)) => match outcome {
+                Ok(handled) => {
+                    failures = 0;
+                    // Idle: a good moment to measure how far behind it is.
+                    if handled.is_none()
+                        && let Err(error) = record_lag(bus, consumer.subscription()).await
+                    {
+                        tracing::debug!(
+                            subscription = consumer.subscription(),
+                            "measuring lag failed: {error:#}"
+                        );
+                    }
                 }
-            }
-            tokio::select! {
-                () = shutdown.wait() => return,
-                outcome = self.consume_once(Duration::from_secs(1)) => match outcome {
-                    Ok(handled) => {
-                        failures = 0;
-                        // Idle: a good moment to measure how far behind it is.
-                        if handled.is_none() && let Err(error) = self.record_lag().await {
-                            tracing::debug!(subscription = self.name, "measuring lag failed: {error:#}");
-                        }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(
+                        subscription = consumer.subscription(),
+                        "consuming failed: {error:#}"
+                    );
+                    tokio::select! {
+                        () = shutdown.wait() => return,
+                        () = tokio::time::sleep(backoff(failures)) => {}
                     }
-                    Err(error) => {
-                        failures = failures.saturating_add(1);
-                        tracing::warn!(subscription = self.name, "consuming failed: {error:#}");
-                        tokio::select! {
-                            () = shutdown.wait() => return,
-                            () = tokio::time::sleep(backoff(failures)) => {}
-                        }
-                    }
-                },
-            }
+                }
+            },
         }
     }
 }

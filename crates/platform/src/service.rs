@@ -4,15 +4,19 @@
 //! the bus, the token verifier, the shutdown signal) and returns a [`Service`]: the
 //! router to serve and the workers (outbox relay, consumers) to run beside it until
 //! shutdown. Building does the fallible work (connect, migrate); nothing runs until the
-//! caller spawns the workers and serves the router.
+//! caller spawns the workers and serves the router. [`every`] is the worker that does a
+//! step at a fixed period (an expiry sweep, a deadline check).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use futures_util::future::BoxFuture;
 
 use crate::auth::Verifier;
 use crate::bus::Bus;
+use crate::outbox::Waker;
 use crate::shutdown::Shutdown;
 
 /// What every service shares with the others in its process.
@@ -41,5 +45,87 @@ impl Service {
             router,
             workers: Vec::new(),
         }
+    }
+}
+
+/// Runs `step` now and then every `period` until `shutdown` fires: a periodic worker.
+///
+/// `step` returns how many things it did. A step that did something is logged and wakes
+/// the outbox relay through `waker` (its writes may have enqueued messages; pass
+/// [`Waker::none`] when it enqueues none); a failed step is logged and tried again at the
+/// next period, so a passing outage never stops the worker. `name` says what the step
+/// does, e.g. `"releasing expired reservations"`, and names the worker in logs.
+pub async fn every<Step, Fut>(
+    name: &'static str,
+    period: Duration,
+    shutdown: Shutdown,
+    waker: Waker,
+    mut step: Step,
+) where
+    Step: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<usize>>,
+{
+    while !shutdown.is_triggered() {
+        match step().await {
+            Ok(0) => {}
+            Ok(count) => {
+                tracing::info!(worker = name, count, "{name}: {count} done");
+                waker.wake();
+            }
+            Err(error) => tracing::warn!(worker = name, "{name} failed: {error:#}"),
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_periodic_worker_steps_through_failures_until_shutdown() {
+        let shutdown = Shutdown::new();
+        let mut steps = 0;
+        every(
+            "counting",
+            Duration::ZERO,
+            shutdown.clone(),
+            Waker::none(),
+            || {
+                steps += 1;
+                let steps = steps;
+                let shutdown = shutdown.clone();
+                async move {
+                    if steps == 3 {
+                        shutdown.trigger();
+                    }
+                    if steps == 1 {
+                        anyhow::bail!("a passing outage");
+                    }
+                    Ok(steps)
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            steps, 3,
+            "the worker steps past a failure and stops on shutdown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_told_to_stop_before_it_starts_does_nothing() {
+        let shutdown = Shutdown::new();
+        shutdown.trigger();
+        let mut steps = 0;
+        every("idle", Duration::ZERO, shutdown, Waker::none(), || {
+            steps += 1;
+            async { Ok(0) }
+        })
+        .await;
+        assert_eq!(steps, 0);
     }
 }

@@ -1,4 +1,7 @@
-//! Test-only helpers: fresh databases on both engines, and a ready HTTP client.
+//! Test-only helpers: fresh databases on both engines, a ready HTTP client, a
+//! service's [`context`] over an [`embedded_bus`] of the test's own, [`serve`] to run
+//! the built service on port 0, and [`publish`] and [`next_message`] to talk to it over
+//! the bus as another service would.
 //!
 //! PostgreSQL tests use the server on `127.0.0.1:5432` when one answers (override with
 //! `BAZAAR_TEST_POSTGRES_URL`). Otherwise they start a throwaway server from the
@@ -19,12 +22,20 @@ pub mod smtp;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use contracts::identity::{AUDIENCE, AccessClaims, Role};
+use contracts::messaging::{Envelope, Message};
+use platform::auth::Verifier;
+use platform::bus::embedded::EmbeddedBus;
+use platform::bus::{Bus, Subscription};
 use platform::config::DatabaseUrl;
+use platform::outbox::{self, Origin};
+use platform::service::{Context, Service};
+use platform::shutdown::Shutdown;
 use sqlx::{Connection as _, Executor as _};
+use tokio::net::TcpListener;
 
 /// The port of the throwaway server, when the test suite has to start its own.
 pub const THROWAWAY_POSTGRES_PORT: u16 = 55432;
@@ -338,6 +349,100 @@ impl Default for TestIssuer {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// An embedded bus of the test's own, kept in `folder` (as `bus.db`).
+pub async fn embedded_bus(folder: &Path) -> Arc<EmbeddedBus> {
+    Arc::new(
+        EmbeddedBus::open(&folder.join("bus.db"))
+            .await
+            .expect("a bus"),
+    )
+}
+
+/// What a service under test is built with: `bus`, `verifier`, and a shutdown signal of
+/// its own (`context.shutdown`), which stops the service and its workers.
+pub fn context(bus: Arc<dyn Bus>, verifier: Verifier) -> Context {
+    Context {
+        bus,
+        verifier,
+        shutdown: Shutdown::new(),
+    }
+}
+
+/// Runs a built service as the shop does, on a free port of `127.0.0.1`: spawns its
+/// workers and serves its router until `shutdown` (the one in the service's context)
+/// fires. Returns the address it listens on.
+pub async fn serve(service: Service, shutdown: &Shutdown) -> SocketAddr {
+    let (listener, address) = bind().await;
+    serve_on(listener, service, shutdown);
+    address
+}
+
+/// A listener on a free port of `127.0.0.1`, and its address.
+pub async fn bind() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("a free port");
+    let address = listener.local_addr().expect("bound");
+    (listener, address)
+}
+
+/// [`serve`] on a listener the test bound itself, for a service whose address others
+/// must know before it is built.
+pub fn serve_on(listener: TcpListener, service: Service, shutdown: &Shutdown) {
+    for worker in service.workers {
+        tokio::spawn(worker);
+    }
+    tokio::spawn(platform::http::serve(
+        listener,
+        service.router,
+        shutdown.clone(),
+    ));
+}
+
+/// Asserts that `body`, answered with `status`, is a problem with status `expected`
+/// that names `field` (in its `errors` or its `detail`); `what` says what was sent.
+pub fn assert_problem(
+    status: u16,
+    body: &serde_json::Value,
+    expected: u16,
+    field: &str,
+    what: &str,
+) {
+    assert_eq!(status, expected, "{what}: {body}");
+    assert_eq!(body["status"], expected, "{what}: {body}");
+    let named = body["errors"]
+        .as_array()
+        .is_some_and(|errors| errors.iter().any(|error| error["field"] == field))
+        || body["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains(field));
+    assert!(named, "{what}: the problem does not name {field}: {body}");
+}
+
+/// Publishes `message` on `bus` as another service would (source and correlation id
+/// `test`); its envelope.
+pub async fn publish<M: Message>(bus: &dyn Bus, message: &M) -> Envelope {
+    let origin = Origin {
+        correlation_id: "test".to_owned(),
+        ..Origin::default()
+    };
+    let envelope = outbox::envelope("test", message, &origin).expect("an envelope");
+    bus.publish(&envelope).await.expect("published");
+    envelope
+}
+
+/// The next message on `subscription`, which must come within `wait`; acknowledged.
+pub async fn next_message(subscription: &mut dyn Subscription, wait: Duration) -> Envelope {
+    let delivery = subscription
+        .next(wait)
+        .await
+        .expect("the bus answers")
+        .expect("a message came");
+    let envelope = delivery.envelope.clone();
+    delivery.ack().await.expect("acknowledged");
+    envelope
 }
 
 /// Runs each named scenario, an `async fn(Engine)`, once per engine: as

@@ -8,13 +8,11 @@ use std::time::Duration;
 use contracts::catalog::{Product, ProductPage};
 use platform::bus::Bus as _;
 use platform::bus::embedded::EmbeddedBus;
-use platform::service::{Context, Service};
 use platform::shutdown::Shutdown;
 use reqwest::Method;
 use serde_json::Value;
 use test_support::redis::{RedisServer, unique_prefix};
-use test_support::{Engine, TestDatabase, TestIssuer};
-use tokio::net::TcpListener;
+use test_support::{Engine, TestDatabase, TestIssuer, bind, serve_on};
 
 /// Units inventory starts each product with.
 pub(crate) const INITIAL_STOCK: i64 = 25;
@@ -61,18 +59,10 @@ impl TestShop {
 
     pub(crate) async fn spawn_with(engine: Engine, options: Options) -> Self {
         let folder = tempfile::tempdir().expect("a folder");
-        let bus = Arc::new(
-            EmbeddedBus::open(&folder.path().join("bus.db"))
-                .await
-                .expect("a bus"),
-        );
+        let bus = test_support::embedded_bus(folder.path()).await;
         let issuer = TestIssuer::new();
-        let shutdown = Shutdown::new();
-        let context = Context {
-            bus: bus.clone(),
-            verifier: issuer.verifier(),
-            shutdown: shutdown.clone(),
-        };
+        let context = test_support::context(bus.clone(), issuer.verifier());
+        let shutdown = context.shutdown.clone();
         let databases = [
             TestDatabase::new(engine).await,
             TestDatabase::new(engine).await,
@@ -91,7 +81,7 @@ impl TestShop {
         let service = catalog::build(&catalog_config, &context)
             .await
             .expect("the catalog starts");
-        run(service, catalog_listener, &shutdown);
+        serve_on(catalog_listener, service, &shutdown);
 
         let inventory_config = inventory::Config {
             listen: inventory,
@@ -103,7 +93,7 @@ impl TestShop {
         let service = inventory::build(&inventory_config, &context)
             .await
             .expect("inventory starts");
-        run(service, inventory_listener, &shutdown);
+        serve_on(inventory_listener, service, &shutdown);
 
         let redis = options.redis.then(RedisServer::new);
         let store = match &redis {
@@ -131,7 +121,7 @@ impl TestShop {
         let service = cart::build(&cart_config, &context)
             .await
             .expect("the cart starts");
-        run(service, cart_listener, &shutdown);
+        serve_on(cart_listener, service, &shutdown);
 
         Self {
             cart,
@@ -279,39 +269,9 @@ impl Drop for TestShop {
     }
 }
 
-/// Asserts that `body` is a problem with `status` that names `field`.
-pub(crate) fn assert_problem(status: u16, body: &Value, expected: u16, field: &str, what: &str) {
-    assert_eq!(status, expected, "{what}: {body}");
-    assert_eq!(body["status"], expected, "{what}: {body}");
-    let named = body["errors"]
-        .as_array()
-        .is_some_and(|errors| errors.iter().any(|error| error["field"] == field))
-        || body["detail"]
-            .as_str()
-            .is_some_and(|detail| detail.contains(field));
-    assert!(named, "{what}: the problem does not name {field}: {body}");
-}
-
-async fn bind() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-    let address = listener.local_addr().expect("bound");
-    (listener, address)
-}
-
 /// An address where nothing listens.
 async fn closed_address() -> SocketAddr {
     let (listener, address) = bind().await;
     drop(listener);
     address
-}
-
-fn run(service: Service, listener: TcpListener, shutdown: &Shutdown) {
-    for worker in service.workers {
-        tokio::spawn(worker);
-    }
-    tokio::spawn(platform::http::serve(
-        listener,
-        service.router,
-        shutdown.clone(),
-    ));
 }

@@ -2,9 +2,9 @@
 
 use reqwest::Method;
 use serde_json::json;
-use test_support::Engine;
+use test_support::{Engine, assert_problem};
 
-use crate::helpers::{Options, TestShop, assert_problem};
+use crate::helpers::{Options, TestShop};
 
 test_support::on_both_engines!(
     unknown_products_are_refused,

@@ -109,7 +109,8 @@ pub(crate) async fn the_consumer_applies_each_confirmed_order_once(subject: Subj
     let bus = platform::bus::embedded::EmbeddedBus::open(&folder.path().join("bus.db"))
         .await
         .expect("a bus");
-    let mut consumer = cart::events::OrderEvents::subscribe(&bus, subject.store.clone())
+    let bus = std::sync::Arc::new(bus);
+    let mut consumer = cart::events::OrderEvents::subscribe(bus.clone(), subject.store.clone())
         .await
         .expect("subscribed");
     let alice = customer("alice");

@@ -13,14 +13,7 @@ test_support::on_both_engines!(product_changes_are_published_as_events);
 
 /// The next event on `subscription`, which must come.
 async fn next(subscription: &mut Box<dyn platform::bus::Subscription>) -> Envelope {
-    let delivery = subscription
-        .next(std::time::Duration::from_secs(10))
-        .await
-        .expect("the bus answers")
-        .expect("an event");
-    let envelope = delivery.envelope.clone();
-    delivery.ack().await.expect("acknowledged");
-    envelope
+    test_support::next_message(subscription.as_mut(), std::time::Duration::from_secs(10)).await
 }
 
 async fn product_changes_are_published_as_events(engine: Engine) {

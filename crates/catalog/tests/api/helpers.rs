@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use platform::bus::embedded::EmbeddedBus;
-use platform::service::Context;
 use platform::shutdown::Shutdown;
 use reqwest::Method;
 use serde_json::Value;
@@ -39,32 +38,13 @@ impl TestApp {
         };
         let issuer = TestIssuer::new();
         let bus_folder = Arc::new(tempfile::tempdir().expect("a folder"));
-        let bus = Arc::new(
-            EmbeddedBus::open(&bus_folder.path().join("bus.db"))
-                .await
-                .expect("a bus"),
-        );
-        let shutdown = Shutdown::new();
-        let context = Context {
-            bus: bus.clone(),
-            verifier: issuer.verifier(),
-            shutdown: shutdown.clone(),
-        };
+        let bus = test_support::embedded_bus(bus_folder.path()).await;
+        let context = test_support::context(bus.clone(), issuer.verifier());
+        let shutdown = context.shutdown.clone();
         let service = catalog::build(&config, &context)
             .await
             .expect("the catalog starts");
-        for worker in service.workers {
-            tokio::spawn(worker);
-        }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("a free port");
-        let address = listener.local_addr().expect("bound");
-        tokio::spawn(platform::http::serve(
-            listener,
-            service.router,
-            shutdown.clone(),
-        ));
+        let address = test_support::serve(service, &shutdown).await;
         Self {
             address,
             client: reqwest::Client::new(),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use platform::auth::AuthConfig;
 use platform::bus::embedded::EmbeddedBus;
-use platform::service::Context;
 use platform::shutdown::Shutdown;
 use serde_json::{Value, json};
 use test_support::{Engine, TestDatabase};
@@ -55,32 +54,13 @@ impl TestApp {
             ..AuthConfig::default()
         };
         let folder = tempfile::tempdir().expect("a folder");
-        let bus = Arc::new(
-            EmbeddedBus::open(&folder.path().join("bus.db"))
-                .await
-                .expect("a bus"),
-        );
-        let shutdown = Shutdown::new();
-        let context = Context {
-            bus: bus.clone(),
-            verifier: auth.verifier(),
-            shutdown: shutdown.clone(),
-        };
+        let bus = test_support::embedded_bus(folder.path()).await;
+        let context = test_support::context(bus.clone(), auth.verifier());
+        let shutdown = context.shutdown.clone();
         let service = identity::build(&config, &auth, &context)
             .await
             .expect("identity starts");
-        for worker in service.workers {
-            tokio::spawn(worker);
-        }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("a port");
-        let address = listener.local_addr().expect("bound");
-        tokio::spawn(platform::http::serve(
-            listener,
-            service.router,
-            shutdown.clone(),
-        ));
+        let address = test_support::serve(service, &shutdown).await;
         Self {
             address,
             client: reqwest::Client::new(),

@@ -8,8 +8,6 @@ use contracts::messaging::{Envelope, Message};
 use platform::bus::embedded::EmbeddedBus;
 use platform::bus::{Bus, Subscription, SubscriptionSpec};
 use platform::db::{Database, PoolSettings};
-use platform::outbox::{self, Origin};
-use platform::service::Context;
 use platform::shutdown::Shutdown;
 use test_support::{Engine, TestDatabase, TestIssuer};
 
@@ -31,11 +29,7 @@ impl TestApp {
     pub(crate) async fn spawn(engine: Engine, initial_stock: i64) -> Self {
         let database = TestDatabase::new(engine).await;
         let folder = tempfile::tempdir().expect("a folder");
-        let bus = Arc::new(
-            EmbeddedBus::open(&folder.path().join("bus.db"))
-                .await
-                .expect("a bus"),
-        );
+        let bus = test_support::embedded_bus(folder.path()).await;
         let answers = bus
             .subscribe(&SubscriptionSpec::new(
                 "test.inventory-answers",
@@ -51,27 +45,12 @@ impl TestApp {
             expiry_check_ms: 3_600_000,
         };
         let issuer = TestIssuer::new();
-        let shutdown = Shutdown::new();
-        let context = Context {
-            bus: bus.clone(),
-            verifier: issuer.verifier(),
-            shutdown: shutdown.clone(),
-        };
+        let context = test_support::context(bus.clone(), issuer.verifier());
+        let shutdown = context.shutdown.clone();
         let service = inventory::build(&config, &context)
             .await
             .expect("inventory starts");
-        for worker in service.workers {
-            tokio::spawn(worker);
-        }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("a port");
-        let address = listener.local_addr().expect("bound");
-        tokio::spawn(platform::http::serve(
-            listener,
-            service.router,
-            shutdown.clone(),
-        ));
+        let address = test_support::serve(service, &shutdown).await;
         let db = Database::connect(database.url(), PoolSettings::default())
             .await
             .expect("connects");
@@ -94,26 +73,12 @@ impl TestApp {
 
     /// Publishes `message` as another service would.
     pub(crate) async fn send<M: Message>(&self, message: &M) -> Envelope {
-        let origin = Origin {
-            correlation_id: "test".to_owned(),
-            ..Origin::default()
-        };
-        let envelope = outbox::envelope("test", message, &origin).expect("an envelope");
-        self.bus.publish(&envelope).await.expect("published");
-        envelope
+        test_support::publish(self.bus.as_ref(), message).await
     }
 
     /// The next event inventory publishes, which must come.
     pub(crate) async fn answer(&mut self) -> Envelope {
-        let delivery = self
-            .answers
-            .next(Duration::from_secs(10))
-            .await
-            .expect("the bus answers")
-            .expect("inventory answered");
-        let envelope = delivery.envelope.clone();
-        delivery.ack().await.expect("acknowledged");
-        envelope
+        test_support::next_message(self.answers.as_mut(), Duration::from_secs(10)).await
     }
 
     /// Announces a product, as the catalog does, and waits until inventory tracks it.

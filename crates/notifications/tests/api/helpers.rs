@@ -21,7 +21,6 @@ use platform::bus::embedded::EmbeddedBus;
 use platform::db::{Database, PoolSettings};
 use platform::inbox::{Consumer, Outcome};
 use platform::outbox::{self, Origin};
-use platform::service::Context;
 use platform::shutdown::Shutdown;
 use test_support::smtp::SmtpSink;
 use test_support::{Engine, TestDatabase, TestIssuer};
@@ -75,11 +74,7 @@ impl TestApp {
     async fn start(engine: Engine, transport: Transport, run_workers: bool) -> Self {
         let database = TestDatabase::new(engine).await;
         let folder = tempfile::tempdir().expect("a folder");
-        let bus = Arc::new(
-            EmbeddedBus::open(&folder.path().join("bus.db"))
-                .await
-                .expect("a bus"),
-        );
+        let bus = test_support::embedded_bus(folder.path()).await;
         let (mailer, sink, mailbox) = match transport {
             Transport::Mailbox => {
                 let dir = folder.path().join("mailbox");
@@ -108,29 +103,16 @@ impl TestApp {
         // As the shop does: the mailbox goes in the data folder.
         config.resolve_in(folder.path());
         let issuer = TestIssuer::new();
-        let shutdown = Shutdown::new();
-        let context = Context {
-            bus: bus.clone(),
-            verifier: issuer.verifier(),
-            shutdown: shutdown.clone(),
-        };
-        let service = notifications::build(&config, &context)
+        let context = test_support::context(bus.clone(), issuer.verifier());
+        let shutdown = context.shutdown.clone();
+        let mut service = notifications::build(&config, &context)
             .await
             .expect("notifications starts");
-        if run_workers {
-            for worker in service.workers {
-                tokio::spawn(worker);
-            }
+        if !run_workers {
+            // The test drives the same consumers and sender itself, step by step.
+            service.workers.clear();
         }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("a port");
-        let address = listener.local_addr().expect("bound");
-        tokio::spawn(platform::http::serve(
-            listener,
-            service.router,
-            shutdown.clone(),
-        ));
+        let address = test_support::serve(service, &shutdown).await;
         let db = Database::connect(database.url(), PoolSettings::default())
             .await
             .expect("connects");

@@ -15,8 +15,6 @@ use platform::bus::embedded::EmbeddedBus;
 use platform::bus::{Bus, Subscription, SubscriptionSpec};
 use platform::clock::now_ms;
 use platform::db::{Database, PoolSettings};
-use platform::outbox::{self, Origin};
-use platform::service::Context;
 use platform::shutdown::Shutdown;
 use serde_json::{Value, json};
 use sqlx::Row as _;
@@ -63,11 +61,7 @@ impl TestApp {
     ) -> Self {
         let database = TestDatabase::new(engine).await;
         let folder = tempfile::tempdir().expect("a folder");
-        let bus = Arc::new(
-            EmbeddedBus::open(&folder.path().join("bus.db"))
-                .await
-                .expect("a bus"),
-        );
+        let bus = test_support::embedded_bus(folder.path()).await;
         let answers = bus
             .subscribe(&SubscriptionSpec::new(
                 "test.payments-answers",
@@ -82,27 +76,12 @@ impl TestApp {
             ..Config::default()
         };
         let issuer = TestIssuer::new();
-        let shutdown = Shutdown::new();
-        let context = Context {
-            bus: bus.clone(),
-            verifier: issuer.verifier(),
-            shutdown: shutdown.clone(),
-        };
+        let context = test_support::context(bus.clone(), issuer.verifier());
+        let shutdown = context.shutdown.clone();
         let service = payments::build_with(&config, &context, processor)
             .await
             .expect("payments starts");
-        for worker in service.workers {
-            tokio::spawn(worker);
-        }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("a port");
-        let address = listener.local_addr().expect("bound");
-        tokio::spawn(platform::http::serve(
-            listener,
-            service.router,
-            shutdown.clone(),
-        ));
+        let address = test_support::serve(service, &shutdown).await;
         let db = Database::connect(database.url(), PoolSettings::default())
             .await
             .expect("connects");
@@ -131,26 +110,12 @@ impl TestApp {
 
     /// Publishes `message` as another service would.
     pub(crate) async fn send<M: Message>(&self, message: &M) -> Envelope {
-        let origin = Origin {
-            correlation_id: "test".to_owned(),
-            ..Origin::default()
-        };
-        let envelope = outbox::envelope("test", message, &origin).expect("an envelope");
-        self.bus.publish(&envelope).await.expect("published");
-        envelope
+        test_support::publish(self.bus.as_ref(), message).await
     }
 
     /// The next event payments publishes, which must come.
     pub(crate) async fn answer(&mut self) -> Envelope {
-        let delivery = self
-            .answers
-            .next(Duration::from_secs(15))
-            .await
-            .expect("the bus answers")
-            .expect("payments answered");
-        let envelope = delivery.envelope.clone();
-        delivery.ack().await.expect("acknowledged");
-        envelope
+        test_support::next_message(self.answers.as_mut(), Duration::from_secs(15)).await
     }
 
     /// The next answer, which must be of type `M`.
