@@ -206,16 +206,22 @@ async fn one_mode(
     }
     let started = Instant::now();
     let deadline = started + length;
-    let tasks = tokens.into_iter().enumerate().map(|(n, (token, card))| {
-        let (client, base, product) = (
-            client.clone(),
-            base.clone(),
-            products[n % products.len()].clone(),
-        );
-        tokio::spawn(async move {
-            shop_until(&client, &base, &token, &card, &product, n, deadline).await
+    // Collected, so every shopper starts now (a lazy iterator would start each only
+    // when the previous one is awaited).
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(n, (token, card))| {
+            let (client, base, product) = (
+                client.clone(),
+                base.clone(),
+                products[n % products.len()].clone(),
+            );
+            tokio::spawn(async move {
+                shop_until(&client, &base, &token, &card, &product, n, deadline).await
+            })
         })
-    });
+        .collect();
     let mut orders = Vec::new();
     for task in tasks {
         orders.extend(task.await??);
@@ -300,16 +306,16 @@ async fn shop_until(
             .send()
             .await?
             .error_for_status()?;
-        let placed: Value = client
+        let placed = client
             .post(format!("{base}/api/orders"))
             .bearer_auth(token)
             .header("idempotency-key", format!("bench-{shopper}-{round}"))
             .json(&json!({"payment_method": card}))
             .send()
-            .await?
-            .error_for_status()?
-            .json()
             .await?;
+        let status = placed.status();
+        let placed: Value = placed.json().await?;
+        anyhow::ensure!(status.is_success(), "placing an order: {status} {placed}");
         let id = placed["id"].as_str().context("an order id")?.to_owned();
         let order = loop {
             // The latency comes from the server's timeline; polling faster would only
@@ -341,6 +347,23 @@ async fn shop_until(
             .then(|| Some(at("payment_captured")? - at("placed")?))
             .flatten();
         orders.push((id, latency));
+        // The cart forgets the ordered lines when it hears of the confirmation; a shopper
+        // sees the empty cart before shopping again.
+        if order["status"] == "confirmed" {
+            loop {
+                let cart: Value = client
+                    .get(format!("{base}/api/cart"))
+                    .bearer_auth(token)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if cart["lines"].as_array().is_some_and(Vec::is_empty) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
     Ok(orders)
 }
