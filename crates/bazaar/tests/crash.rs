@@ -1,6 +1,7 @@
 //! The whole shop as a process, killed with SIGKILL in the middle of checkouts again
 //! and again, then restarted: every order still reaches an end, and the shop's audit
-//! (`bazaar verify`, run as the operator would) reports clean.
+//! (`bazaar verify`, run as the operator would) reports clean. Once on SQLite and the
+//! embedded bus, once on PostgreSQL, JetStream and Redis.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -107,12 +108,30 @@ async fn sign_up(client: &reqwest::Client, gateway: &str, n: usize) -> Buyer {
     }
 }
 
+/// What a distributed shop's data plane runs on; kept alive for the test.
+struct DataPlane {
+    _databases: Vec<test_support::TestDatabase>,
+    _nats: test_support::nats::NatsServer,
+    _redis: test_support::redis::RedisServer,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orders_survive_sigkill_mid_checkout() {
+async fn orders_survive_sigkill_mid_checkout_embedded() {
+    orders_survive_sigkill_mid_checkout(false).await;
+}
+
+/// The same on PostgreSQL, JetStream and Redis, which outlive each kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_survive_sigkill_mid_checkout_distributed() {
+    orders_survive_sigkill_mid_checkout(true).await;
+}
+
+async fn orders_survive_sigkill_mid_checkout(distributed: bool) {
     let data = tempfile::tempdir().expect("a folder");
     let config = data.path().join("bazaar.toml");
     let mut toml = format!("data_dir = {:?}\n", data.path().join("data"));
     toml.push_str("[log]\nfilter = \"error\"\n");
+    let mut databases = Vec::new();
     for service in [
         "gateway",
         "identity",
@@ -127,11 +146,34 @@ async fn orders_survive_sigkill_mid_checkout() {
         if service == "inventory" {
             toml.push_str("initial_stock = 1000\n");
         }
+        if distributed && service != "gateway" {
+            let database = test_support::TestDatabase::new(test_support::Engine::Postgres).await;
+            toml.push_str(&format!("database_url = {:?}\n", database.url().expose()));
+            databases.push(database);
+        }
     }
     // Quick deadlines, stock for every round, and no velocity holds for buyers who buy
     // every round.
     toml.push_str("[orders.deadlines]\nstep_ms = 1000\n");
     toml.push_str("[payments.fraud]\nvelocity_hold_after = 1000\n");
+    let _plane = distributed.then(|| {
+        let nats = test_support::nats::NatsServer::start();
+        let redis = test_support::redis::RedisServer::new();
+        toml.push_str(&format!(
+            "[bus]\nkind = \"jetstream\"\nurl = {:?}\nstream = \"CRASH\"\n",
+            nats.url()
+        ));
+        toml.push_str(&format!(
+            "[cart.store]\nkind = \"redis\"\nurl = {:?}\nkey_prefix = {:?}\n",
+            redis.url(),
+            test_support::redis::unique_prefix()
+        ));
+        DataPlane {
+            _databases: std::mem::take(&mut databases),
+            _nats: nats,
+            _redis: redis,
+        }
+    });
     std::fs::write(&config, toml).expect("a config file");
 
     let client = reqwest::Client::builder()
