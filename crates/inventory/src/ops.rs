@@ -134,8 +134,15 @@ pub async fn release(
             );
             Ok(())
         }
-        // Rejected or unknown: nothing was ever held, so there is nothing to give back.
-        Some(State::Rejected) | None => {
+        // Rejected: nothing was ever held, so there is nothing to give back.
+        Some(State::Rejected) => {
+            let reason = State::Released.as_str().to_owned();
+            answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
+        }
+        // Unknown: the release overtook its reservation. Remember it, so that the
+        // reservation, should it still come, holds nothing for a cancelled order.
+        None => {
+            store::record(&mut *connection, &order_id, State::Released, now, now).await?;
             let reason = State::Released.as_str().to_owned();
             answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
         }

@@ -235,8 +235,15 @@ pub async fn finish(
         .await
         .context("ending a reservation")?
         .rows_affected();
-    if state != State::Held || claimed != 1 {
+    if state != State::Held {
         return Ok(Some(state));
+    }
+    if claimed != 1 {
+        // Another finish claimed it between our read and our update (on PostgreSQL the
+        // update waited for that transaction and then matched nothing): answer with the
+        // state it left, not the stale `held`.
+        let now_state = reservation(&mut *connection, order_id).await?;
+        return Ok(now_state.map(|(state, _)| state));
     }
     let lines =
         sqlx::query("SELECT product_id, quantity FROM reservation_lines WHERE order_id = $1")
@@ -277,7 +284,8 @@ pub async fn due(pool: &AnyPool, now: i64, limit: i64) -> anyhow::Result<Vec<Str
         .collect()
 }
 
-async fn record(
+/// Records a reservation of `order_id` in `state`, with no lines.
+pub(crate) async fn record(
     connection: &mut AnyConnection,
     order_id: &str,
     state: State,

@@ -110,7 +110,9 @@ impl Sender {
         let mut sent = 0;
         for _ in 0..self.settings.batch {
             let Some(claimed) =
-                store::claim_next(&self.db, now, now.saturating_add(claim_ms)).await?
+                // The claim runs from when it is taken, not from when the round began:
+                // a slow round must not hand out claims that have already run out.
+                store::claim_next(&self.db, now, now.max(now_ms()).saturating_add(claim_ms)).await?
             else {
                 break;
             };

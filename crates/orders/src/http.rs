@@ -340,6 +340,10 @@ async fn act(
         }
         Err(RequestError::NotFound) => Err(Problem::not_found(format!("no order {id}"))),
         Err(RequestError::Refused(refusal)) => Err(Problem::conflict(refusal.to_string())),
+        Err(RequestError::Busy) => Err(Problem::unavailable(
+            "the order is changing right now; try again in a moment",
+            1,
+        )),
         Err(RequestError::Internal(error)) => Err(error.into()),
     }
 }

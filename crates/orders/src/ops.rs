@@ -222,6 +222,9 @@ pub enum RequestError {
     /// The order's state does not allow it.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The order kept changing under the request (answers arriving); try again.
+    #[error("the order is busy; try again")]
+    Busy,
     /// Something failed on our side.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -241,7 +244,8 @@ pub async fn request(
     // An answer from a participant may extend the order between our read and our
     // write; then the request is decided again on the order as it now is.
     const ATTEMPTS: usize = 5;
-    for attempt in 1..=ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         let mut tx = db.pool().begin().await.context("starting a transaction")?;
         let order = store::load(&mut tx, order_id)
             .await?
@@ -263,13 +267,60 @@ pub async fn request(
                 tx.commit().await.context("committing a request")?;
                 return Ok(after);
             }
-            Err(error) if attempt < ATTEMPTS && error.is::<store::Conflict>() => {
+            Err(error) if error.is::<store::Conflict>() => {
+                if attempt == ATTEMPTS {
+                    return Err(RequestError::Busy);
+                }
                 tracing::debug!(order = order_id, attempt, "{error}; deciding again");
+                attempt += 1;
             }
             Err(error) => return Err(error.into()),
         }
     }
-    unreachable!("the last attempt returns")
+}
+
+/// Runs the due step of one order in its own transaction; `false` if it was not due
+/// after all (an answer moved the order on).
+async fn run_one_due(
+    db: &Database,
+    order_id: &str,
+    settings: &Settings,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let mut tx = db.pool().begin().await?;
+    let Some(order) = store::load(&mut tx, order_id).await? else {
+        store::set_deadline(&mut tx, order_id, None).await?;
+        tx.commit().await?;
+        return Ok(false);
+    };
+    // Checked again inside the transaction: an answer may have moved the order on.
+    let ran = match settings.deadlines.due(&order) {
+        Some(due) if due <= now => {
+            let origin = Origin {
+                correlation_id: order_id.to_owned(),
+                ..Origin::default()
+            };
+            let decision =
+                saga::react(&order, Input::DeadlinePassed, &settings.deadlines).unwrap_or_default();
+            record(
+                &mut tx,
+                order_id,
+                Some(&order),
+                &decision,
+                &origin,
+                settings,
+                now,
+            )
+            .await?;
+            true
+        }
+        later => {
+            store::set_deadline(&mut tx, order_id, later).await?;
+            false
+        }
+    };
+    tx.commit().await?;
+    Ok(ran)
 }
 
 /// Runs every saga step whose deadline passed by `now`, each in its own transaction;
@@ -280,36 +331,18 @@ pub async fn run_due(db: &Database, settings: &Settings, now: i64) -> anyhow::Re
     drop(connection);
     let mut ran = 0;
     for order_id in due {
-        let mut tx = db.pool().begin().await?;
-        let Some(order) = store::load(&mut tx, &order_id).await? else {
-            store::set_deadline(&mut tx, &order_id, None).await?;
-            tx.commit().await?;
-            continue;
-        };
-        // Checked again inside the transaction: an answer may have moved the order on.
-        match settings.deadlines.due(&order) {
-            Some(due) if due <= now => {
-                let origin = Origin {
-                    correlation_id: order_id.clone(),
-                    ..Origin::default()
-                };
-                let decision = saga::react(&order, Input::DeadlinePassed, &settings.deadlines)
-                    .unwrap_or_default();
-                record(
-                    &mut tx,
-                    &order_id,
-                    Some(&order),
-                    &decision,
-                    &origin,
-                    settings,
-                    now,
-                )
-                .await?;
-                ran += 1;
+        // One order's failure (a conflict with an answer, a bad event) must not hold
+        // up the others' deadlines: it is logged and tried again next round.
+        match run_one_due(db, &order_id, settings, now).await {
+            Ok(true) => ran += 1,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(
+                    order = order_id,
+                    "running a due saga step failed: {error:#}"
+                );
             }
-            later => store::set_deadline(&mut tx, &order_id, later).await?,
         }
-        tx.commit().await?;
     }
     Ok(ran)
 }

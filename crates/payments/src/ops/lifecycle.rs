@@ -17,7 +17,7 @@
 //!
 //! | command | acts when | repeated or late |
 //! |---|---|---|
-//! | authorize | no payment yet | its authorization's outcome: held, authorized (also once captured or refunded), declined, or declined `voided` |
+//! | authorize | no payment yet | its authorization's outcome: held, authorized (also once captured or refunded), declined, or declined `voided` (after a void's tombstone, whatever the processor authorized under the order's key is voided first) |
 //! | review | held | as authorize |
 //! | capture | authorized | captured (also once refunded); otherwise the state's event, with a warning |
 //! | void | held, authorized, or no payment (a tombstone) | voided when declined or voided; captured or refunded are not voided (the saga refunds), with a warning |
@@ -166,6 +166,12 @@ pub async fn prepare(payments: &Payments, command: Command, now: i64) -> anyhow:
     let seen = found.as_ref().map(|payment| payment.state);
     let step = match (&command, found) {
         (Command::Authorize(authorize), None) => open(payments, authorize, now).await?,
+        (Command::Authorize(authorize), Some(payment))
+            if payment.state == State::Voided && payment.charge.is_none() =>
+        {
+            void_overtaken(payments, authorize).await?;
+            Step::Answer
+        }
         (Command::Review(review), Some(payment)) if payment.state == State::Held => {
             if review.approve {
                 Step::Approve
@@ -430,6 +436,36 @@ async fn open(payments: &Payments, command: &AuthorizePaymentV1, now: i64) -> an
         payment_method: Some(method.token),
         outcome,
     })
+}
+
+/// Voids an authorization that a void may have overtaken. The void found no payment and
+/// left a tombstone while this command was at the processor, so its authorization was
+/// never recorded. Asked again under the same key, the processor returns that
+/// authorization if it made one (or makes one now); either way it is voided, so nothing
+/// stays held on the card for a cancelled order.
+async fn void_overtaken(payments: &Payments, command: &AuthorizePaymentV1) -> anyhow::Result<()> {
+    let method = {
+        let mut connection = payments.db.pool().acquire().await?;
+        store::method(&mut connection, &command.payment_method)
+            .await?
+            .filter(|method| method.customer_id == command.customer_id)
+    };
+    let Some(method) = method.filter(|_| command.amount.amount_minor > 0) else {
+        return Ok(());
+    };
+    let card = CardRef::new(method.processor_ref);
+    let key = processor_key(&command.order_id, Kind::Authorize);
+    match ask(payments.processor.authorize(&key, &card, command.amount)).await {
+        Ok(authorization) => {
+            let key = processor_key(&command.order_id, Kind::Void);
+            ask(payments.processor.void(&key, &authorization.id))
+                .await
+                .context("voiding an authorization a void overtook")
+        }
+        Err(ProcessorError::Declined { .. }) => Ok(()),
+        Err(error @ ProcessorError::Transient(_)) => Err(anyhow::Error::new(error)
+            .context("asking the processor for an overtaken authorization")),
+    }
 }
 
 async fn void_at_processor(payments: &Payments, payment: &Payment) -> anyhow::Result<()> {

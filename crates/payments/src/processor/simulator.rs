@@ -50,6 +50,7 @@ struct Memory {
     authorizations: Recent<Authorizing>,
     captures: Recent<Option<Capture>>,
     refunds: Recent<Option<Refund>>,
+    voids: Recent<Option<String>>,
 }
 
 /// The attempts and, once final, the result of one authorization key.
@@ -168,6 +169,11 @@ impl Simulator {
         })
     }
 
+    /// Whether a void was asked for under `idempotency_key`; for tests.
+    pub fn was_voided(&self, idempotency_key: &str) -> bool {
+        self.remember(|memory| memory.voids.entry(idempotency_key).is_some())
+    }
+
     fn remember<T>(&self, f: impl FnOnce(&mut Memory) -> T) -> T {
         // A panic elsewhere while holding the lock leaves the maps usable: each update
         // is a single insert.
@@ -261,11 +267,16 @@ impl CardProcessor for Simulator {
 
     fn void<'a>(
         &'a self,
-        _idempotency_key: &'a str,
-        _authorization: &'a str,
+        idempotency_key: &'a str,
+        authorization: &'a str,
     ) -> BoxFuture<'a, Result<(), ProcessorError>> {
-        // Voiding twice is voiding once; there is nothing to remember.
-        Box::pin(async { Ok(()) })
+        // Voiding twice is voiding once.
+        Box::pin(async move {
+            self.remember(|memory| {
+                *memory.voids.entry(idempotency_key) = Some(authorization.to_owned());
+            });
+            Ok(())
+        })
     }
 
     fn refund<'a>(
