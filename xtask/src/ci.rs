@@ -7,10 +7,12 @@ use anyhow::Context as _;
 
 use crate::{run, workspace_root};
 
-/// Format check, lints with warnings denied, then every test of every crate.
+/// Format check, lints with warnings denied, the Kubernetes manifests against the
+/// API's schemas, then every test of every crate.
 pub(crate) fn pipeline() -> anyhow::Result<()> {
     install_missing_servers();
     run("cargo", &["fmt", "--all", "--", "--check"])?;
+    validate_manifests()?;
     run(
         "cargo",
         &[
@@ -83,6 +85,47 @@ fn install_missing_servers() {
             missing.join(" and ")
         );
     }
+}
+
+/// The Kubernetes version the manifests are validated against.
+const KUBERNETES_VERSION: &str = "1.32.0";
+
+/// Renders every kustomize overlay (and the canary) with `kubectl kustomize` and checks
+/// each object against the Kubernetes schemas with `kubernetes-validate --strict`
+/// (unknown fields are errors), installed from PyPI into a virtualenv under `target/`.
+fn validate_manifests() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let venv = root.join("target/kubernetes-validate");
+    let validator = venv.join("bin/kubernetes-validate");
+    if !validator.exists() {
+        run("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+        let pip = venv.join("bin/pip");
+        run(
+            &pip.to_string_lossy(),
+            &["install", "--quiet", "kubernetes-validate"],
+        )?;
+    }
+    let rendered = root.join("target/manifests");
+    std::fs::create_dir_all(&rendered)?;
+    let mut files = Vec::new();
+    for kustomization in ["overlays/local", "overlays/production", "canary"] {
+        let output = Command::new("kubectl")
+            .args(["kustomize", &format!("deploy/k8s/{kustomization}")])
+            .current_dir(&root)
+            .output()
+            .context("running kubectl kustomize (install kubectl)")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "kubectl kustomize deploy/k8s/{kustomization} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let file = rendered.join(format!("{}.yaml", kustomization.replace('/', "-")));
+        std::fs::write(&file, output.stdout)?;
+        files.push(file.to_string_lossy().into_owned());
+    }
+    let mut args = vec!["-k", KUBERNETES_VERSION, "--strict"];
+    args.extend(files.iter().map(String::as_str));
+    run(&validator.to_string_lossy(), &args)
 }
 
 /// Runs every test, echoing the output, and closes with one line totalling all the test

@@ -41,6 +41,12 @@ enum Command {
     /// Audit the shop's invariants across services (read-only); exits non-zero on any
     /// violation.
     Verify,
+    /// Exit 0 if `url` answers 200 within two seconds: a health check for containers
+    /// that have no shell or curl, e.g. `bazaar probe http://127.0.0.1:8107/health/ready`.
+    Probe {
+        /// A plain `http://host:port/path` URL.
+        url: String,
+    },
     /// Operator tasks that work on the services' databases directly.
     Admin {
         #[command(subcommand)]
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
         Command::Up => run(&config, &ServiceName::ALL),
         Command::Serve { services } => run(&config, &services),
         Command::Verify => return verify(&config),
+        Command::Probe { url } => probe(&url),
         Command::Admin {
             command: AdminCommand::CreateUser { email, roles },
         } => admin::create_user(&config, &email, roles),
@@ -128,6 +135,30 @@ fn verify(config: &Config) -> ExitCode {
             ExitCode::from(3)
         }
     }
+}
+
+fn probe(url: &str) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("{url:?} is not an http:// URL"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let address = std::net::ToSocketAddrs::to_socket_addrs(authority)?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{authority} resolves to nothing"))?;
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut head = [0_u8; 12];
+    stream.read_exact(&mut head)?;
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{url} answered {}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(())
 }
 
 fn run(config: &Config, services: &[ServiceName]) -> anyhow::Result<()> {

@@ -224,3 +224,33 @@ fn up_serves_until_interrupted() {
         "no shutdown log line in {rest:?}"
     );
 }
+
+/// `bazaar probe` is the containers' health check: 200 is healthy, anything else not.
+#[test]
+fn probe_passes_on_200_and_fails_otherwise() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = listener.local_addr().expect("bound");
+    let server = std::thread::spawn(move || {
+        for status in ["200 OK", "503 Service Unavailable"] {
+            let (mut stream, _) = listener.accept().expect("a probe");
+            let mut request = Vec::new();
+            let mut chunk = [0_u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                let read = stream.read(&mut chunk).expect("a request");
+                assert!(read > 0, "the request ended early");
+                request.extend_from_slice(&chunk[..read]);
+            }
+            assert!(request.starts_with(b"GET /health/ready "));
+            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").expect("answered");
+        }
+    });
+    let url = format!("http://{address}/health/ready");
+    assert!(bazaar(&["probe", &url], &[]).status.success());
+    let unhealthy = bazaar(&["probe", &url], &[]);
+    assert!(!unhealthy.status.success());
+    assert!(String::from_utf8_lossy(&unhealthy.stderr).contains("503"));
+    server.join().expect("the server ran");
+    let closed = bazaar(&["probe", "http://127.0.0.1:1/health/live"], &[]);
+    assert!(!closed.status.success());
+}
