@@ -4,7 +4,6 @@
 //! one embedded bus and one token issuer.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::messaging::Envelope;
@@ -13,16 +12,13 @@ use contracts::{Currency, Money};
 use orders::ops::{self, Basket, NewOrder, PlaceOrder, Placement, Settings};
 use orders::projection::{self, Filter, OrderView, TimelineEntry};
 use orders::saga::Input;
-use platform::bus::embedded::EmbeddedBus;
 use platform::db::{Database, PoolSettings};
 use platform::outbox::{self, Origin};
-use platform::service::{Context, Service};
 use platform::shutdown::Shutdown;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Row as _;
-use test_support::{Engine, TestDatabase, TestIssuer};
-use tokio::net::TcpListener;
+use test_support::{Engine, TestDatabase, TestIssuer, bind, serve_on};
 
 /// A fixed moment the use-case scenarios start at, ms since the epoch, so that every
 /// time they record is one they chose.
@@ -239,18 +235,12 @@ impl TestShop {
     /// The five services on `engine`, every worker running.
     pub(crate) async fn spawn(engine: Engine) -> Self {
         let folder = tempfile::tempdir().expect("a folder");
-        let bus = Arc::new(
-            EmbeddedBus::open(&folder.path().join("bus.db"))
-                .await
-                .expect("a bus"),
-        );
         let issuer = TestIssuer::new();
-        let shutdown = Shutdown::new();
-        let context = Context {
-            bus,
-            verifier: issuer.verifier(),
-            shutdown: shutdown.clone(),
-        };
+        let context = test_support::context(
+            test_support::embedded_bus(folder.path()).await,
+            issuer.verifier(),
+        );
+        let shutdown = context.shutdown.clone();
         let mut databases = Vec::new();
         for _ in 0..5 {
             databases.push(TestDatabase::new(engine).await);
@@ -270,7 +260,7 @@ impl TestShop {
         let service = catalog::build(&config, &context)
             .await
             .expect("the catalog starts");
-        run(service, catalog_listener, &shutdown);
+        serve_on(catalog_listener, service, &shutdown);
 
         let config = inventory::Config {
             listen: inventory,
@@ -282,7 +272,7 @@ impl TestShop {
         let service = inventory::build(&config, &context)
             .await
             .expect("inventory starts");
-        run(service, inventory_listener, &shutdown);
+        serve_on(inventory_listener, service, &shutdown);
 
         let config = cart::Config {
             listen: cart,
@@ -296,7 +286,7 @@ impl TestShop {
         let service = cart::build(&config, &context)
             .await
             .expect("the cart starts");
-        run(service, cart_listener, &shutdown);
+        serve_on(cart_listener, service, &shutdown);
 
         let config = payments::Config {
             listen: payments,
@@ -307,7 +297,7 @@ impl TestShop {
         let service = payments::build(&config, &context)
             .await
             .expect("payments starts");
-        run(service, payments_listener, &shutdown);
+        serve_on(payments_listener, service, &shutdown);
 
         let config = orders::Config {
             listen: orders,
@@ -320,7 +310,7 @@ impl TestShop {
         let service = orders::build(&config, &context)
             .await
             .expect("orders starts");
-        run(service, orders_listener, &shutdown);
+        serve_on(orders_listener, service, &shutdown);
 
         Self {
             orders,
@@ -521,34 +511,4 @@ impl Drop for TestShop {
     fn drop(&mut self) {
         self.shutdown.trigger();
     }
-}
-
-/// Asserts that `body` is a problem with `status` that names `field`.
-pub(crate) fn assert_problem(status: u16, body: &Value, expected: u16, field: &str, what: &str) {
-    assert_eq!(status, expected, "{what}: {body}");
-    assert_eq!(body["status"], expected, "{what}: {body}");
-    let named = body["errors"]
-        .as_array()
-        .is_some_and(|errors| errors.iter().any(|error| error["field"] == field))
-        || body["detail"]
-            .as_str()
-            .is_some_and(|detail| detail.contains(field));
-    assert!(named, "{what}: the problem does not name {field}: {body}");
-}
-
-async fn bind() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-    let address = listener.local_addr().expect("bound");
-    (listener, address)
-}
-
-fn run(service: Service, listener: TcpListener, shutdown: &Shutdown) {
-    for worker in service.workers {
-        tokio::spawn(worker);
-    }
-    tokio::spawn(platform::http::serve(
-        listener,
-        service.router,
-        shutdown.clone(),
-    ));
 }

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use test_support::Engine;
 use test_support::security::{assert_corpus_refused, assert_hidden_from_others, attack_corpus};
 
-use crate::helpers::{TestShop, assert_problem};
+use test_support::assert_problem;
+
+use crate::helpers::TestShop;
 
 test_support::on_both_engines!(
     placing_needs_a_key_a_cart_and_a_payment_method_of_ones_own,
