@@ -4,6 +4,7 @@
 
 pub(crate) mod bus;
 pub(crate) mod checkout;
+pub(crate) mod gateway;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
@@ -30,11 +31,7 @@ pub(crate) fn startup(args: &[&str]) -> anyhow::Result<()> {
         ["--runs", n] => n.parse().context("--runs takes a number")?,
         _ => anyhow::bail!("usage: cargo xtask bench startup [--runs N]"),
     };
-    run(
-        "cargo",
-        &["build", "--release", "--locked", "--package", "bazaar"],
-    )?;
-    let binary = workspace_root().join("target/release/bazaar");
+    let binary = release_binary()?;
     let data = std::env::temp_dir().join(format!("bazaar-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
 
@@ -70,6 +67,16 @@ pub(crate) fn startup(args: &[&str]) -> anyhow::Result<()> {
     }
     println!("machine: {}", machine());
     Ok(())
+}
+
+/// Builds the optimised `bazaar` and returns its path: a benchmark of a debug build
+/// measures nothing anyone runs.
+pub(crate) fn release_binary() -> anyhow::Result<std::path::PathBuf> {
+    run(
+        "cargo",
+        &["build", "--release", "--locked", "--package", "bazaar"],
+    )?;
+    Ok(workspace_root().join("target/release/bazaar"))
 }
 
 fn start_once(binary: &std::path::Path, data: &std::path::Path) -> anyhow::Result<Sample> {
@@ -134,7 +141,7 @@ fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
     Ok(response)
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

@@ -32,14 +32,13 @@ pub(crate) fn pipeline() -> anyhow::Result<()> {
 }
 
 /// The tests need PostgreSQL's binaries, nats-server and redis-server on the machine (they start
-/// their own servers from them when none runs). On a fresh Debian machine where we are
-/// root, install what is missing; elsewhere say what to install, and let the tests fail
-/// loudly if it stays missing.
+/// their own servers from them when none runs). Whatever cannot be installed is only
+/// reported: the tests then fail loudly on it, saying what they missed.
 fn install_missing_servers() {
-    let missing: Vec<&str> = [
+    let servers: [(&str, &[&str]); 3] = [
         (
             "postgresql",
-            [
+            &[
                 "/usr/local/bin/initdb",
                 "/usr/bin/initdb",
                 "/usr/lib/postgresql",
@@ -47,7 +46,7 @@ fn install_missing_servers() {
         ),
         (
             "nats-server",
-            [
+            &[
                 "/usr/sbin/nats-server",
                 "/usr/bin/nats-server",
                 "/usr/local/bin/nats-server",
@@ -55,36 +54,49 @@ fn install_missing_servers() {
         ),
         (
             "redis-server",
-            [
+            &[
                 "/usr/bin/redis-server",
                 "/usr/local/bin/redis-server",
                 "/usr/sbin/redis-server",
             ],
         ),
-    ]
-    .into_iter()
-    .filter(|(_, paths)| !paths.iter().any(|path| std::path::Path::new(path).exists()))
-    .map(|(package, _)| package)
-    .collect();
+    ];
+    if let Err(error) = install_missing(&servers) {
+        eprintln!("xtask: the tests will fail: {error:#}");
+    }
+}
+
+/// Installs with apt-get each Debian package of `wanted` whose program is on none of
+/// the paths given with it. Only root on a Debian machine can (a fresh CI machine is
+/// one); anywhere else the error names what to install.
+pub(crate) fn install_missing(wanted: &[(&str, &[&str])]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(_, paths)| find_installed(paths).is_none())
+        .map(|(package, _)| *package)
+        .collect();
     if missing.is_empty() {
-        return;
+        return Ok(());
     }
-    if !test_support::is_root() || !std::path::Path::new("/usr/bin/apt-get").exists() {
-        eprintln!(
-            "xtask: the tests need {}; install them",
-            missing.join(" and ")
-        );
-        return;
-    }
+    anyhow::ensure!(
+        test_support::is_root() && std::path::Path::new("/usr/bin/apt-get").exists(),
+        "missing: {}; install them (Debian: apt-get install {}), or run this as root to \
+         have them installed",
+        missing.join(" and "),
+        missing.join(" ")
+    );
     let _ = run("apt-get", &["update", "-qq"]);
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
-    if let Err(error) = run("apt-get", &args) {
-        eprintln!(
-            "xtask: installing {} failed: {error:#}",
-            missing.join(" and ")
-        );
-    }
+    run("apt-get", &args).with_context(|| format!("installing {}", missing.join(" and ")))
+}
+
+/// The first of `paths` that exists: where a package put its program, if it is installed.
+pub(crate) fn find_installed<'a>(paths: &[&'a str]) -> Option<&'a str> {
+    paths
+        .iter()
+        .copied()
+        .find(|path| std::path::Path::new(path).exists())
 }
 
 /// The Kubernetes version the manifests are validated against.

@@ -8,6 +8,9 @@
 //!   adapters, beside the raw publish rate of the same NATS server.
 //! - `cargo xtask bench checkout`: completed checkouts per second and the time from
 //!   placing an order to its confirmation, in embedded and distributed mode.
+//! - `cargo xtask bench gateway`: the gateway's throughput, latency, CPU and memory per
+//!   request, pass-through and with its full policy chain, beside nginx and HAProxy
+//!   proxying to the same upstream.
 
 #![allow(
     clippy::print_stdout,
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
         ["bench", "startup", rest @ ..] => bench::startup(rest),
         ["bench", "bus", rest @ ..] => bench::bus::run(rest),
         ["bench", "checkout", rest @ ..] => bench::checkout::run_bench(rest),
+        ["bench", "gateway", rest @ ..] => bench::gateway::run(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -34,7 +38,8 @@ fn main() -> ExitCode {
                  ci               format check, clippy, and every test\n  \
                  bench startup    time to ready and idle memory of `bazaar up` [--runs N]\n  \
                  bench bus        outbox → bus → inbox throughput and latency, both adapters\n  \
-                 bench checkout   completed checkouts/s and placed→confirmed latency, both modes"
+                 bench checkout   completed checkouts/s and placed→confirmed latency, both modes\n  \
+                 bench gateway    the gateway beside nginx and HAProxy [--seconds N] [--connections C] [--rounds R]"
             );
             return ExitCode::from(2);
         }

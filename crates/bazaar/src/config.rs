@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use gateway::UpstreamUrl;
+use gateway::Upstream;
 use platform::auth::AuthConfig;
 use platform::config::DatabaseUrl;
 use platform::telemetry::LogConfig;
@@ -102,7 +102,7 @@ impl Config {
             self.gateway
                 .upstreams
                 .entry(service.as_str().to_owned())
-                .or_insert_with(|| UpstreamUrl::from_addr(listen));
+                .or_insert_with(|| Upstream::at(listen));
         }
         self
     }
@@ -128,7 +128,7 @@ impl Config {
         if service.is_routed() {
             self.gateway
                 .upstreams
-                .insert(service.as_str().to_owned(), UpstreamUrl::from_addr(address));
+                .insert(service.as_str().to_owned(), Upstream::at(address));
         }
         match service {
             ServiceName::Identity => {

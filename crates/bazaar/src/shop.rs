@@ -117,7 +117,7 @@ async fn build(
 ) -> anyhow::Result<Service> {
     Ok(match service {
         ServiceName::Gateway => {
-            Service::serving(gateway::build(&config.gateway, context.verifier.clone()))
+            gateway::build(&config.gateway, context.verifier.clone(), &context.shutdown).await?
         }
         ServiceName::Identity => identity::build(&config.identity, &config.auth, context).await?,
         ServiceName::Catalog => catalog::build(&config.catalog, context).await?,

@@ -1,51 +1,346 @@
 //! The gateway: the shop's single public entry.
 //!
 //! Every external request enters here and is forwarded to the service that owns it:
-//! `/api/<service>/<path>` goes to that service's `/<path>`, over a pooled HTTP/1.1
-//! client, with the request id, a W3C `traceparent` and `X-Forwarded-*` headers. An
-//! upstream that cannot be reached is a 502, one that does not answer in time a 504,
-//! both as problem+json. Protected routes need a valid access token (and maybe a role)
-//! before anything is forwarded: 401 with `WWW-Authenticate`, or 403; the services
-//! verify the token again, trusting nothing on the network. `/api/docs` serves the services' OpenAPI documents in Swagger
-//! UI, whose assets are compiled into the binary.
+//! `/api/<service>/<path>` goes to one instance of that service as `/<path>`, over a
+//! pooled HTTP/1.1 client, with the request id, a W3C `traceparent` and
+//! `X-Forwarded-*` headers. What it does on the way, as nginx, HAProxy or Envoy would
+//! for a microservice shop:
 //!
-//! It owns no data and no business rule.
+//! - routing by path prefix to upstreams of weighted instances on tracks (canary by
+//!   weight, sticky per user; blue/green by the `x-bazaar-track` header or cookie),
+//!   from a route table that is re-read on change or SIGHUP without dropping a
+//!   request ([`table`], [`config`]);
+//! - load balancing by the power of two choices, active health checks and passive
+//!   ejection of failing instances ([`table`], [`Gateway::check_health`]);
+//! - per-route timeouts, retries of idempotent requests within a budget ([`retry`]), a
+//!   circuit breaker per upstream ([`breaker`]), and load shedding with 503 and
+//!   `Retry-After` instead of queueing ([`proxy`]);
+//! - access tokens checked on protected routes (401 with `WWW-Authenticate`, or 403;
+//!   the services verify again, trusting nothing on the network) and rate limits per
+//!   user or client address, tiered by role, in process or shared through Redis
+//!   ([`access`], [`ratelimit`]); forwarded headers believed only from configured
+//!   proxies;
+//! - CORS, security headers, a request body limit, request ids and trace context.
 //!
-//! - [`config`]: listen address, timeouts, upstreams.
-//! - [`proxy`]: the forwarding itself, after the access check of protected routes.
+//! `/api/docs` serves the services' OpenAPI documents in Swagger UI, whose assets are
+//! compiled into the binary. The gateway owns no data and no business rule.
 
+pub mod access;
+pub mod breaker;
 pub mod config;
 pub mod proxy;
+pub mod ratelimit;
+pub mod retry;
+pub mod table;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::any;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use platform::auth::Verifier;
 use platform::http::Readiness;
+use platform::service::Service;
+use platform::shutdown::Shutdown;
+use tokio::sync::Semaphore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa_swagger_ui::{SwaggerUi, Url};
 
-pub use config::{Config, ProtectRule, UpstreamUrl};
+pub use config::{Config, Instance, ProtectRule, RouteTableConfig, Upstream, UpstreamUrl};
+
+use crate::access::Tokens;
+use crate::ratelimit::{Limiter, Local, Shared as SharedLimits};
+use crate::retry::Budget;
+use crate::table::{Registry, Table};
 
 /// The service's name in logs, metrics and the topology.
 pub const NAME: &str = "gateway";
 
-/// The app to serve: proxy routes, API docs, health and metrics. `verifier` checks the
-/// access tokens of protected routes.
-pub fn build(config: &Config, verifier: Verifier) -> Router {
-    let docs: Vec<Url<'static>> = config
-        .upstreams
-        .keys()
-        .map(|name| {
-            let url = format!("/api/{name}/openapi.json");
-            Url::new(leak(name.clone()), leak(url))
+/// A running gateway: its router, its workers, and a handle to reload its routes.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+/// What every request shares.
+pub struct Shared {
+    config: Config,
+    table: ArcSwap<Table>,
+    registry: Registry,
+    client: Client<HttpConnector, Full<Bytes>>,
+    tokens: Tokens,
+    limiter: Option<Limiter>,
+    in_flight: Arc<Semaphore>,
+    budget: Budget,
+    /// A digest of the routes file as it was last read.
+    loaded: std::sync::Mutex<Option<u64>>,
+}
+
+/// A digest of the file's content. Modification times are too coarse to tell two
+/// writes within a few milliseconds apart, and a weight change keeps the size; the file
+/// is small, so reading it every second costs nothing.
+fn stamp(path: &std::path::Path) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let content = std::fs::read(path).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    content.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+impl Gateway {
+    /// A gateway over `config`, checking tokens with `verifier`. Fails if the routes
+    /// file cannot be read or names an upstream it does not define, or if the rate
+    /// limit store cannot be reached.
+    pub async fn new(config: &Config, verifier: Verifier) -> anyhow::Result<Self> {
+        let registry = Registry::default();
+        let loaded = config.routes_file.as_deref().and_then(stamp);
+        let file = read_routes_file(config)?;
+        let table = registry.compile(config, file.as_ref())?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        let limiter = if config.rate_limit.enabled {
+            Some(match &config.rate_limit.store {
+                config::RateLimitStore::Local => Limiter::Local(Local::default()),
+                config::RateLimitStore::Redis { url, key_prefix } => {
+                    Limiter::Shared(SharedLimits::connect(url, key_prefix).await.with_context(
+                        || {
+                            format!(
+                                "connecting to the rate limit store at {}",
+                                platform::config::redact_password(url)
+                            )
+                        },
+                    )?)
+                }
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config: config.clone(),
+                table: ArcSwap::from_pointee(table),
+                registry,
+                client,
+                tokens: Tokens::new(verifier),
+                limiter,
+                in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+                budget: Budget::new(config.retry.budget_percent, config.retry.min_per_second),
+                loaded: std::sync::Mutex::new(loaded),
+            }),
         })
+    }
+
+    /// The app to serve: proxy routes, API docs, health and metrics.
+    pub fn router(&self) -> Router {
+        let config = &self.shared.config;
+        let docs: Vec<Url<'static>> = self
+            .shared
+            .table
+            .load()
+            .pools()
+            .map(|pool| {
+                let url = format!("/api/{}/openapi.json", pool.name);
+                Url::new(leak(pool.name.clone()), leak(url))
+            })
+            .collect();
+        let swagger = SwaggerUi::new("/api/docs").config(utoipa_swagger_ui::Config::new(docs));
+        let mut routes = Router::new()
+            .route("/api/{*path}", any(proxy::forward))
+            .with_state(Arc::clone(&self.shared))
+            .merge(swagger);
+        if !config.cors.allowed_origins.is_empty() {
+            routes = routes.layer(cors(&config.cors));
+        }
+        let options = platform::http::AppOptions {
+            record_metrics: config.metrics,
+        };
+        platform::http::app_with(NAME, routes, Readiness::new(), options)
+    }
+
+    /// Re-reads the routes file and swaps the new table in; requests in flight finish
+    /// on the old one. A file that does not parse or names an undefined upstream is
+    /// refused and the table in use stays.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let stamped = self.shared.config.routes_file.as_deref().and_then(stamp);
+        *self
+            .shared
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stamped;
+        let file = read_routes_file(&self.shared.config)?;
+        let table = self
+            .shared
+            .registry
+            .compile(&self.shared.config, file.as_ref())?;
+        self.shared.table.store(Arc::new(table));
+        if self.shared.config.metrics {
+            metrics::counter!("gateway_route_reloads_total").increment(1);
+        }
+        tracing::info!("routes reloaded");
+        Ok(())
+    }
+
+    /// One round of active health checks: every instance's health path is asked, and
+    /// those that do not answer 200 in time get no traffic until they do.
+    pub async fn check_health(&self) {
+        let table = self.shared.table.load_full();
+        let health = &self.shared.config.health;
+        let timeout = Duration::from_millis(health.interval_ms.clamp(100, 2_000));
+        let checks = table.pools().flat_map(|pool| {
+            pool.endpoints().map(move |endpoint| {
+                let endpoint = Arc::clone(endpoint);
+                let pool = pool.name.clone();
+                async move {
+                    let uri = format!("http://{}{}", endpoint.url.authority(), health.path);
+                    let request = http::Request::get(uri).body(Full::new(Bytes::new()));
+                    let healthy = match request {
+                        Ok(request) => matches!(
+                            tokio::time::timeout(timeout, self.shared.client.request(request)).await,
+                            Ok(Ok(response)) if response.status() == http::StatusCode::OK
+                        ),
+                        Err(_) => false,
+                    };
+                    if endpoint.set_healthy(healthy) {
+                        tracing::warn!(upstream = pool, endpoint = %endpoint.url, healthy, "instance health changed");
+                    }
+                    if self.shared.config.metrics {
+                        metrics::gauge!("gateway_instance_healthy", "upstream" => pool, "instance" => endpoint.url.to_string())
+                            .set(if healthy { 1.0 } else { 0.0 });
+                    }
+                }
+            })
+        });
+        futures_util::future::join_all(checks).await;
+    }
+
+    /// The background work: health checks, and watching the routes file and SIGHUP.
+    pub fn workers(&self, shutdown: &Shutdown) -> Vec<BoxFuture<'static, ()>> {
+        let mut workers: Vec<BoxFuture<'static, ()>> = Vec::new();
+        let interval = self.shared.config.health.interval_ms;
+        if interval > 0 {
+            let gateway = self.clone();
+            let shutdown = shutdown.clone();
+            workers.push(Box::pin(async move {
+                while !shutdown.is_triggered() {
+                    gateway.check_health().await;
+                    tokio::select! {
+                        () = shutdown.wait() => return,
+                        () = tokio::time::sleep(Duration::from_millis(interval)) => {}
+                    }
+                }
+            }));
+        }
+        if let Some(path) = self.shared.config.routes_file.clone() {
+            let gateway = self.clone();
+            let shutdown = shutdown.clone();
+            workers.push(Box::pin(async move { gateway.watch(path, shutdown).await }));
+        }
+        workers
+    }
+
+    /// Reloads when the routes file changes (checked every second) or on SIGHUP.
+    async fn watch(&self, path: std::path::PathBuf, shutdown: Shutdown) {
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let signalled = async {
+                match hangup.as_mut() {
+                    Some(hangup) => {
+                        hangup.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signalled = std::future::pending::<()>();
+            let forced = tokio::select! {
+                () = shutdown.wait() => return,
+                () = signalled => true,
+                () = tokio::time::sleep(Duration::from_secs(1)) => false,
+            };
+            let loaded = *self
+                .shared
+                .loaded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if (forced || stamp(&path) != loaded)
+                && let Err(error) = self.reload()
+            {
+                tracing::error!(
+                    "the routes file was not loaded, the routes in use stay: {error:#}"
+                );
+            }
+        }
+    }
+}
+
+/// Builds the gateway as a service: its router and its workers.
+pub async fn build(
+    config: &Config,
+    verifier: Verifier,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Service> {
+    let gateway = Gateway::new(config, verifier).await?;
+    Ok(Service {
+        router: gateway.router(),
+        workers: gateway.workers(shutdown),
+    })
+}
+
+fn read_routes_file(config: &Config) -> anyhow::Result<Option<RouteTableConfig>> {
+    let Some(path) = &config.routes_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the routes file {}", path.display()))?;
+    let table = toml::from_str(&text)
+        .with_context(|| format!("parsing the routes file {}", path.display()))?;
+    Ok(Some(table))
+}
+
+fn cors(config: &config::CorsConfig) -> CorsLayer {
+    let origins: Vec<http::HeaderValue> = config
+        .allowed_origins
+        .iter()
+        .filter_map(|origin| http::HeaderValue::from_str(origin).ok())
         .collect();
-    let swagger = SwaggerUi::new("/api/docs").config(utoipa_swagger_ui::Config::new(docs));
-    let proxy = proxy::Proxy::new(config, verifier);
-    let routes = Router::new()
-        .route("/api/{*path}", any(proxy::forward))
-        .with_state(proxy)
-        .merge(swagger);
-    platform::http::app(NAME, routes, Readiness::new())
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::PUT,
+            http::Method::PATCH,
+            http::Method::DELETE,
+        ])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            http::HeaderName::from_static("idempotency-key"),
+            http::HeaderName::from_static("x-request-id"),
+            http::HeaderName::from_static(proxy::TRACK_HEADER),
+            http::HeaderName::from_static(proxy::TRACEPARENT),
+        ])
+        .expose_headers([
+            http::header::RETRY_AFTER,
+            http::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(config.max_age_secs))
 }
 
 /// Swagger UI's configuration borrows `'static` strings; the gateway builds it once per

@@ -1,177 +1,411 @@
-//! Forwarding a request to the upstream service that owns its path.
+//! Forwarding a request, after the edge policy has let it through.
+//!
+//! In order: shed if the gateway is full; find who is asking (a verified token, else
+//! the client address); refuse protected routes without the token or role; apply the
+//! client's rate limit; find the route; read the body (bounded); ask the upstream's
+//! circuit breaker and bulkhead; then send, to an instance chosen by track and load,
+//! retrying a failed attempt on another instance when the request is idempotent and
+//! the retry budget allows.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use contracts::identity::AccessClaims;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt as _, Full, Limited};
+use platform::auth::{AuthError, bearer_token};
 use platform::problem::Problem;
 
-use platform::auth::{AuthError, Verifier, bearer_token};
-
-use crate::config::{Config, ProtectRule, UpstreamUrl};
+use crate::Shared;
+use crate::access::Client;
+use crate::breaker::{Admission, State as BreakerState};
+use crate::ratelimit::Decision;
+use crate::retry::is_idempotent;
+use crate::table::{CompiledRoute, Endpoint, Pool};
 
 /// The W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
+/// The header naming the release a request wants (blue/green testing).
+pub const TRACK_HEADER: &str = "x-bazaar-track";
+/// The cookie naming the release a browser wants.
+pub const TRACK_COOKIE: &str = "bazaar-track";
 
-/// The forwarding state shared by every request: upstreams and one connection pool.
-#[derive(Clone)]
-pub struct Proxy {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    client: Client<HttpConnector, Body>,
-    upstreams: HashMap<String, UpstreamUrl>,
-    timeout: Duration,
-    protected: Vec<ProtectRule>,
-    verifier: Verifier,
-}
-
-impl Proxy {
-    /// A proxy over the configured upstreams.
-    pub fn new(config: &Config, verifier: Verifier) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|(name, url)| (name.clone(), url.clone()))
-            .collect();
-        Self {
-            inner: Arc::new(Inner {
-                client,
-                upstreams,
-                timeout: Duration::from_millis(config.upstream_timeout_ms),
-                protected: config.protected.clone(),
-                verifier,
-            }),
-        }
-    }
-}
-
-/// Forwards `/api/<service>/<rest>` to `<service>/<rest>`.
+/// Answers any request under `/api/`.
 pub async fn forward(
-    State(proxy): State<Proxy>,
+    State(gateway): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let (mut parts, body) = request.into_parts();
-    // HTTP/2 carries the host in the URI (`:authority`), not in a `Host` header.
-    let authority = parts.uri.authority().map(ToString::to_string);
-    if let Err(problem) = proxy.check_access(&parts).await {
-        return problem.into_response();
+    match gateway.forward(peer, request).await {
+        Ok(response) | Err(response) => response,
     }
-    let Some((service, path_and_query)) = split_service(&parts.uri) else {
-        return Problem::not_found("no such route").into_response();
-    };
-    let Some(upstream) = proxy.inner.upstreams.get(service) else {
-        return Problem::not_found(format!("no service {service:?} behind /api")).into_response();
-    };
-    let service = service.to_owned();
-    let mut uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(upstream.authority().clone());
-    if let Some(path_and_query) = path_and_query {
-        uri = uri.path_and_query(path_and_query);
-    }
-    parts.uri = match uri.build() {
-        Ok(uri) => uri,
-        Err(_) => {
-            return Problem::bad_request("the request target cannot be forwarded").into_response();
-        }
-    };
-    // Clients may speak HTTP/2 to the gateway; upstreams are reached over pooled
-    // HTTP/1.1 connections, whatever the client spoke.
-    parts.version = http::Version::HTTP_11;
-    prepare_headers(&mut parts.headers, peer, authority.as_deref());
-    let request = Request::from_parts(parts, body);
+}
 
-    match tokio::time::timeout(proxy.inner.timeout, proxy.inner.client.request(request)).await {
-        Ok(Ok(response)) => {
-            let (mut parts, body) = response.into_parts();
-            remove_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, Body::new(body))
+impl Shared {
+    async fn forward(&self, peer: SocketAddr, request: Request) -> Result<Response, Response> {
+        let Ok(_slot) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            self.count("gateway_shed_total", "reason", "gateway");
+            return Err(shed("the gateway is at capacity; try again shortly"));
+        };
+        let (mut parts, body) = request.into_parts();
+        let table = self.table.load_full();
+        let path = parts.uri.path();
+        let route = table.route(path);
+
+        let rule = self
+            .config
+            .protected
+            .iter()
+            .find(|rule| rule.matches(&parts.method, path));
+        let token = match (rule, bearer_token(&parts.headers)) {
+            (_, Ok(token)) => Some(token),
+            (Some(_), Err(error)) => return Err(Problem::from(error).into_response()),
+            (None, Err(_)) => None,
+        };
+        let wants_identity = rule.is_some()
+            || self.limiter.is_some()
+            || route.is_some_and(|(route, _)| route.pool.is_split());
+        let claims = match token {
+            Some(token) if wants_identity => Some(self.tokens.verify(token).await),
+            _ => None,
+        };
+        if let Some(rule) = rule {
+            match &claims {
+                Some(Ok(claims)) => match rule.role {
+                    Some(role) if !claims.roles.contains(&role) => {
+                        return Err(
+                            Problem::from(AuthError::Forbidden(role.as_str())).into_response()
+                        );
+                    }
+                    _ => {}
+                },
+                Some(Err(error)) => return Err(Problem::from(error.clone()).into_response()),
+                None => return Err(Problem::from(AuthError::Missing).into_response()),
+            }
         }
-        Ok(Err(error)) => {
-            tracing::warn!(upstream = service, error = %error, "upstream unreachable");
+        let claims: Option<AccessClaims> = claims.and_then(Result::ok);
+        let client_address =
+            platform::net::client_address(peer, &parts.headers, &self.config.trusted_proxies);
+        if let Some(limiter) = &self.limiter {
+            let client = Client::of(claims.as_ref(), client_address, &self.config.rate_limit);
+            if let Decision::Deny(wait) = limiter.check(&client.key, client.quota).await {
+                self.count("gateway_rate_limited_total", "tier", client.tier);
+                return Err(Problem::too_many_requests(
+                    format!(
+                        "too many requests: the {} allowance is {} a minute",
+                        client.tier, client.quota.limit
+                    ),
+                    seconds_up(wait),
+                )
+                .into_response());
+            }
+        }
+
+        let Some((route, rest)) = route else {
+            return Err(Problem::not_found("no route for this path").into_response());
+        };
+        let target = match parts.uri.query() {
+            Some(query) => format!("{rest}?{query}"),
+            None => rest.to_owned(),
+        };
+        let target: PathAndQuery = target.parse().map_err(|_| {
+            Problem::bad_request("the request target cannot be forwarded").into_response()
+        })?;
+        let body = self.read_body(&parts.headers, body).await?;
+
+        let pool = &route.pool;
+        let admission = pool.breaker.admit(Instant::now());
+        if let Admission::Refused(wait) = admission {
+            self.count("gateway_shed_total", "reason", "breaker");
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream-circuit-open",
+                format!(
+                    "the {} service is failing; the gateway is giving it a rest",
+                    pool.name
+                ),
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from(seconds_up(wait)))
+            .into_response());
+        }
+        let _bulkhead = match &pool.bulkhead {
+            Some(bulkhead) => match Arc::clone(bulkhead).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    pool.breaker.release(&admission);
+                    self.count("gateway_shed_total", "reason", "bulkhead");
+                    return Err(shed(format!(
+                        "the {} service has too many requests in flight; try again shortly",
+                        pool.name
+                    )));
+                }
+            },
+            None => None,
+        };
+
+        // HTTP/2 carries the host in the URI (`:authority`), not in a `Host` header.
+        let authority = parts.uri.authority().map(ToString::to_string);
+        prepare_headers(
+            &mut parts.headers,
+            peer,
+            authority.as_deref(),
+            &self.config.trusted_proxies,
+        );
+        let attempt = Attempt {
+            method: parts.method,
+            target,
+            headers: parts.headers,
+            body,
+        };
+        let asked = asked_track(&attempt.headers);
+        let sticky = claims.as_ref().map(|claims| claims.sub.as_str());
+        Ok(self.send(route, &attempt, asked.as_deref(), sticky).await)
+    }
+
+    /// Reads the whole body, up to the configured size, so that it can be sent again.
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+        let limit = self.config.max_body_bytes;
+        let too_large = || {
             Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream-unavailable",
-                format!("the {service} service is unavailable"),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!("request bodies are limited to {limit} bytes"),
             )
             .into_response()
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > limit) {
+            return Err(too_large());
         }
-        Err(_) => {
-            tracing::warn!(upstream = service, timeout = ?proxy.inner.timeout, "upstream timed out");
-            Problem::new(
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(_) => {
+                Err(Problem::bad_request("the request body could not be read").into_response())
+            }
+        }
+    }
+
+    /// Sends the request, retrying when that is safe and affordable.
+    async fn send(
+        &self,
+        route: &CompiledRoute,
+        attempt: &Attempt,
+        asked: Option<&str>,
+        sticky: Option<&str>,
+    ) -> Response {
+        let pool = &route.pool;
+        let retry_safe = is_idempotent(&attempt.method, &attempt.headers);
+        self.budget.deposit(Instant::now());
+        let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+        loop {
+            let endpoint = pool.choose(asked, sticky, &tried, Instant::now());
+            let started = Instant::now();
+            let outcome = self.attempt(route, &endpoint, attempt).await;
+            let now = Instant::now();
+            let succeeded = !outcome.is_failure();
+            let state = pool.breaker.record(now, succeeded);
+            self.observe_attempt(pool, &outcome, state, now - started);
+            if endpoint.record(
+                succeeded,
+                now,
+                self.config.health.eject_after,
+                Duration::from_millis(self.config.health.eject_ms),
+            ) {
+                tracing::warn!(upstream = pool.name, endpoint = %endpoint.url, "instance ejected after repeated failures");
+            }
+            // A connection that was never made carried nothing: any request may go
+            // elsewhere. Otherwise only one that is safe to repeat.
+            let may_retry = outcome.is_failure()
+                && (retry_safe || outcome.never_sent())
+                && (tried.len() as u32) < route.retries
+                && state != BreakerState::Open
+                && self.budget.withdraw(now);
+            if !may_retry {
+                return outcome.into_response(&pool.name, route.timeout);
+            }
+            self.count("gateway_retries_total", "upstream", &pool.name);
+            tried.push(endpoint);
+        }
+    }
+
+    async fn attempt(
+        &self,
+        route: &CompiledRoute,
+        endpoint: &Arc<Endpoint>,
+        attempt: &Attempt,
+    ) -> Outcome {
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(endpoint.url.authority().clone())
+            .path_and_query(attempt.target.clone())
+            .build();
+        let Ok(uri) = uri else {
+            return Outcome::Unreachable { never_sent: true };
+        };
+        let mut request = http::Request::new(Full::new(attempt.body.clone()));
+        *request.method_mut() = attempt.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = attempt.headers.clone();
+        let _in_flight = endpoint.begin();
+        match tokio::time::timeout(route.timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                remove_hop_by_hop(&mut parts.headers);
+                secure(&mut parts.headers);
+                let response = Response::from_parts(parts, Body::new(body));
+                if is_failure_status(response.status()) {
+                    Outcome::Failed(response)
+                } else {
+                    Outcome::Answered(response)
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(upstream = route.pool.name, endpoint = %endpoint.url, %error, "upstream unreachable");
+                Outcome::Unreachable {
+                    never_sent: error.is_connect(),
+                }
+            }
+            Err(_) => {
+                tracing::warn!(upstream = route.pool.name, endpoint = %endpoint.url, timeout = ?route.timeout, "upstream timed out");
+                Outcome::TimedOut
+            }
+        }
+    }
+
+    fn observe_attempt(&self, pool: &Pool, outcome: &Outcome, state: BreakerState, took: Duration) {
+        if !self.config.metrics {
+            return;
+        }
+        let outcome = match outcome {
+            Outcome::Answered(_) => "answered",
+            Outcome::Failed(_) => "failed",
+            Outcome::Unreachable { .. } => "unreachable",
+            Outcome::TimedOut => "timeout",
+        };
+        let upstream = pool.name.clone();
+        metrics::counter!("gateway_upstream_requests_total", "upstream" => upstream.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("gateway_upstream_duration_seconds", "upstream" => upstream.clone())
+            .record(took.as_secs_f64());
+        metrics::gauge!("gateway_breaker_state", "upstream" => upstream)
+            .set(f64::from(state as u8));
+    }
+
+    fn count(&self, name: &'static str, label: &'static str, value: &str) {
+        if self.config.metrics {
+            metrics::counter!(name, label => value.to_owned()).increment(1);
+        }
+    }
+}
+
+/// What is sent to the upstream, once per attempt.
+struct Attempt {
+    method: http::Method,
+    target: PathAndQuery,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// How one attempt went.
+enum Outcome {
+    /// The upstream answered.
+    Answered(Response),
+    /// The upstream answered with a status that says it is failing.
+    Failed(Response),
+    /// No answer: no connection, or the connection broke.
+    Unreachable {
+        /// True when no connection was made, so nothing was sent.
+        never_sent: bool,
+    },
+    /// No answer in time.
+    TimedOut,
+}
+
+impl Outcome {
+    fn is_failure(&self) -> bool {
+        !matches!(self, Self::Answered(_))
+    }
+
+    fn never_sent(&self) -> bool {
+        matches!(self, Self::Unreachable { never_sent: true })
+    }
+
+    fn into_response(self, upstream: &str, timeout: Duration) -> Response {
+        match self {
+            Self::Answered(response) | Self::Failed(response) => response,
+            Self::Unreachable { .. } => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream-unavailable",
+                format!("the {upstream} service is unavailable"),
+            )
+            .into_response(),
+            Self::TimedOut => Problem::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream-timeout",
                 format!(
-                    "the {service} service did not answer within {} ms",
-                    proxy.inner.timeout.as_millis()
+                    "the {upstream} service did not answer within {} ms",
+                    timeout.as_millis()
                 ),
             )
-            .into_response()
+            .into_response(),
         }
     }
 }
 
-impl Proxy {
-    /// Refuses a request to a protected route without a valid token or the role.
-    async fn check_access(&self, parts: &http::request::Parts) -> Result<(), Problem> {
-        let path = parts.uri.path();
-        let Some(rule) = self
-            .inner
-            .protected
-            .iter()
-            .find(|rule| rule.matches(&parts.method, path))
-        else {
-            return Ok(());
-        };
-        let token = bearer_token(&parts.headers)?;
-        let claims = self.inner.verifier.verify(token).await?;
-        match rule.role {
-            Some(role) if !claims.roles.contains(&role) => {
-                Err(AuthError::Forbidden(role.as_str()).into())
-            }
-            _ => Ok(()),
-        }
-    }
+/// Statuses that mean the upstream, not the request, is at fault.
+fn is_failure_status(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
 }
 
-/// Splits `/api/catalog/products?limit=5` into `catalog` and `/products?limit=5`.
-fn split_service(uri: &Uri) -> Option<(&str, Option<PathAndQuery>)> {
-    let rest = uri.path().strip_prefix("/api/")?;
-    let (service, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
-    };
-    if service.is_empty() {
-        return None;
+/// 503 with `Retry-After: 1`: the request was not attempted.
+fn shed(detail: impl Into<String>) -> Response {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", detail)
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        .into_response()
+}
+
+fn seconds_up(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// The release the request asks for, by header or cookie.
+fn asked_track(headers: &HeaderMap) -> Option<String> {
+    if let Some(track) = headers
+        .get(TRACK_HEADER)
+        .and_then(|value| value.to_str().ok())
+    {
+        return Some(track.trim().to_owned());
     }
-    let target = match uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
-    };
-    Some((service, target.parse().ok()))
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == TRACK_COOKIE).then(|| value.trim_matches('"').to_owned())
+        })
 }
 
 const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -199,27 +433,62 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
+/// What an API answer should tell a browser, unless the service said otherwise: don't
+/// sniff types, don't frame, don't leak the URL, run nothing.
+fn secure(headers: &mut HeaderMap) {
+    let defaults = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ];
+    for (name, value) in defaults {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+}
+
 /// Rewrites the request headers for the upstream: hop-by-hop headers out, `Host` to the
 /// upstream, `X-Forwarded-*` describing the client, and a `traceparent` continuing the
 /// caller's trace or starting one.
-fn prepare_headers(headers: &mut HeaderMap, peer: SocketAddr, authority: Option<&str>) {
+fn prepare_headers(
+    headers: &mut HeaderMap,
+    peer: SocketAddr,
+    authority: Option<&str>,
+    trusted_proxies: &[platform::net::IpRange],
+) {
     remove_hop_by_hop(headers);
     // The host the client asked for: `Host` in HTTP/1.1, the `:authority` in HTTP/2.
-    // Whatever the client claims as `X-Forwarded-Host` is dropped, like every other
-    // forwarded header it sends.
-    let forwarded_host = FORWARDED_HOST.clone();
-    headers.remove(&forwarded_host);
+    // Whatever the client claims as `X-Forwarded-Host` is dropped.
+    headers.remove(&FORWARDED_HOST);
     let host = headers
         .remove(header::HOST)
         .or_else(|| authority.and_then(|authority| HeaderValue::from_str(authority).ok()));
     if let Some(host) = host {
-        headers.insert(forwarded_host, host);
+        headers.insert(FORWARDED_HOST, host);
     }
-    // The gateway is the edge: what a client claims about earlier hops is not trusted.
-    headers.insert(
-        HeaderName::from_static("x-forwarded-for"),
-        HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a valid header"),
-    );
+    // A trusted proxy's forwarded chain is extended; anyone else's claims are dropped,
+    // so the services see the client the gateway saw.
+    let peer_ip = peer.ip().to_string();
+    let chain = headers
+        .get_all(&FORWARDED_FOR)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let forwarded = if platform::net::is_trusted(trusted_proxies, peer.ip()) && !chain.is_empty() {
+        format!("{chain}, {peer_ip}")
+    } else {
+        peer_ip
+    };
+    headers.remove(&FORWARDED_FOR);
+    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+        headers.insert(FORWARDED_FOR, value);
+    }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static("http"),
@@ -259,32 +528,16 @@ fn continue_trace(traceparent: &str) -> Option<String> {
 
 /// A `traceparent` starting a new, sampled trace.
 fn start_trace() -> String {
-    format!("00-{}-{}-01", uuid::Uuid::new_v4().simple(), new_span_id())
+    format!("00-{:032x}-{}-01", fastrand::u128(1..), new_span_id())
 }
 
 fn new_span_id() -> String {
-    let bytes = uuid::Uuid::new_v4();
-    format!("{:016x}", bytes.as_u64_pair().0 | 1)
+    format!("{:016x}", fastrand::u64(1..))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_service_is_the_first_segment_after_api() {
-        let uri: Uri = "/api/catalog/products?limit=5".parse().expect("valid");
-        let (service, target) = split_service(&uri).expect("routable");
-        assert_eq!(service, "catalog");
-        assert_eq!(target.expect("valid").as_str(), "/products?limit=5");
-        let uri: Uri = "/api/catalog".parse().expect("valid");
-        assert_eq!(
-            split_service(&uri).map(|(s, t)| (s, t.map(|t| t.to_string()))),
-            Some(("catalog", Some("/".to_owned())))
-        );
-        assert!(split_service(&"/api/".parse().expect("valid")).is_none());
-        assert!(split_service(&"/other".parse().expect("valid")).is_none());
-    }
 
     #[test]
     fn a_valid_traceparent_is_continued_with_a_new_span() {
@@ -309,5 +562,18 @@ mod tests {
         }
         let fresh = start_trace();
         assert!(continue_trace(&fresh).is_some(), "{fresh} is not valid");
+    }
+
+    #[test]
+    fn the_track_is_asked_for_by_header_or_cookie() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(asked_track(&headers), None);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; bazaar-track=green"),
+        );
+        assert_eq!(asked_track(&headers).as_deref(), Some("green"));
+        headers.insert(TRACK_HEADER, HeaderValue::from_static("blue"));
+        assert_eq!(asked_track(&headers).as_deref(), Some("blue"));
     }
 }

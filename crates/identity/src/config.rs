@@ -1,8 +1,9 @@
 //! Identity's configuration.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use platform::config::DatabaseUrl;
+use platform::net::IpRange;
 use serde::{Deserialize, Serialize};
 
 /// How identity runs. Every field has a default suitable for `bazaar up`.
@@ -38,8 +39,9 @@ pub struct Config {
     pub address_attempts_burst: u32,
     /// Milliseconds until a network regains one attempt.
     pub address_attempt_refill_ms: u64,
-    /// Peers whose `X-Forwarded-For` is believed: the gateway's addresses.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Peers whose `X-Forwarded-For` is believed: the gateway's addresses or ranges,
+    /// e.g. `10.244.0.0/16` for its pods.
+    pub trusted_proxies: Vec<IpRange>,
 }
 
 impl Default for Config {
@@ -58,10 +60,7 @@ impl Default for Config {
             account_failure_window_secs: 15 * 60,
             address_attempts_burst: 30,
             address_attempt_refill_ms: 1000,
-            trusted_proxies: vec![
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ],
+            trusted_proxies: platform::net::loopback(),
         }
     }
 }

@@ -244,7 +244,7 @@ async fn openid_configuration(State(identity): Ctx) -> Json<serde_json::Value> {
 }
 
 fn client_ip(identity: &Identity, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
-    platform::http::client_ip(peer, headers, &identity.config.trusted_proxies)
+    platform::net::client_address(peer, headers, &identity.config.trusted_proxies)
 }
 
 /// Refresh tokens are 43 characters; anything far longer is refused before hashing.

@@ -101,8 +101,34 @@ impl Readiness {
     }
 }
 
+/// Choices a service may make about the app around its routes.
+#[derive(Clone, Copy, Debug)]
+pub struct AppOptions {
+    /// Whether each request's RED metrics are recorded (on for every service; the
+    /// gateway may turn them off to proxy at the lowest cost).
+    pub record_metrics: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            record_metrics: true,
+        }
+    }
+}
+
 /// Wraps `routes` (the service's own API) into the app every service serves.
 pub fn app(service: &'static str, routes: Router, readiness: Readiness) -> Router {
+    app_with(service, routes, readiness, AppOptions::default())
+}
+
+/// [`app`] with `options`.
+pub fn app_with(
+    service: &'static str,
+    routes: Router,
+    readiness: Readiness,
+    options: AppOptions,
+) -> Router {
     // Install the recorder now: what is recorded before it exists is lost.
     crate::telemetry::metrics();
     let health = Router::new()
@@ -122,7 +148,7 @@ pub fn app(service: &'static str, routes: Router, readiness: Readiness) -> Route
         )
         .route("/metrics", get(render_metrics));
 
-    routes
+    let app = routes
         .merge(health)
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -132,30 +158,34 @@ pub fn app(service: &'static str, routes: Router, readiness: Readiness) -> Route
                 "this route does not accept that method",
             )
         })
-        .layer(axum::extract::DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(service, record_metrics))
-        .layer(CatchPanicLayer::custom(move |_| {
-            tracing::error!(service, "a request handler panicked");
-            Problem::internal().into_response()
-        }))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http().make_span_with(move |request: &Request| {
-                let request_id = request
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or_default();
-                tracing::info_span!(
-                    "request",
-                    service,
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id,
-                )
-            }),
-        )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::extract::DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
+    let app = if options.record_metrics {
+        app.layer(middleware::from_fn_with_state(service, record_metrics))
+    } else {
+        app
+    };
+    app.layer(CatchPanicLayer::custom(move |_| {
+        tracing::error!(service, "a request handler panicked");
+        Problem::internal().into_response()
+    }))
+    .layer(PropagateRequestIdLayer::x_request_id())
+    .layer(
+        TraceLayer::new_for_http().make_span_with(move |request: &Request| {
+            let request_id = request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!(
+                "request",
+                service,
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id,
+            )
+        }),
+    )
+    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// Serves `app` on `listener` until `shutdown` fires, then drains requests in flight.
@@ -225,27 +255,6 @@ impl<S: Send + Sync> FromRequestParts<S> for crate::outbox::Origin {
             traceparent: header("traceparent"),
         })
     }
-}
-
-/// The client's address: the peer's, unless the peer is a trusted proxy (the gateway),
-/// in which case the last address the proxy appended to `X-Forwarded-For`. Anything
-/// earlier in that header is the client's own claim and is never believed.
-pub fn client_ip(
-    peer: SocketAddr,
-    headers: &http::HeaderMap,
-    trusted_proxies: &[std::net::IpAddr],
-) -> std::net::IpAddr {
-    if !trusted_proxies.contains(&peer.ip()) {
-        return peer.ip();
-    }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
-        .next_back()
-        .unwrap_or_else(|| peer.ip())
 }
 
 /// `axum::extract::Query` whose rejection is a 400 problem naming the parameter.
@@ -363,35 +372,6 @@ impl utoipa::Modify for BearerAuth {
                     .description(Some("An access token from identity's /token"))
                     .build(),
             ),
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
-        let trusted = ["127.0.0.1".parse().expect("ip")];
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("6.6.6.6, 203.0.113.7"),
-        );
-        let gateway: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
-        let stranger: SocketAddr = "198.51.100.1:50000".parse().expect("addr");
-        assert_eq!(
-            client_ip(gateway, &headers, &trusted).to_string(),
-            "203.0.113.7"
-        );
-        assert_eq!(
-            client_ip(stranger, &headers, &trusted).to_string(),
-            "198.51.100.1"
-        );
-        assert_eq!(
-            client_ip(gateway, &http::HeaderMap::new(), &trusted).to_string(),
-            "127.0.0.1"
         );
     }
 }

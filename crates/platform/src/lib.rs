@@ -12,6 +12,7 @@
 //! - [`http`]: one function that turns a service's routes into a served app with request ids,
 //!   a tracing span and RED metrics per request, health endpoints, `/metrics`, and
 //!   extractors whose rejections are problems, plus [`http::serve`] with graceful shutdown.
+//! - [`net`]: trusted proxy ranges and the client address behind them.
 //! - [`page`]: the page size (`limit`) every listing endpoint parses the same way.
 //! - [`grpc`]: mounting tonic services on the same port as the REST API, with deadlines.
 //! - [`db`]: one connection pool type for SQLite (embedded mode) and PostgreSQL (distributed
@@ -34,6 +35,7 @@ pub mod db;
 pub mod grpc;
 pub mod http;
 pub mod inbox;
+pub mod net;
 pub mod outbox;
 pub mod page;
 pub mod problem;

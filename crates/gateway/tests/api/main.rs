@@ -1,5 +1,9 @@
 //! The gateway against real upstream servers on port 0.
 
+mod edge;
+mod resilience;
+mod routing;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -7,17 +11,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::any;
-use gateway::{Config, UpstreamUrl};
+use gateway::{Config, Gateway, Upstream};
 use platform::shutdown::Shutdown;
 use serde_json::{Value, json};
 use test_support::TestIssuer;
 
 /// Serves `router` on a fresh port until the returned signal fires.
 async fn serve(router: Router) -> (SocketAddr, Shutdown) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("bound");
+    let (listener, address) = test_support::bind().await;
     let shutdown = Shutdown::new();
     tokio::spawn(platform::http::serve(listener, router, shutdown.clone()));
     (address, shutdown)
@@ -25,15 +26,20 @@ async fn serve(router: Router) -> (SocketAddr, Shutdown) {
 
 /// An upstream that answers every request with what it received.
 fn echo() -> Router {
+    named_echo("echo")
+}
+
+/// [`echo`], saying `name` in an `x-upstream` header.
+fn named_echo(name: &'static str) -> Router {
     Router::new().fallback(any(
-        |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
             let headers: BTreeMap<String, String> = headers
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_owned()))
                 .collect();
             (
                 StatusCode::CREATED,
-                [("x-upstream", "echo")],
+                [("x-upstream", name)],
                 axum::Json(json!({
                     "method": method.as_str(),
                     "target": uri.to_string(),
@@ -45,35 +51,71 @@ fn echo() -> Router {
     ))
 }
 
+/// A gateway under test, with a client and the issuer of the tokens it accepts.
 struct TestGateway {
     address: SocketAddr,
     client: reqwest::Client,
     issuer: TestIssuer,
-    _stops: Vec<Shutdown>,
+    handle: Gateway,
+    _stop: Shutdown,
 }
 
 impl TestGateway {
+    /// A gateway with the default policies over `upstreams`, one instance each.
     async fn spawn(upstreams: &[(&str, SocketAddr)], upstream_timeout_ms: u64) -> Self {
-        let config = Config {
+        Self::with(Config {
             upstream_timeout_ms,
             upstreams: upstreams
                 .iter()
-                .map(|(name, address)| ((*name).to_owned(), UpstreamUrl::from_addr(*address)))
+                .map(|(name, address)| ((*name).to_owned(), Upstream::at(*address)))
                 .collect(),
             ..Config::default()
-        };
+        })
+        .await
+    }
+
+    /// A gateway over `config`, its workers running.
+    async fn with(config: Config) -> Self {
         let issuer = TestIssuer::new();
-        let (address, stop) = serve(gateway::build(&config, issuer.verifier())).await;
+        let handle = Gateway::new(&config, issuer.verifier())
+            .await
+            .expect("a gateway");
+        let stop = Shutdown::new();
+        for worker in handle.workers(&stop) {
+            tokio::spawn(worker);
+        }
+        let (listener, address) = test_support::bind().await;
+        tokio::spawn(platform::http::serve(
+            listener,
+            handle.router(),
+            stop.clone(),
+        ));
         Self {
             address,
             client: reqwest::Client::new(),
             issuer,
-            _stops: vec![stop],
+            handle,
+            _stop: stop,
         }
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// GETs `path`; the status and the `x-upstream` that answered, if any.
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+        let mut request = self.client.get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("answers");
+        let upstream = response
+            .headers()
+            .get("x-upstream")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        (response.status().as_u16(), upstream)
     }
 }
 

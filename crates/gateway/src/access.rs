@@ -1,0 +1,104 @@
+//! Who is asking: the verified access token, if any, and the rate limit that applies.
+//!
+//! Verifying an EdDSA signature costs far more than forwarding a small request, and a
+//! client sends the same token with every request until it expires. Verified tokens
+//! are therefore remembered for a short while (never past their expiry), keyed by the
+//! whole token, so the gateway's cost per request stays close to pass-through. A key
+//! that identity stops publishing still stops working everywhere within
+//! [`CACHE_FOR`] plus the verifier's key refresh.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use contracts::identity::{AccessClaims, Role};
+use platform::auth::{AuthError, Verifier};
+
+use crate::config::RateLimitConfig;
+use crate::ratelimit::Quota;
+
+/// How long a verified token is remembered at most.
+pub const CACHE_FOR: Duration = Duration::from_secs(30);
+/// Tokens remembered at most; past that, the memory is cleared and refilled.
+const CACHE_SIZE: usize = 10_000;
+
+/// Verifies tokens, remembering recent verdicts.
+pub struct Tokens {
+    verifier: Verifier,
+    cache: Mutex<HashMap<String, (AccessClaims, Instant)>>,
+}
+
+impl Tokens {
+    /// Tokens checked by `verifier`.
+    pub fn new(verifier: Verifier) -> Self {
+        Self {
+            verifier,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The token's claims if it is valid now.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        let now = Instant::now();
+        let unexpired = |claims: &AccessClaims| {
+            u64::try_from(platform::clock::now_secs()).is_ok_and(|secs| secs < claims.exp)
+        };
+        if let Some((claims, until)) = self.lock().get(token)
+            && now < *until
+            && unexpired(claims)
+        {
+            return Ok(claims.clone());
+        }
+        let claims = self.verifier.verify(token).await?;
+        let mut cache = self.lock();
+        if cache.len() >= CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), (claims.clone(), now + CACHE_FOR));
+        Ok(claims)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AccessClaims, Instant)>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whose allowance a request draws on, and how large it is.
+pub struct Client {
+    /// The limiter's key: the user, or the client address for anonymous requests.
+    pub key: String,
+    /// The tier, for metrics: `anonymous`, `customer` or `admin`.
+    pub tier: &'static str,
+    /// The allowance.
+    pub quota: Quota,
+}
+
+impl Client {
+    /// A signed-in user draws on their own allowance, whatever address they come from;
+    /// anyone else on their address's.
+    pub fn of(
+        claims: Option<&AccessClaims>,
+        address: std::net::IpAddr,
+        limits: &RateLimitConfig,
+    ) -> Self {
+        match claims {
+            Some(claims) if claims.roles.contains(&Role::Admin) => Self {
+                key: format!("user:{}", claims.sub),
+                tier: "admin",
+                quota: Quota::per_minute(limits.admin_per_minute),
+            },
+            Some(claims) => Self {
+                key: format!("user:{}", claims.sub),
+                tier: "customer",
+                quota: Quota::per_minute(limits.customer_per_minute),
+            },
+            None => Self {
+                key: format!("address:{address}"),
+                tier: "anonymous",
+                quota: Quota::per_minute(limits.anonymous_per_minute),
+            },
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Choosing the instance: canary weights, sticky users, blue/green by header, health,
+//! and reloading the route table under load.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use gateway::{Config, Instance, Upstream, UpstreamUrl};
+use platform::shutdown::Shutdown;
+
+use crate::{TestGateway, named_echo, serve};
+
+fn instance(address: SocketAddr, weight: u32, track: &str) -> Instance {
+    Instance {
+        url: UpstreamUrl::from_addr(address),
+        weight,
+        track: track.to_owned(),
+    }
+}
+
+/// A gateway routing `/api/shop` to `instances`, without rate limits (these tests send
+/// thousands of requests from one address).
+async fn gateway_over(instances: Vec<Instance>) -> TestGateway {
+    let mut config = Config::default();
+    config.rate_limit.enabled = false;
+    config.upstreams.insert(
+        "shop".to_owned(),
+        Upstream {
+            instances,
+            max_in_flight: None,
+        },
+    );
+    TestGateway::with(config).await
+}
+
+/// Sends `count` GETs, 32 at a time; how many each upstream answered.
+async fn tally(
+    gateway: &TestGateway,
+    count: usize,
+    headers: &[(&str, &str)],
+) -> BTreeMap<String, usize> {
+    use futures_util::StreamExt as _;
+    let answers: Vec<(u16, Option<String>)> = futures_util::stream::iter(0..count)
+        .map(|_| gateway.get("/api/shop/thing", headers))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let mut tally = BTreeMap::new();
+    for (status, upstream) in answers {
+        assert_eq!(status, 201, "every request is answered");
+        *tally
+            .entry(upstream.expect("an upstream answered"))
+            .or_default() += 1;
+    }
+    tally
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_gets_its_weight_within_two_percent_over_ten_thousand_requests() {
+    let (stable_a, _a) = serve(named_echo("stable")).await;
+    let (stable_b, _b) = serve(named_echo("stable")).await;
+    let (canary, _c) = serve(named_echo("canary")).await;
+    let gateway = gateway_over(vec![
+        instance(stable_a, 40, "stable"),
+        instance(stable_b, 40, "stable"),
+        instance(canary, 20, "canary"),
+    ])
+    .await;
+    let tally = tally(&gateway, 10_000, &[]).await;
+    let share = tally.get("canary").copied().unwrap_or_default() as f64 / 10_000.0;
+    assert!(
+        (0.18..=0.22).contains(&share),
+        "the canary got {share}: {tally:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_user_stays_on_one_release() {
+    let (stable, _a) = serve(named_echo("stable")).await;
+    let (canary, _c) = serve(named_echo("canary")).await;
+    let gateway = gateway_over(vec![
+        instance(stable, 50, "stable"),
+        instance(canary, 50, "canary"),
+    ])
+    .await;
+    let mut releases = BTreeMap::new();
+    for user in 0..16 {
+        let token = format!(
+            "Bearer {}",
+            gateway.issuer.customer(&format!("user-{user}"))
+        );
+        let seen = tally(&gateway, 20, &[("authorization", &token)]).await;
+        assert_eq!(
+            seen.len(),
+            1,
+            "user {user} flapped between releases: {seen:?}"
+        );
+        *releases
+            .entry(seen.into_keys().next().expect("one"))
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        releases.len(),
+        2,
+        "users are spread over both releases: {releases:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_by_header_or_cookie() {
+    let (blue, _b) = serve(named_echo("blue")).await;
+    let (green, _g) = serve(named_echo("green")).await;
+    let gateway = gateway_over(vec![instance(blue, 1, "blue"), instance(green, 0, "green")]).await;
+    assert_eq!(
+        tally(&gateway, 50, &[])
+            .await
+            .into_keys()
+            .collect::<Vec<_>>(),
+        ["blue"]
+    );
+    let asked = tally(&gateway, 50, &[("x-bazaar-track", "green")]).await;
+    assert_eq!(asked.into_keys().collect::<Vec<_>>(), ["green"]);
+    let cookie = tally(
+        &gateway,
+        50,
+        &[("cookie", "theme=dark; bazaar-track=green")],
+    )
+    .await;
+    assert_eq!(cookie.into_keys().collect::<Vec<_>>(), ["green"]);
+    let unknown = tally(&gateway, 20, &[("x-bazaar-track", "purple")]).await;
+    assert_eq!(
+        unknown.into_keys().collect::<Vec<_>>(),
+        ["blue"],
+        "an unknown track gets the default"
+    );
+}
+
+/// An upstream whose readiness can be switched off.
+fn switchable(name: &'static str, ready: Arc<AtomicBool>) -> Router {
+    named_echo(name).route(
+        "/health/ready",
+        get(move || {
+            let ready = ready.load(Ordering::SeqCst);
+            async move {
+                if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_failing_its_health_check_gets_no_traffic_until_it_recovers() {
+    let a_ready = Arc::new(AtomicBool::new(true));
+    let (a, _a) = serve(switchable("a", Arc::clone(&a_ready))).await;
+    let (b, _b) = serve(switchable("b", Arc::new(AtomicBool::new(true)))).await;
+    let mut config = Config::default();
+    config.rate_limit.enabled = false;
+    // Checks are driven by the test.
+    config.health.interval_ms = 0;
+    config.upstreams.insert(
+        "shop".to_owned(),
+        Upstream {
+            instances: vec![instance(a, 1, "stable"), instance(b, 1, "stable")],
+            max_in_flight: None,
+        },
+    );
+    let gateway = TestGateway::with(config).await;
+    assert_eq!(tally(&gateway, 100, &[]).await.len(), 2);
+    a_ready.store(false, Ordering::SeqCst);
+    gateway.handle.check_health().await;
+    assert_eq!(
+        tally(&gateway, 100, &[])
+            .await
+            .into_keys()
+            .collect::<Vec<_>>(),
+        ["b"]
+    );
+    a_ready.store(true, Ordering::SeqCst);
+    gateway.handle.check_health().await;
+    assert_eq!(tally(&gateway, 100, &[]).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instance_is_routed_around_without_failing_a_request() {
+    let (alive, _a) = serve(named_echo("alive")).await;
+    let (dead, stop) = serve(named_echo("dead")).await;
+    stop.trigger();
+    // Wait until the stopped server's port refuses connections.
+    while tokio::net::TcpStream::connect(dead).await.is_ok() {
+        tokio::task::yield_now().await;
+    }
+    let mut config = Config::default();
+    config.rate_limit.enabled = false;
+    config.health.interval_ms = 0;
+    config.upstreams.insert(
+        "shop".to_owned(),
+        Upstream {
+            instances: vec![instance(alive, 1, "stable"), instance(dead, 1, "stable")],
+            max_in_flight: None,
+        },
+    );
+    let gateway = TestGateway::with(config).await;
+    // POSTs without an idempotency key too: a refused connection carried nothing.
+    for _ in 0..50 {
+        let response = gateway
+            .client
+            .post(gateway.url("/api/shop/x"))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status().as_u16(), 201);
+        assert_eq!(response.headers()["x-upstream"], "alive");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_table_reloads_under_load_without_a_failed_request() {
+    let (blue, _b) = serve(named_echo("blue")).await;
+    let (green, _g) = serve(named_echo("green")).await;
+    let folder = tempfile::tempdir().expect("a folder");
+    let file = folder.path().join("routes.toml");
+    let routes = |track: &str| {
+        format!(
+            "[upstreams.shop]\ninstances = [\n  {{ url = \"http://{blue}\", track = \"blue\", weight = {} }},\n  {{ url = \"http://{green}\", track = \"green\", weight = {} }},\n]\n",
+            u32::from(track == "blue"),
+            u32::from(track == "green"),
+        )
+    };
+    std::fs::write(&file, routes("blue")).expect("written");
+    let mut config = Config::default();
+    config.rate_limit.enabled = false;
+    config.routes_file = Some(file.clone());
+    let gateway = Arc::new(TestGateway::with(config).await);
+
+    let stop = Shutdown::new();
+    let load = (0..8).map(|_| {
+        let gateway = Arc::clone(&gateway);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seen = BTreeMap::<String, usize>::new();
+            while !stop.is_triggered() {
+                let (status, upstream) = gateway.get("/api/shop/x", &[]).await;
+                let key = if status == 201 {
+                    upstream.unwrap_or_default()
+                } else {
+                    format!("status {status}")
+                };
+                *seen.entry(key).or_default() += 1;
+            }
+            seen
+        })
+    });
+    let load: Vec<_> = load.collect();
+    tokio::task::yield_now().await;
+
+    // Switch to green by rewriting the file, as an operator would (write, then rename,
+    // so the gateway never reads half a file); the watcher picks it up.
+    let staged = folder.path().join("routes.toml.new");
+    std::fs::write(&staged, routes("green")).expect("written");
+    std::fs::rename(&staged, &file).expect("renamed");
+    let switched = async {
+        loop {
+            let (_, upstream) = gateway.get("/api/shop/x", &[]).await;
+            if upstream.as_deref() == Some("green") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), switched)
+        .await
+        .expect("the watcher loads the new routes file");
+    // A broken file is refused; green stays.
+    std::fs::write(&file, "[upstreams.shop]\ninstances = []\n").expect("written");
+    assert!(gateway.handle.reload().is_err());
+    stop.trigger();
+
+    let mut total = BTreeMap::<String, usize>::new();
+    for task in load {
+        for (key, count) in task.await.expect("no panic") {
+            *total.entry(key).or_default() += count;
+        }
+    }
+    assert!(
+        total.keys().all(|key| key == "blue" || key == "green"),
+        "failed requests: {total:?}"
+    );
+    assert_eq!(
+        gateway.get("/api/shop/x", &[]).await.1.as_deref(),
+        Some("green")
+    );
+}
