@@ -135,6 +135,12 @@ fn validate_manifests() -> anyhow::Result<()> {
         std::fs::write(&file, output.stdout)?;
         files.push(file.to_string_lossy().into_owned());
     }
+    // Applied on their own with `kubectl apply -f` during a release.
+    files.push(
+        root.join("deploy/k8s/canary/routes.yaml")
+            .to_string_lossy()
+            .into_owned(),
+    );
     let mut args = vec!["-k", KUBERNETES_VERSION, "--strict"];
     args.extend(files.iter().map(String::as_str));
     run(&validator.to_string_lossy(), &args)

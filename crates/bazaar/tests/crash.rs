@@ -8,9 +8,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+mod common;
 
-const PASSWORD: &str = "correct horse battery staple";
+use common::{call, mug, sign_up, until_ended, verify_until_clean};
+use serde_json::json;
+
 const ROUNDS: usize = 6;
 const BUYERS: usize = 4;
 
@@ -54,57 +56,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-struct Buyer {
-    token: String,
-    card: String,
-}
-
-/// A request that may fail because the process was just killed.
-async fn call(request: reqwest::RequestBuilder) -> Option<(u16, Value)> {
-    let response = request.send().await.ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.json().await.unwrap_or(Value::Null)))
-}
-
-async fn sign_up(client: &reqwest::Client, gateway: &str, n: usize) -> Buyer {
-    let email = format!("buyer{n}@example.com");
-    let url = |path: &str| format!("http://{gateway}{path}");
-    let body = json!({"email": email, "password": PASSWORD});
-    let registered = client
-        .post(url("/api/identity/register"))
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(registered.status().as_u16(), 201);
-    let tokens: Value = client
-        .post(url("/api/identity/token"))
-        .json(&body)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
-    let token = tokens["access_token"].as_str().expect("a token").to_owned();
-    let card =
-        json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"});
-    let card: Value = client
-        .post(url("/api/payments/methods"))
-        .bearer_auth(&token)
-        .json(&card)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
-    Buyer {
-        token,
-        card: card["token"].as_str().expect("a card").to_owned(),
     }
 }
 
@@ -181,18 +132,7 @@ async fn orders_survive_sigkill_mid_checkout(distributed: bool) {
         .build()
         .expect("a client");
     let mut process = Process::start(&config);
-    let mug: Value = client
-        .get(format!(
-            "http://{}/api/catalog/products/enamel-camp-mug",
-            process.gateway
-        ))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
-    let mug = mug["id"].as_str().expect("an id").to_owned();
+    let mug = mug(&client, &process.gateway).await;
     let mut buyers = Vec::new();
     for n in 0..BUYERS {
         buyers.push(sign_up(&client, &process.gateway, n).await);
@@ -233,60 +173,14 @@ async fn orders_survive_sigkill_mid_checkout(distributed: bool) {
     }
 
     // After the last restart, every order placed must reach an end.
-    let gateway = process.gateway.clone();
     let mut ends: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for (n, order_id) in &placed {
-        let path = format!("http://{gateway}/api/orders/{order_id}");
-        let mut last = Value::Null;
-        for _ in 0..600 {
-            let order: Value = client
-                .get(&path)
-                .bearer_auth(&buyers[*n].token)
-                .send()
-                .await
-                .expect("answers")
-                .json()
-                .await
-                .expect("JSON");
-            if ["confirmed", "rejected", "cancelled"]
-                .iter()
-                .any(|end| order["status"] == *end)
-            {
-                last = order;
-                break;
-            }
-            last = order;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            ["confirmed", "rejected", "cancelled"]
-                .iter()
-                .any(|end| last["status"] == *end),
-            "order {order_id} is stuck: {last:#}"
-        );
-        *ends.entry(last["status"].to_string()).or_default() += 1;
+        let order = until_ended(&client, &process.gateway, &buyers[*n], order_id).await;
+        *ends.entry(order["status"].to_string()).or_default() += 1;
     }
     assert!(!placed.is_empty(), "no order was placed between the kills");
 
     // The audit also wants each confirmation emailed once. A confirmation whose event the
     // killed process had claimed in its outbox waits for the claim to run out (10 s).
-    let mut report = String::new();
-    for _ in 0..400 {
-        let verify = Command::new(env!("CARGO_BIN_EXE_bazaar"))
-            .args(["--config", config.to_str().expect("UTF-8"), "verify"])
-            .output()
-            .expect("bazaar verify runs");
-        report = String::from_utf8_lossy(&verify.stdout).into_owned();
-        if verify.status.success() {
-            return;
-        }
-        assert_eq!(
-            verify.status.code(),
-            Some(1),
-            "{report}{}",
-            String::from_utf8_lossy(&verify.stderr)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the audit never came back clean ({ends:?}):\n{report}");
+    verify_until_clean(&config, &format!("{ends:?}")).await;
 }

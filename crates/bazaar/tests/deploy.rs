@@ -63,3 +63,46 @@ fn kubernetes_deploys_every_service_and_nothing_else() {
         assert_eq!(deployments(overlay), services(), "overlay {overlay}");
     }
 }
+
+/// The `routes.toml` held by a ConfigMap manifest: the indented block under its key.
+fn routes_in(manifest: &str) -> String {
+    let text = std::fs::read_to_string(root().join(manifest)).expect("the manifest");
+    let mut lines = text
+        .lines()
+        .skip_while(|line| line.trim() != "routes.toml: |");
+    lines.next().expect("a routes.toml key");
+    lines
+        .take_while(|line| line.starts_with("    ") || line.trim().is_empty())
+        .map(|line| line.strip_prefix("    ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The route tables shipped for Kubernetes are ones the gateway accepts, and the
+/// canary's sends traffic to the canary's Service.
+#[test]
+fn the_shipped_route_tables_load() {
+    for manifest in [
+        "deploy/k8s/base/gateway/routes.yaml",
+        "deploy/k8s/canary/routes.yaml",
+    ] {
+        let table: gateway::RouteTableConfig = toml::from_str(&routes_in(manifest))
+            .unwrap_or_else(|error| panic!("{manifest}: {error}"));
+        let config = gateway::Config {
+            upstreams: [(
+                "orders".to_owned(),
+                gateway::Upstream::at(([127, 0, 0, 1], 8107).into()),
+            )]
+            .into(),
+            ..gateway::Config::default()
+        };
+        gateway::table::Registry::default()
+            .compile(&config, Some(&table))
+            .unwrap_or_else(|error| panic!("{manifest}: {error}"));
+    }
+    let canary: gateway::RouteTableConfig =
+        toml::from_str(&routes_in("deploy/k8s/canary/routes.yaml")).expect("valid");
+    let orders = &canary.upstreams["orders"].instances;
+    assert!(orders.iter().any(|instance| instance.track == "canary"
+        && instance.url.to_string() == "http://orders-canary:8107"));
+}

@@ -51,6 +51,23 @@ fn named_echo(name: &'static str) -> Router {
     ))
 }
 
+/// A gateway configuration routing `/api/shop` to `instances`, without rate limits
+/// (these tests send many requests from one address) and with health checks driven
+/// by the test.
+fn shop_config(instances: Vec<gateway::Instance>) -> Config {
+    let mut config = Config::default();
+    config.rate_limit.enabled = false;
+    config.health.interval_ms = 0;
+    config.upstreams.insert(
+        "shop".to_owned(),
+        Upstream {
+            instances,
+            max_in_flight: None,
+        },
+    );
+    config
+}
+
 /// A gateway under test, with a client and the issuer of the tokens it accepts.
 struct TestGateway {
     address: SocketAddr,

@@ -10,7 +10,7 @@ use axum::routing::any;
 use gateway::{Config, Instance, Upstream, UpstreamUrl};
 use serde_json::Value;
 
-use crate::{TestGateway, problem, serve};
+use crate::{TestGateway, problem, serve, shop_config};
 
 /// An upstream that counts requests and answers 503 while `failing` is set.
 fn flaky(hits: Arc<AtomicUsize>, failing: Arc<AtomicBool>) -> Router {
@@ -48,20 +48,12 @@ fn held_upstream() -> (Router, Arc<tokio::sync::Semaphore>, Arc<AtomicUsize>) {
 }
 
 fn config_over(instances: &[SocketAddr]) -> Config {
-    let mut config = Config::default();
-    config.rate_limit.enabled = false;
-    config.health.interval_ms = 0;
-    config.upstreams.insert(
-        "shop".to_owned(),
-        Upstream {
-            instances: instances
-                .iter()
-                .map(|address| Instance::stable(UpstreamUrl::from_addr(*address)))
-                .collect(),
-            max_in_flight: None,
-        },
-    );
-    config
+    shop_config(
+        instances
+            .iter()
+            .map(|address| Instance::stable(UpstreamUrl::from_addr(*address)))
+            .collect(),
+    )
 }
 
 async fn metric(gateway: &TestGateway, line_start: &str) -> Option<String> {

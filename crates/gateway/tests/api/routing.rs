@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use gateway::{Config, Instance, Upstream, UpstreamUrl};
+use gateway::{Config, Instance, UpstreamUrl};
 use platform::shutdown::Shutdown;
 
-use crate::{TestGateway, named_echo, serve};
+use crate::{TestGateway, named_echo, serve, shop_config};
 
 fn instance(address: SocketAddr, weight: u32, track: &str) -> Instance {
     Instance {
@@ -22,19 +22,9 @@ fn instance(address: SocketAddr, weight: u32, track: &str) -> Instance {
     }
 }
 
-/// A gateway routing `/api/shop` to `instances`, without rate limits (these tests send
-/// thousands of requests from one address).
+/// A gateway routing `/api/shop` to `instances`.
 async fn gateway_over(instances: Vec<Instance>) -> TestGateway {
-    let mut config = Config::default();
-    config.rate_limit.enabled = false;
-    config.upstreams.insert(
-        "shop".to_owned(),
-        Upstream {
-            instances,
-            max_in_flight: None,
-        },
-    );
-    TestGateway::with(config).await
+    TestGateway::with(shop_config(instances)).await
 }
 
 /// Sends `count` GETs, 32 at a time; how many each upstream answered.
@@ -161,18 +151,11 @@ async fn an_instance_failing_its_health_check_gets_no_traffic_until_it_recovers(
     let a_ready = Arc::new(AtomicBool::new(true));
     let (a, _a) = serve(switchable("a", Arc::clone(&a_ready))).await;
     let (b, _b) = serve(switchable("b", Arc::new(AtomicBool::new(true)))).await;
-    let mut config = Config::default();
-    config.rate_limit.enabled = false;
-    // Checks are driven by the test.
-    config.health.interval_ms = 0;
-    config.upstreams.insert(
-        "shop".to_owned(),
-        Upstream {
-            instances: vec![instance(a, 1, "stable"), instance(b, 1, "stable")],
-            max_in_flight: None,
-        },
-    );
-    let gateway = TestGateway::with(config).await;
+    let gateway = TestGateway::with(shop_config(vec![
+        instance(a, 1, "stable"),
+        instance(b, 1, "stable"),
+    ]))
+    .await;
     assert_eq!(tally(&gateway, 100, &[]).await.len(), 2);
     a_ready.store(false, Ordering::SeqCst);
     gateway.handle.check_health().await;
@@ -197,17 +180,11 @@ async fn a_dead_instance_is_routed_around_without_failing_a_request() {
     while tokio::net::TcpStream::connect(dead).await.is_ok() {
         tokio::task::yield_now().await;
     }
-    let mut config = Config::default();
-    config.rate_limit.enabled = false;
-    config.health.interval_ms = 0;
-    config.upstreams.insert(
-        "shop".to_owned(),
-        Upstream {
-            instances: vec![instance(alive, 1, "stable"), instance(dead, 1, "stable")],
-            max_in_flight: None,
-        },
-    );
-    let gateway = TestGateway::with(config).await;
+    let gateway = TestGateway::with(shop_config(vec![
+        instance(alive, 1, "stable"),
+        instance(dead, 1, "stable"),
+    ]))
+    .await;
     // POSTs without an idempotency key too: a refused connection carried nothing.
     for _ in 0..50 {
         let response = gateway
