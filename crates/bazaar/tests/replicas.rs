@@ -8,13 +8,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Buyer, call, mug, sign_up, until_ended, verify_until_clean};
+use common::{Buyer, Replica, call, mug, sign_up, until_ended, verify_until_clean};
 use serde_json::{Value, json};
 
 const BUYERS: usize = 6;
@@ -22,122 +19,6 @@ const BUYERS: usize = 6;
 const CHECKOUTS_EACH: usize = 3;
 /// Replicas killed (and restarted) while shoppers shop: each of the six twice.
 const KILLS: usize = 12;
-
-/// One `bazaar serve <service>` process, restartable on the same address.
-struct Replica {
-    label: String,
-    service: &'static str,
-    address: SocketAddr,
-    config: PathBuf,
-    env: Vec<(String, String)>,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Replica {
-    fn new(
-        label: &str,
-        service: &'static str,
-        config: &Path,
-        logs: &Path,
-        env: &[(&str, String)],
-    ) -> Self {
-        let address = free_address();
-        let mut env: Vec<(String, String)> = env
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone()))
-            .collect();
-        env.push((
-            format!("BAZAAR__{}__LISTEN", service.to_uppercase()),
-            address.to_string(),
-        ));
-        Self {
-            label: label.to_owned(),
-            service,
-            address,
-            config: config.to_owned(),
-            env,
-            log: logs.join(format!("{label}.log")),
-            child: None,
-        }
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("a log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
-            .args([
-                "--config",
-                self.config.to_str().expect("UTF-8"),
-                "serve",
-                self.service,
-            ])
-            .envs(
-                self.env
-                    .iter()
-                    .map(|(key, value)| (key.as_str(), value.as_str())),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("bazaar starts");
-        self.child = Some(child);
-    }
-
-    /// Waits until the process answers ready, failing loudly if it exits or takes more
-    /// than a minute.
-    async fn ready(&mut self, client: &reqwest::Client) {
-        let url = format!("http://{}/health/ready", self.address);
-        for _ in 0..600 {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|child| child.try_wait().ok().flatten())
-            {
-                panic!("{} exited with {status}:\n{}", self.label, self.log_tail());
-            }
-            if let Ok(response) = client.get(&url).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{} never became ready:\n{}", self.label, self.log_tail());
-    }
-
-    /// SIGKILL: no drain, no flush, no goodbye.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("killed");
-            child.wait().expect("reaped");
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    listener.local_addr().expect("bound")
-}
 
 /// The shop's processes, by label.
 struct Shop {

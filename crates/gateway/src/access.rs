@@ -8,7 +8,7 @@
 //! [`CACHE_FOR`] plus the verifier's key refresh.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use contracts::identity::{AccessClaims, Role};
@@ -25,7 +25,7 @@ const CACHE_SIZE: usize = 10_000;
 /// Verifies tokens, remembering recent verdicts.
 pub struct Tokens {
     verifier: Verifier,
-    cache: Mutex<HashMap<String, (AccessClaims, Instant)>>,
+    cache: Mutex<HashMap<String, (Arc<AccessClaims>, Instant)>>,
 }
 
 impl Tokens {
@@ -38,7 +38,7 @@ impl Tokens {
     }
 
     /// The token's claims if it is valid now.
-    pub async fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
         let now = Instant::now();
         let unexpired = |claims: &AccessClaims| {
             u64::try_from(platform::clock::now_secs()).is_ok_and(|secs| secs < claims.exp)
@@ -47,18 +47,18 @@ impl Tokens {
             && now < *until
             && unexpired(claims)
         {
-            return Ok(claims.clone());
+            return Ok(Arc::clone(claims));
         }
-        let claims = self.verifier.verify(token).await?;
+        let claims = Arc::new(self.verifier.verify(token).await?);
         let mut cache = self.lock();
         if cache.len() >= CACHE_SIZE {
             cache.clear();
         }
-        cache.insert(token.to_owned(), (claims.clone(), now + CACHE_FOR));
+        cache.insert(token.to_owned(), (Arc::clone(&claims), now + CACHE_FOR));
         Ok(claims)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AccessClaims, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<AccessClaims>, Instant)>> {
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -100,6 +100,10 @@ impl Gateway {
     /// file cannot be read or names an upstream it does not define, or if the rate
     /// limit store cannot be reached.
     pub async fn new(config: &Config, verifier: Verifier) -> anyhow::Result<Self> {
+        if config.metrics {
+            // Metric handles are registered with the table: the recorder must exist first.
+            platform::telemetry::metrics();
+        }
         let registry = Registry::default();
         let loaded = config.routes_file.as_deref().and_then(stamp);
         let file = read_routes_file(config)?;

@@ -28,7 +28,7 @@ use crate::access::Client;
 use crate::breaker::{Admission, State as BreakerState};
 use crate::ratelimit::Decision;
 use crate::retry::is_idempotent;
-use crate::table::{CompiledRoute, Endpoint, Pool};
+use crate::table::{CompiledRoute, Endpoint};
 
 /// The W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -90,11 +90,11 @@ impl Shared {
                 None => return Err(Problem::from(AuthError::Missing).into_response()),
             }
         }
-        let claims: Option<AccessClaims> = claims.and_then(Result::ok);
+        let claims: Option<Arc<AccessClaims>> = claims.and_then(Result::ok);
         let client_address =
             platform::net::client_address(peer, &parts.headers, &self.config.trusted_proxies);
         if let Some(limiter) = &self.limiter {
-            let client = Client::of(claims.as_ref(), client_address, &self.config.rate_limit);
+            let client = Client::of(claims.as_deref(), client_address, &self.config.rate_limit);
             if let Decision::Deny(wait) = limiter.check(&client.key, client.quota).await {
                 self.count("gateway_rate_limited_total", "tier", client.tier);
                 return Err(Problem::too_many_requests(
@@ -215,7 +215,9 @@ impl Shared {
             let now = Instant::now();
             let succeeded = !outcome.is_failure();
             let state = pool.breaker.record(now, succeeded);
-            self.observe_attempt(pool, &outcome, state, now - started);
+            if let Some(meter) = &pool.meter {
+                meter.observe(outcome.label(), state as u8, now - started);
+            }
             if endpoint.record(
                 succeeded,
                 now,
@@ -234,7 +236,9 @@ impl Shared {
             if !may_retry {
                 return outcome.into_response(&pool.name, route.timeout);
             }
-            self.count("gateway_retries_total", "upstream", &pool.name);
+            if let Some(meter) = &pool.meter {
+                meter.retries.increment(1);
+            }
             tried.push(endpoint);
         }
     }
@@ -283,25 +287,6 @@ impl Shared {
         }
     }
 
-    fn observe_attempt(&self, pool: &Pool, outcome: &Outcome, state: BreakerState, took: Duration) {
-        if !self.config.metrics {
-            return;
-        }
-        let outcome = match outcome {
-            Outcome::Answered(_) => "answered",
-            Outcome::Failed(_) => "failed",
-            Outcome::Unreachable { .. } => "unreachable",
-            Outcome::TimedOut => "timeout",
-        };
-        let upstream = pool.name.clone();
-        metrics::counter!("gateway_upstream_requests_total", "upstream" => upstream.clone(), "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("gateway_upstream_duration_seconds", "upstream" => upstream.clone())
-            .record(took.as_secs_f64());
-        metrics::gauge!("gateway_breaker_state", "upstream" => upstream)
-            .set(f64::from(state as u8));
-    }
-
     fn count(&self, name: &'static str, label: &'static str, value: &str) {
         if self.config.metrics {
             metrics::counter!(name, label => value.to_owned()).increment(1);
@@ -333,6 +318,16 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// Its name in metrics.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Answered(_) => "answered",
+            Self::Failed(_) => "failed",
+            Self::Unreachable { .. } => "unreachable",
+            Self::TimedOut => "timeout",
+        }
+    }
+
     fn is_failure(&self) -> bool {
         !matches!(self, Self::Answered(_))
     }

@@ -128,6 +128,50 @@ pub struct Pool {
     pub breaker: Arc<Breaker>,
     /// Its own limit on requests in flight, if it has one.
     pub bulkhead: Option<Arc<Semaphore>>,
+    /// Its metrics, when the gateway records them.
+    pub meter: Option<PoolMeter>,
+}
+
+/// An upstream's metrics, registered once per table rather than looked up by name on
+/// every request.
+#[derive(Debug)]
+pub struct PoolMeter {
+    outcomes: [(&'static str, metrics::Counter); 4],
+    duration: metrics::Histogram,
+    breaker: metrics::Gauge,
+    /// Retries sent.
+    pub retries: metrics::Counter,
+}
+
+impl PoolMeter {
+    fn new(upstream: &str) -> Self {
+        let counter = |outcome: &'static str| {
+            (
+                outcome,
+                metrics::counter!("gateway_upstream_requests_total", "upstream" => upstream.to_owned(), "outcome" => outcome),
+            )
+        };
+        Self {
+            outcomes: [
+                counter("answered"),
+                counter("failed"),
+                counter("unreachable"),
+                counter("timeout"),
+            ],
+            duration: metrics::histogram!("gateway_upstream_duration_seconds", "upstream" => upstream.to_owned()),
+            breaker: metrics::gauge!("gateway_breaker_state", "upstream" => upstream.to_owned()),
+            retries: metrics::counter!("gateway_retries_total", "upstream" => upstream.to_owned()),
+        }
+    }
+
+    /// Records one attempt: how it ended, how long it took, and the breaker after it.
+    pub fn observe(&self, outcome: &str, breaker: u8, took: Duration) {
+        if let Some((_, counter)) = self.outcomes.iter().find(|(name, _)| *name == outcome) {
+            counter.increment(1);
+        }
+        self.duration.record(took.as_secs_f64());
+        self.breaker.set(f64::from(breaker));
+    }
 }
 
 impl Pool {
@@ -406,6 +450,7 @@ impl Registry {
             tracks,
             breaker,
             bulkhead,
+            meter: config.metrics.then(|| PoolMeter::new(name)),
         }
     }
 

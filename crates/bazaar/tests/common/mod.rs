@@ -3,8 +3,9 @@
 
 #![allow(dead_code, reason = "each test binary uses its own subset")]
 
-use std::path::Path;
-use std::process::Command;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -130,4 +131,120 @@ pub(crate) async fn verify_until_clean(config: &Path, context: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the audit never came back clean ({context}):\n{report}");
+}
+
+/// One `bazaar serve <service>` process, restartable on the same address.
+pub(crate) struct Replica {
+    label: String,
+    service: &'static str,
+    pub(crate) address: SocketAddr,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Replica {
+    pub(crate) fn new(
+        label: &str,
+        service: &'static str,
+        config: &Path,
+        logs: &Path,
+        env: &[(&str, String)],
+    ) -> Self {
+        let address = free_address();
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        env.push((
+            format!("BAZAAR__{}__LISTEN", service.to_uppercase()),
+            address.to_string(),
+        ));
+        Self {
+            label: label.to_owned(),
+            service,
+            address,
+            config: config.to_owned(),
+            env,
+            log: logs.join(format!("{label}.log")),
+            child: None,
+        }
+    }
+
+    pub(crate) fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("a log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+            .args([
+                "--config",
+                self.config.to_str().expect("UTF-8"),
+                "serve",
+                self.service,
+            ])
+            .envs(
+                self.env
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str())),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("bazaar starts");
+        self.child = Some(child);
+    }
+
+    /// Waits until the process answers ready, failing loudly if it exits or takes more
+    /// than a minute.
+    pub(crate) async fn ready(&mut self, client: &reqwest::Client) {
+        let url = format!("http://{}/health/ready", self.address);
+        for _ in 0..600 {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
+                panic!("{} exited with {status}:\n{}", self.label, self.log_tail());
+            }
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{} never became ready:\n{}", self.label, self.log_tail());
+    }
+
+    /// SIGKILL: no drain, no flush, no goodbye.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("killed");
+            child.wait().expect("reaped");
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub(crate) fn free_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    listener.local_addr().expect("bound")
 }
