@@ -8,11 +8,13 @@ use anyhow::Context as _;
 use crate::{run, workspace_root};
 
 /// Format check, lints with warnings denied, the Kubernetes manifests against the
-/// API's schemas, then every test of every crate.
+/// API's schemas, the Prometheus configuration, rules and rule tests, then every test
+/// of every crate.
 pub(crate) fn pipeline() -> anyhow::Result<()> {
     install_missing_servers();
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     validate_manifests()?;
+    check_observability()?;
     run(
         "cargo",
         &[
@@ -144,6 +146,85 @@ fn validate_manifests() -> anyhow::Result<()> {
     let mut args = vec!["-k", KUBERNETES_VERSION, "--strict"];
     args.extend(files.iter().map(String::as_str));
     run(&validator.to_string_lossy(), &args)
+}
+
+/// Where promtool is once installed: Debian's package `prometheus` puts it in /usr/bin.
+const PROMTOOL: &[&str] = &["/usr/bin/promtool", "/usr/local/bin/promtool"];
+
+/// Checks `deploy/observability` with promtool (Debian package `prometheus`, installed
+/// when missing): both Prometheus configurations with the rule files they load, every
+/// rule file in `rules/`, and the rules' unit tests in `tests/`.
+fn check_observability() -> anyhow::Result<()> {
+    /// The `.yaml` files of `dir` (relative to the workspace root), sorted, as paths
+    /// relative to the root: the shell's `dir/*.yaml`.
+    fn yaml_files(dir: &str) -> anyhow::Result<Vec<String>> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(workspace_root().join(dir))
+            .with_context(|| format!("reading {dir}"))?
+        {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".yaml") {
+                files.push(format!("{dir}/{name}"));
+            }
+        }
+        files.sort();
+        anyhow::ensure!(!files.is_empty(), "no .yaml file in {dir}");
+        Ok(files)
+    }
+
+    let wanted: [(&str, &[&str]); 1] = [("prometheus", PROMTOOL)];
+    install_missing(&wanted)?;
+    let promtool = find_installed(PROMTOOL).context("promtool is not installed")?;
+    let dir = "deploy/observability";
+
+    let compose = format!("{dir}/prometheus.yaml");
+    run(promtool, &["check", "config", &compose])?;
+
+    // Debian builds promtool without Kubernetes service discovery: its `check config`
+    // refuses `kubernetes_sd_configs` as an unknown field, and that alone is forgiven
+    // (an upstream promtool checks the whole file). The rule files it loads are the ones
+    // checked below.
+    let kubernetes = format!("{dir}/prometheus-kubernetes.yaml");
+    eprintln!("$ {promtool} check config {kubernetes}");
+    let output = Command::new(promtool)
+        .args(["check", "config", &kubernetes])
+        .current_dir(workspace_root())
+        .output()
+        .context("running promtool")?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprint!("{said}");
+    if !output.status.success() {
+        let unsupported = "field kubernetes_sd_configs not found in type config.ScrapeConfig";
+        let only_unsupported = said.contains(unsupported)
+            && said
+                .lines()
+                .filter(|line| line.trim_start().starts_with("line "))
+                .all(|line| line.contains(unsupported));
+        anyhow::ensure!(
+            only_unsupported,
+            "`{promtool} check config {kubernetes}` failed with {}",
+            output.status
+        );
+        eprintln!(
+            "xtask: {kubernetes}: this promtool has no Kubernetes service discovery \
+             (Debian's is built without it), so only its rule files are checked"
+        );
+    }
+
+    let rules = yaml_files(&format!("{dir}/rules"))?;
+    let mut args = vec!["check", "rules"];
+    args.extend(rules.iter().map(String::as_str));
+    run(promtool, &args)?;
+
+    let tests = yaml_files(&format!("{dir}/tests"))?;
+    let mut args = vec!["test", "rules"];
+    args.extend(tests.iter().map(String::as_str));
+    run(promtool, &args)
 }
 
 /// Runs every test, echoing the output, and closes with one line totalling all the test

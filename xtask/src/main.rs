@@ -1,7 +1,8 @@
 //! Bazaar's automation, in Rust so that it runs wherever cargo does.
 //!
 //! - `cargo xtask ci`: exactly what CI runs: format check, the Kubernetes manifests
-//!   against the API's schemas, clippy with warnings denied, and the whole test suite
+//!   against the API's schemas, the Prometheus configuration, alerting rules and their
+//!   unit tests (promtool), clippy with warnings denied, and the whole test suite
 //!   (SQLite and PostgreSQL).
 //! - `cargo xtask bench startup`: time to ready and idle memory of `bazaar up`.
 //! - `cargo xtask bench bus`: the event backbone's throughput and latency on both

@@ -162,12 +162,14 @@ fn probe(url: &str) -> anyhow::Result<()> {
 }
 
 fn run(config: &Config, services: &[ServiceName]) -> anyhow::Result<()> {
-    platform::telemetry::init_logs(&config.log)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(async {
             let started = Instant::now();
+            // Inside the runtime: the trace exporter's client lives there. Dropped last,
+            // it exports the spans still queued.
+            let _tracing = platform::telemetry::init_logs(&config.log)?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_os_signal();
             let shop = Shop::start(config, services, shutdown).await?;

@@ -94,6 +94,8 @@ fn config_prints_the_effective_configuration_with_secrets_redacted() {
                 "postgres://shop:hunter2@db:5432/catalog",
             ),
             ("BAZAAR__GATEWAY__LISTEN", "0.0.0.0:9090"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_SERVICE_NAME", "shop-eu"),
         ],
     );
     assert!(output.status.success(), "{output:?}");
@@ -104,6 +106,12 @@ fn config_prints_the_effective_configuration_with_secrets_redacted() {
     );
     assert!(!printed.contains("hunter2"), "{printed}");
     assert!(printed.contains("listen = \"0.0.0.0:9090\""), "{printed}");
+    // The standard OpenTelemetry variables are honoured.
+    assert!(
+        printed.contains("otlp_endpoint = \"http://collector:4317\""),
+        "{printed}"
+    );
+    assert!(printed.contains("service_name = \"shop-eu\""), "{printed}");
     // Defaults are filled in: the gateway knows where the catalog is.
     assert!(
         printed.contains("catalog = \"http://127.0.0.1:8101\""),

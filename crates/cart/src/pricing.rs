@@ -12,7 +12,7 @@ use contracts::proto::catalog::v1::GetProductsRequest;
 use contracts::proto::catalog::v1::catalog_client::CatalogClient;
 use contracts::proto::inventory::v1::GetAvailabilityRequest;
 use contracts::proto::inventory::v1::inventory_client::InventoryClient;
-use tonic::transport::Channel;
+use platform::grpc::TracedChannel;
 
 use crate::domain::{CustomerId, Line, ProductId};
 
@@ -22,8 +22,8 @@ const IDS_PER_CALL: usize = 100;
 /// Asks the catalog and inventory about products.
 #[derive(Clone, Debug)]
 pub struct Pricing {
-    catalog: CatalogClient<Channel>,
-    inventory: InventoryClient<Channel>,
+    catalog: CatalogClient<TracedChannel>,
+    inventory: InventoryClient<TracedChannel>,
 }
 
 /// What the catalog says of a product now.

@@ -488,11 +488,15 @@ fn prepare_headers(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static("http"),
     );
-    let traceparent = headers
-        .get(TRACEPARENT)
-        .and_then(|value| value.to_str().ok())
-        .and_then(continue_trace)
-        .unwrap_or_else(start_trace);
+    // The gateway's own span when spans are exported; otherwise a new span id under
+    // the caller's trace, or a new trace.
+    let traceparent = platform::telemetry::current_traceparent().unwrap_or_else(|| {
+        headers
+            .get(TRACEPARENT)
+            .and_then(|value| value.to_str().ok())
+            .and_then(continue_trace)
+            .unwrap_or_else(start_trace)
+    });
     headers.insert(
         TRACEPARENT,
         HeaderValue::from_str(&traceparent).expect("hex digits are a valid header"),
@@ -501,24 +505,13 @@ fn prepare_headers(
 
 /// A `traceparent` for a child of the caller's span, if the caller sent a valid one.
 fn continue_trace(traceparent: &str) -> Option<String> {
-    let mut fields = traceparent.split('-');
-    let (version, trace_id, parent_id, flags) = (
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-    );
-    let hex = |text: &str, len| {
-        text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    };
-    let valid = version == "00"
-        && fields.next().is_none()
-        && hex(trace_id, 32)
-        && trace_id.bytes().any(|b| b != b'0')
-        && hex(parent_id, 16)
-        && parent_id.bytes().any(|b| b != b'0')
-        && hex(flags, 2);
-    valid.then(|| format!("00-{trace_id}-{}-{flags}", new_span_id()))
+    let parent = platform::telemetry::parse_traceparent(traceparent)?;
+    Some(format!(
+        "00-{}-{}-{:02x}",
+        parent.trace_id(),
+        new_span_id(),
+        parent.trace_flags().to_u8()
+    ))
 }
 
 /// A `traceparent` starting a new, sampled trace.

@@ -9,7 +9,7 @@ use contracts::proto::cart::v1::GetCartRequest;
 use contracts::proto::cart::v1::cart_client::CartClient;
 use contracts::proto::payments::v1::GetPaymentMethodRequest;
 use contracts::proto::payments::v1::payments_client::PaymentsClient;
-use tonic::transport::Channel;
+use platform::grpc::TracedChannel;
 
 use crate::ops::Basket;
 
@@ -27,8 +27,8 @@ pub enum LookupError {
 /// Clients for the services an order is placed from.
 #[derive(Clone)]
 pub struct Lookups {
-    cart: CartClient<Channel>,
-    payments: PaymentsClient<Channel>,
+    cart: CartClient<TracedChannel>,
+    payments: PaymentsClient<TracedChannel>,
 }
 
 impl Lookups {

@@ -23,8 +23,17 @@ pub const ENV_PREFIX: &str = "BAZAAR__";
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(#[from] Box<figment::Error>);
 
+/// OpenTelemetry's standard environment variables and the settings they fill, in
+/// increasing precedence.
+const OTEL_VARIABLES: [(&str, &str); 3] = [
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "log.otlp_endpoint"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "log.otlp_endpoint"),
+    ("OTEL_SERVICE_NAME", "log.service_name"),
+];
+
 /// Reads the configuration: defaults, then `file` if given (it must exist), then the
-/// `BAZAAR__` environment.
+/// standard `OTEL_*` variables (into the `log` section), then the `BAZAAR__`
+/// environment.
 pub fn load<T>(file: Option<&Path>) -> Result<T, ConfigError>
 where
     T: Default + Serialize + DeserializeOwned,
@@ -38,6 +47,11 @@ where
             )))));
         }
         figment = figment.merge(Toml::file_exact(file));
+    }
+    // The standard OpenTelemetry variables fill the `log` section; `BAZAAR__LOG__*`
+    // still wins.
+    for (variable, key) in OTEL_VARIABLES {
+        figment = figment.merge(Env::raw().only(&[variable]).map(move |_| key.into()));
     }
     figment
         .merge(Env::prefixed(ENV_PREFIX).split("__"))

@@ -10,6 +10,8 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use tonic::service::interceptor::InterceptedService;
+
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
@@ -56,13 +58,34 @@ async fn enforce_deadline(request: Request, next: Next) -> Response {
 /// A channel to the service at `url` (`http://host:port`). It connects on first use and
 /// reconnects after failures; every call on it fails after `deadline`, which is also
 /// sent as `grpc-timeout` so the server stops working for a caller that gave up.
-pub fn channel(url: &str, deadline: Duration) -> anyhow::Result<tonic::transport::Channel> {
+pub fn channel(url: &str, deadline: Duration) -> anyhow::Result<TracedChannel> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|error| anyhow::anyhow!("{url:?} is not a gRPC URL: {error}"))?
         .connect_timeout(deadline.min(Duration::from_secs(1)))
         .timeout(deadline)
         .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
+    Ok(InterceptedService::new(
+        endpoint.connect_lazy(),
+        with_trace_context as TraceContext,
+    ))
+}
+
+/// The interceptor of [`TracedChannel`].
+pub type TraceContext = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+/// A channel whose calls carry the calling span as `traceparent` metadata, so the
+/// server's span joins the caller's trace.
+pub type TracedChannel = InterceptedService<tonic::transport::Channel, TraceContext>;
+
+fn with_trace_context(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    if let Some(value) = crate::telemetry::current_traceparent()
+        .and_then(|traceparent| tonic::metadata::MetadataValue::try_from(traceparent).ok())
+    {
+        request.metadata_mut().insert("traceparent", value);
+    }
+    Ok(request)
 }
 
 /// Parses the `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).

@@ -176,13 +176,19 @@ pub fn app_with(
                 .get(REQUEST_ID)
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or_default();
-            tracing::info_span!(
+            let span = tracing::info_span!(
                 "request",
                 service,
                 method = %request.method(),
                 path = %request.uri().path(),
                 request_id,
-            )
+            );
+            let traceparent = request
+                .headers()
+                .get("traceparent")
+                .and_then(|value| value.to_str().ok());
+            crate::telemetry::adopt(&span, traceparent);
+            span
         }),
     )
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -252,7 +258,7 @@ impl<S: Send + Sync> FromRequestParts<S> for crate::outbox::Origin {
         Ok(Self {
             correlation_id: header(REQUEST_ID).unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             causation_id: None,
-            traceparent: header("traceparent"),
+            traceparent: crate::telemetry::current_traceparent().or_else(|| header("traceparent")),
         })
     }
 }

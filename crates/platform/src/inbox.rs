@@ -218,7 +218,7 @@ impl Consume for Consumer {
 /// that caused the message.
 pub fn message_span(subscription: &str, delivery: &Delivery) -> tracing::Span {
     let envelope = &delivery.envelope;
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "message",
         subscription,
         kind = envelope.kind,
@@ -226,7 +226,9 @@ pub fn message_span(subscription: &str, delivery: &Delivery) -> tracing::Span {
         attempt = delivery.attempt,
         correlation_id = envelope.correlation_id,
         traceparent = envelope.traceparent.as_deref().unwrap_or_default(),
-    )
+    );
+    crate::telemetry::adopt(&span, envelope.traceparent.as_deref());
+    span
 }
 
 /// Settles `delivery` of `subscription` by what handling it gave, as every consumer

@@ -42,12 +42,14 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// The origin of messages caused by handling `envelope`.
+    /// The origin of messages caused by handling `envelope`: their trace parent is the
+    /// span handling it, when spans are exported.
     pub fn caused_by(envelope: &Envelope) -> Self {
         Self {
             correlation_id: envelope.correlation_id.clone(),
             causation_id: Some(envelope.id.clone()),
-            traceparent: envelope.traceparent.clone(),
+            traceparent: crate::telemetry::current_traceparent()
+                .or_else(|| envelope.traceparent.clone()),
         }
     }
 }

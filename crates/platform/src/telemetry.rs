@@ -1,6 +1,13 @@
-//! Logs and metrics for the whole process.
+//! Logs, traces and metrics for the whole process.
 //!
-//! Logs go to stdout, pretty for a developer's terminal or JSON for a collector. Metrics
+//! Logs go to stdout, pretty for a developer's terminal or JSON for a collector. When an
+//! OTLP endpoint is configured (`log.otlp_endpoint`, or the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`), every `tracing` span also becomes an OpenTelemetry
+//! span, exported in batches over OTLP/gRPC; the batch queue is bounded, so a collector
+//! that is down costs dropped spans, never unbounded memory. Trace context crosses
+//! process boundaries as W3C `traceparent`: [`adopt`] makes a span the child of an
+//! incoming one (HTTP header, gRPC metadata, message envelope) and
+//! [`current_traceparent`] says what to send onwards. Metrics
 //! are recorded through the `metrics` facade into one process-wide Prometheus recorder;
 //! every series carries a `service` label, so in embedded mode (all services in one
 //! process) each service's `/metrics` shows the process and the labels tell them apart.
@@ -8,6 +15,9 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -21,6 +31,13 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter directive, e.g. `info` or `info,catalog=debug`.
     pub filter: String,
+    /// Where to export traces over OTLP/gRPC, e.g. `http://otel-collector:4317`; the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) sets it too.
+    /// Unset: spans are not exported.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of exported spans (`OTEL_SERVICE_NAME` sets it too). Each
+    /// span also names its Bazaar service, since one process may run several.
+    pub service_name: String,
 }
 
 /// The shape of each log line.
@@ -38,16 +55,48 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Pretty,
             filter: "info".to_owned(),
+            otlp_endpoint: None,
+            service_name: "bazaar".to_owned(),
         }
     }
 }
 
-/// Installs the global log subscriber. Returns an error if the filter does not parse;
-/// a second call in the same process (tests) keeps the first subscriber.
-pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
+/// Exports spans while it lives; flushes what is queued when dropped.
+pub struct Tracing {
+    provider: SdkTracerProvider,
+}
+
+impl Tracing {
+    /// Exports every finished span now, waiting for the collector's answer.
+    pub fn flush(&self) {
+        if let Err(error) = self.provider.force_flush() {
+            tracing::warn!(%error, "flushing traces failed");
+        }
+    }
+}
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Installs the global log subscriber and, when an OTLP endpoint is configured, the
+/// trace exporter (call it inside the tokio runtime: the exporter's client lives
+/// there). Returns an error if the filter does not parse or the exporter cannot be
+/// built; a second call in the same process (tests) keeps the first subscriber.
+pub fn init_logs(config: &LogConfig) -> anyhow::Result<Option<Tracing>> {
     let filter = EnvFilter::try_new(&config.filter)
         .map_err(|error| anyhow::anyhow!("log.filter {:?} is invalid: {error}", config.filter))?;
-    let registry = tracing_subscriber::registry().with(filter);
+    let tracing = match config.otlp_endpoint.as_deref() {
+        Some(endpoint) if !endpoint.is_empty() => Some(exporter(endpoint, &config.service_name)?),
+        _ => None,
+    };
+    let otel = tracing.as_ref().map(|tracing| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(tracing.provider.tracer("bazaar"))
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match config.format {
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().compact())
@@ -65,7 +114,88 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
     if result.is_err() {
         tracing::debug!("a log subscriber was already installed; keeping it");
     }
-    Ok(())
+    Ok(tracing)
+}
+
+/// A batching OTLP/gRPC exporter to `endpoint`, for spans of `service`.
+fn exporter(endpoint: &str, service: &str) -> anyhow::Result<Tracing> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|error| anyhow::anyhow!("the OTLP exporter to {endpoint}: {error}"))?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .build();
+    Ok(Tracing { provider })
+}
+
+/// Makes `span` the child of the remote span a W3C `traceparent` names, if it is valid
+/// and `span` is exported; otherwise leaves it a root.
+pub fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if let Some(parent) = traceparent.and_then(parse_traceparent) {
+        let context = opentelemetry::Context::new().with_remote_span_context(parent);
+        let _ = span.set_parent(context);
+    }
+}
+
+/// The `traceparent` naming the current span, to send with outgoing work; `None` when
+/// spans are not exported (then callers pass on what they received).
+pub fn current_traceparent() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Parses a version-00 W3C `traceparent`: lowercase hex, no all-zero ids.
+pub fn parse_traceparent(text: &str) -> Option<SpanContext> {
+    let mut fields = text.trim().split('-');
+    let (version, trace_id, span_id, flags) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    let hex = |field: &str, len: usize| {
+        field.len() == len
+            && field
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if version != "00"
+        || fields.next().is_some()
+        || !hex(trace_id, 32)
+        || !hex(span_id, 16)
+        || !hex(flags, 2)
+    {
+        return None;
+    }
+    let context = SpanContext::new(
+        TraceId::from_hex(trace_id).ok()?,
+        SpanId::from_hex(span_id).ok()?,
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        true,
+        TraceState::default(),
+    );
+    context.is_valid().then_some(context)
 }
 
 /// Latency buckets in seconds, from a cache hit to a slow checkout.
@@ -87,4 +217,30 @@ pub fn metrics() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparents_parse_only_when_valid() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = parse_traceparent(valid).expect("valid");
+        assert_eq!(
+            context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(context.is_sampled());
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "{bad:?} accepted");
+        }
+    }
 }
