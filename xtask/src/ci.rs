@@ -34,10 +34,14 @@ pub(crate) fn pipeline() -> anyhow::Result<()> {
 }
 
 /// The tests need PostgreSQL's binaries, nats-server and redis-server on the machine (they start
-/// their own servers from them when none runs). Whatever cannot be installed is only
-/// reported: the tests then fail loudly on it, saying what they missed.
+/// their own servers from them when none runs), and Chromium and Node.js for the
+/// console's browser test. Whatever cannot be installed is only reported: the tests
+/// then fail loudly on it, saying what they missed.
 fn install_missing_servers() {
-    let servers: [(&str, &[&str]); 3] = [
+    let servers: [(&str, &[&str]); 6] = [
+        ("chromium", &["/usr/bin/chromium"]),
+        ("nodejs", &["/usr/bin/node", "/usr/local/bin/node"]),
+        ("npm", &["/usr/bin/npm", "/usr/local/bin/npm"]),
         (
             "postgresql",
             &[

@@ -23,11 +23,13 @@
 //! - CORS, security headers, a request body limit, request ids and trace context.
 //!
 //! `/api/docs` serves the services' OpenAPI documents in Swagger UI, whose assets are
-//! compiled into the binary. The gateway owns no data and no business rule.
+//! compiled into the binary; `/console` shows admins what the shop is doing
+//! ([`console`]). The gateway owns no data and no business rule.
 
 pub mod access;
 pub mod breaker;
 pub mod config;
+pub mod console;
 pub mod proxy;
 pub mod ratelimit;
 pub mod retry;
@@ -39,7 +41,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::routing::any;
+use axum::routing::{any, get};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body_util::Full;
@@ -163,6 +165,8 @@ impl Gateway {
         let swagger = SwaggerUi::new("/api/docs").config(utoipa_swagger_ui::Config::new(docs));
         let mut routes = Router::new()
             .route("/api/{*path}", any(proxy::forward))
+            .route("/console", get(console::overview))
+            .route("/console/traces/{id}", get(console::trace))
             .with_state(Arc::clone(&self.shared))
             .merge(swagger);
         if !config.cors.allowed_origins.is_empty() {

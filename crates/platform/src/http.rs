@@ -170,26 +170,34 @@ pub fn app_with(
     }))
     .layer(PropagateRequestIdLayer::x_request_id())
     .layer(
-        TraceLayer::new_for_http().make_span_with(move |request: &Request| {
-            let request_id = request
-                .headers()
-                .get(REQUEST_ID)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default();
-            let span = tracing::info_span!(
-                "request",
-                service,
-                method = %request.method(),
-                path = %request.uri().path(),
-                request_id,
-            );
-            let traceparent = request
-                .headers()
-                .get("traceparent")
-                .and_then(|value| value.to_str().ok());
-            crate::telemetry::adopt(&span, traceparent);
-            span
-        }),
+        TraceLayer::new_for_http()
+            .make_span_with(move |request: &Request| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default();
+                let span = tracing::info_span!(
+                    "request",
+                    service,
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id,
+                    status = tracing::field::Empty,
+                    trace_id = tracing::field::Empty,
+                );
+                let traceparent = request
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|value| value.to_str().ok());
+                crate::telemetry::adopt(&span, traceparent);
+                span
+            })
+            .on_response(
+                |response: &Response, _latency: std::time::Duration, span: &tracing::Span| {
+                    span.record("status", response.status().as_u16());
+                },
+            ),
     )
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }

@@ -226,6 +226,7 @@ pub fn message_span(subscription: &str, delivery: &Delivery) -> tracing::Span {
         attempt = delivery.attempt,
         correlation_id = envelope.correlation_id,
         traceparent = envelope.traceparent.as_deref().unwrap_or_default(),
+        trace_id = tracing::field::Empty,
     );
     crate::telemetry::adopt(&span, envelope.traceparent.as_deref());
     span

@@ -12,6 +12,8 @@
 //! every series carries a `service` label, so in embedded mode (all services in one
 //! process) each service's `/metrics` shows the process and the labels tell them apart.
 
+mod recent;
+
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -22,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+pub use recent::{RecentSpans, SpanRecord, recent_spans};
 
 /// How logs are written.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,6 +42,9 @@ pub struct LogConfig {
     /// The `service.name` of exported spans (`OTEL_SERVICE_NAME` sets it too). Each
     /// span also names its Bazaar service, since one process may run several.
     pub service_name: String,
+    /// How many finished spans the process keeps in memory for the gateway's console
+    /// (`/console`); 0 keeps none.
+    pub recent_spans: usize,
 }
 
 /// The shape of each log line.
@@ -57,6 +64,7 @@ impl Default for LogConfig {
             filter: "info".to_owned(),
             otlp_endpoint: None,
             service_name: "bazaar".to_owned(),
+            recent_spans: 20_000,
         }
     }
 }
@@ -88,9 +96,14 @@ impl Drop for Tracing {
 pub fn init_logs(config: &LogConfig) -> anyhow::Result<Option<Tracing>> {
     let filter = EnvFilter::try_new(&config.filter)
         .map_err(|error| anyhow::anyhow!("log.filter {:?} is invalid: {error}", config.filter))?;
-    let tracing = match config.otlp_endpoint.as_deref() {
-        Some(endpoint) if !endpoint.is_empty() => Some(exporter(endpoint, &config.service_name)?),
-        _ => None,
+    let endpoint = config
+        .otlp_endpoint
+        .as_deref()
+        .filter(|endpoint| !endpoint.is_empty());
+    let tracing = if endpoint.is_some() || config.recent_spans > 0 {
+        Some(provider(endpoint, config)?)
+    } else {
+        None
     };
     let otel = tracing.as_ref().map(|tracing| {
         use opentelemetry::trace::TracerProvider as _;
@@ -117,33 +130,45 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<Option<Tracing>> {
     Ok(tracing)
 }
 
-/// A batching OTLP/gRPC exporter to `endpoint`, for spans of `service`.
-fn exporter(endpoint: &str, service: &str) -> anyhow::Result<Tracing> {
+/// The span pipeline: into the process's recent spans if it keeps them, and in batches
+/// over OTLP/gRPC to `endpoint` if there is one.
+fn provider(endpoint: Option<&str>, config: &LogConfig) -> anyhow::Result<Tracing> {
     use opentelemetry_otlp::WithExportConfig as _;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .build()
-        .map_err(|error| anyhow::anyhow!("the OTLP exporter to {endpoint}: {error}"))?;
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service.to_owned())
-                .build(),
-        )
-        .build();
-    Ok(Tracing { provider })
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(config.service_name.clone())
+            .build(),
+    );
+    if config.recent_spans > 0 {
+        builder = builder.with_span_processor(recent::Keeper::new(config.recent_spans));
+    }
+    if let Some(endpoint) = endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|error| anyhow::anyhow!("the OTLP exporter to {endpoint}: {error}"))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    Ok(Tracing {
+        provider: builder.build(),
+    })
 }
 
 /// Makes `span` the child of the remote span a W3C `traceparent` names, if it is valid
-/// and `span` is exported; otherwise leaves it a root.
+/// and `span` is exported (otherwise leaves it a root), and records its trace id in its
+/// `trace_id` field, if it has one, so that log lines carry it.
 pub fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     if let Some(parent) = traceparent.and_then(parse_traceparent) {
         let context = opentelemetry::Context::new().with_remote_span_context(parent);
         let _ = span.set_parent(context);
+    }
+    let context = span.context();
+    let trace_id = context.span().span_context().trace_id();
+    if trace_id != TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
     }
 }
 

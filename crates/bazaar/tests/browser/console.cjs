@@ -1,0 +1,52 @@
+// Opens the gateway's console in a real headless Chromium as an admin, follows the
+// recent trace that crosses the most services to its waterfall, takes a screenshot,
+// and prints what it saw as one line of JSON.
+//
+//   NODE_PATH=<folder with playwright-core> node console.cjs <gateway URL> <admin token> <screenshot.png>
+const { chromium } = require('playwright-core');
+
+async function main() {
+  const [url, token, screenshot] = process.argv.slice(2);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu'],
+  });
+  try {
+    const context = await browser.newContext({
+      extraHTTPHeaders: { authorization: `Bearer ${token}` },
+      viewport: { width: 1280, height: 900 },
+    });
+    const page = await context.newPage();
+    const overview = await page.goto(`${url}/console`);
+    if (overview.status() !== 200) throw new Error(`/console answered ${overview.status()}`);
+    await page.waitForSelector('table.traces');
+    const sections = await page.$$eval('h2', (headings) => headings.map((h) => h.textContent));
+    const traces = await page.$$eval('table.traces tr[data-services]', (rows) =>
+      rows.map((row) => ({
+        services: Number(row.dataset.services),
+        href: row.querySelector('a').getAttribute('href'),
+      })),
+    );
+    if (traces.length === 0) throw new Error('the console lists no trace');
+    traces.sort((a, b) => b.services - a.services);
+    const widest = traces[0];
+    const trace = await page.goto(`${url}${widest.href}`);
+    if (trace.status() !== 200) throw new Error(`${widest.href} answered ${trace.status()}`);
+    await page.waitForSelector('table.waterfall tr.span');
+    const services = await page.$$eval('table.waterfall tr.span', (rows) => [
+      ...new Set(rows.map((row) => row.dataset.service)),
+    ]);
+    const bars = await page.$$eval('table.waterfall .bar span', (spans) =>
+      spans.filter((span) => span.getBoundingClientRect().width > 0).length,
+    );
+    await page.screenshot({ path: screenshot, fullPage: true });
+    console.log(JSON.stringify({ sections, services, bars, title: await page.title() }));
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

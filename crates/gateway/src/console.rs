@@ -1,0 +1,413 @@
+//! The console: what the shop is doing, seen from the gateway, for admins.
+//!
+//! `/console` shows each service's request rate, error rate and p99 over the last
+//! minute, the map of which service called which, the upstreams' instances and their
+//! health, the outbox and consumer backlogs, the checkouts by outcome, and the recent
+//! traces; `/console/traces/{id}` draws one trace as a waterfall. Everything comes from
+//! this process: its recent spans (`platform::telemetry::recent_spans`), its metrics
+//! and its route table. In `bazaar up` that is the whole shop; in a distributed shop a
+//! tracing backend does this job. Pages are rendered here, with inline styles and no
+//! script, so they work offline.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Response};
+use contracts::identity::Role;
+use http::HeaderMap;
+use platform::auth::AuthError;
+use platform::problem::Problem;
+use platform::telemetry::SpanRecord;
+
+use crate::Shared;
+
+/// The cookie a browser may carry the admin's access token in.
+pub const TOKEN_COOKIE: &str = "bazaar-token";
+
+/// How far back the live figures look.
+const WINDOW: Duration = Duration::from_secs(60);
+/// How many traces the overview lists.
+const TRACES_LISTED: usize = 25;
+
+/// `GET /console`.
+pub async fn overview(State(gateway): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(problem) = admit(&gateway, &headers).await {
+        return problem.into_response();
+    }
+    let spans = platform::telemetry::recent_spans()
+        .map(|recent| recent.snapshot())
+        .unwrap_or_default();
+    let mut page = String::new();
+    head(&mut page, "Bazaar console");
+    page.push_str("<h1>Bazaar console</h1>");
+    if platform::telemetry::recent_spans().is_none() {
+        page.push_str("<p class=note>This process keeps no spans (<code>log.recent_spans = 0</code>): live figures and traces are empty.</p>");
+    }
+    services(&mut page, &spans);
+    service_map(&mut page, &spans);
+    upstreams(&mut page, &gateway);
+    backlog(&mut page);
+    traces(&mut page, &spans);
+    page.push_str("</body></html>");
+    Html(page).into_response()
+}
+
+/// `GET /console/traces/{id}`.
+pub async fn trace(
+    State(gateway): State<Arc<Shared>>,
+    Path(trace_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(problem) = admit(&gateway, &headers).await {
+        return problem.into_response();
+    }
+    if trace_id.len() != 32 || !trace_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Problem::invalid_field("id", "a trace id is 32 hexadecimal digits").into_response();
+    }
+    let spans = platform::telemetry::recent_spans()
+        .map(|recent| recent.trace(&trace_id))
+        .unwrap_or_default();
+    if spans.is_empty() {
+        return Problem::not_found("this process keeps no span of that trace (any more)")
+            .into_response();
+    }
+    let mut page = String::new();
+    head(&mut page, "Trace");
+    let _ = write!(
+        page,
+        "<p><a href=\"/console\">← console</a></p><h1>Trace <code>{}</code></h1>",
+        escape(&trace_id)
+    );
+    waterfall(&mut page, &spans);
+    page.push_str("</body></html>");
+    Html(page).into_response()
+}
+
+/// Lets admins in: a bearer token, or the token in the [`TOKEN_COOKIE`] cookie.
+async fn admit(gateway: &Shared, headers: &HeaderMap) -> Result<(), Problem> {
+    let token = match platform::auth::bearer_token(headers) {
+        Ok(token) => token.to_owned(),
+        Err(_) => headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == TOKEN_COOKIE).then(|| value.to_owned())
+            })
+            .ok_or(AuthError::Missing)?,
+    };
+    let claims = gateway.tokens.verify(&token).await?;
+    if claims.roles.contains(&Role::Admin) {
+        Ok(())
+    } else {
+        Err(AuthError::Forbidden(Role::Admin.as_str()).into())
+    }
+}
+
+fn head(page: &mut String, title: &str) {
+    let _ = write!(
+        page,
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <meta name=viewport content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>",
+        escape(title)
+    );
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem auto;max-width:72rem;padding:0 1rem;color:#222}\
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}\
+th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+.bad{color:#b00020;font-weight:600}.ok{color:#1b7f3a}.note{color:#666}code{font-size:.9em}\
+.bar{position:relative;height:.9rem;background:#f4f4f4;min-width:20rem}\
+.bar span{position:absolute;top:0;bottom:0;background:#3f6fd8;min-width:2px}\
+.bar span.failed{background:#b00020}a{color:#2748a8}";
+
+/// Per service over the last minute: request rate, error rate, p99.
+fn services(page: &mut String, spans: &[SpanRecord]) {
+    let since = SystemTime::now() - WINDOW;
+    let mut by_service: BTreeMap<&str, Vec<&SpanRecord>> = BTreeMap::new();
+    for span in spans
+        .iter()
+        .filter(|span| span.name == "request" && span.start >= since)
+    {
+        by_service.entry(&span.service).or_default().push(span);
+    }
+    page.push_str("<h2>Services, last minute</h2><table class=services><tr><th>service<th>requests/s<th>errors<th>p99</tr>");
+    if by_service.is_empty() {
+        page.push_str("<tr><td colspan=4 class=note>no requests in the last minute</tr>");
+    }
+    for (service, requests) in by_service {
+        let failed = requests.iter().filter(|span| span.failed).count();
+        let mut durations: Vec<Duration> = requests.iter().map(|span| span.duration).collect();
+        durations.sort();
+        let p99 = durations[(durations.len() * 99).div_ceil(100).saturating_sub(1)];
+        let error_rate = failed as f64 / requests.len() as f64;
+        let _ = write!(
+            page,
+            "<tr data-service=\"{service}\"><td>{service}<td class=n>{:.2}<td class=\"n{}\">{:.1} %<td class=n>{}</tr>",
+            requests.len() as f64 / WINDOW.as_secs_f64(),
+            if failed > 0 { " bad" } else { "" },
+            error_rate * 100.0,
+            millis(p99),
+            service = escape(service),
+        );
+    }
+    page.push_str("</table>");
+}
+
+/// Which service called which, from parent and child spans of different services.
+fn service_map(page: &mut String, spans: &[SpanRecord]) {
+    let service_of: HashMap<&str, &str> = spans
+        .iter()
+        .map(|span| (span.span_id.as_str(), span.service.as_str()))
+        .collect();
+    let mut calls: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for span in spans {
+        if let Some(caller) = service_of.get(span.parent_id.as_str())
+            && *caller != span.service
+        {
+            *calls.entry((caller, &span.service)).or_default() += 1;
+        }
+    }
+    page.push_str(
+        "<h2>Service map</h2><table class=map><tr><th>caller<th>callee<th>calls seen</tr>",
+    );
+    if calls.is_empty() {
+        page.push_str("<tr><td colspan=3 class=note>no calls between services seen yet</tr>");
+    }
+    for ((caller, callee), count) in calls {
+        let _ = write!(
+            page,
+            "<tr><td>{}<td>→ {}<td class=n>{count}</tr>",
+            escape(caller),
+            escape(callee)
+        );
+    }
+    page.push_str("</table>");
+}
+
+/// The route table's upstreams and what the gateway knows of their instances.
+fn upstreams(page: &mut String, gateway: &Shared) {
+    let table = gateway.table.load_full();
+    let now = std::time::Instant::now();
+    page.push_str("<h2>Upstreams</h2><table class=upstreams><tr><th>upstream<th>instance<th>state<th>in flight<th>circuit</tr>");
+    for pool in table.pools() {
+        let breaker = match pool.breaker.state() {
+            crate::breaker::State::Closed => "<span class=ok>closed</span>",
+            crate::breaker::State::Open => "<span class=bad>open</span>",
+            crate::breaker::State::HalfOpen => "<span class=bad>half-open</span>",
+        };
+        for endpoint in pool.endpoints() {
+            let state = if endpoint.is_available(now) {
+                "<span class=ok>serving</span>"
+            } else {
+                "<span class=bad>unhealthy or ejected</span>"
+            };
+            let _ = write!(
+                page,
+                "<tr><td>{}<td><code>{}</code><td>{state}<td class=n>{}<td>{breaker}</tr>",
+                escape(&pool.name),
+                escape(&endpoint.url.to_string()),
+                endpoint.outstanding()
+            );
+        }
+    }
+    page.push_str("</table>");
+}
+
+/// Outbox and consumer backlogs and checkouts by outcome, from this process's metrics.
+fn backlog(page: &mut String) {
+    let text = platform::telemetry::metrics().render();
+    let series = |name: &str| -> Vec<(String, f64)> {
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                let labels = key.strip_prefix(name)?;
+                (labels.is_empty() || labels.starts_with('{'))
+                    .then(|| Some((labels.to_owned(), value.parse().ok()?)))?
+            })
+            .collect()
+    };
+    page.push_str("<h2>Backlogs</h2><table class=backlog><tr><th>what<th>where<th>value</tr>");
+    for (name, what) in [
+        ("outbox_pending", "events waiting in the outbox"),
+        (
+            "outbox_oldest_pending_age_seconds",
+            "age of the oldest, seconds",
+        ),
+        ("bus_consumer_pending", "messages waiting for a consumer"),
+        ("bus_dead_lettered_total", "dead letters"),
+    ] {
+        for (labels, value) in series(name) {
+            let _ = write!(
+                page,
+                "<tr><td>{what}<td><code>{}</code><td class=n>{value}</tr>",
+                escape(&labels)
+            );
+        }
+    }
+    page.push_str("</table><h2>Checkouts</h2><table class=checkouts><tr><th>outcome<th>count</tr>");
+    let total = |name: &str| series(name).iter().map(|(_, value)| value).sum::<f64>();
+    let placed = total("orders_placed_total");
+    let confirmed = total("orders_confirmed_total");
+    let cancelled = total("orders_cancelled_total");
+    for (outcome, count) in [
+        ("placed", placed),
+        ("confirmed", confirmed),
+        ("cancelled or rejected", cancelled),
+        ("refunded", total("orders_refunded_total")),
+        ("in flight", (placed - confirmed - cancelled).max(0.0)),
+    ] {
+        let _ = write!(page, "<tr><td>{outcome}<td class=n>{count}</tr>");
+    }
+    page.push_str("</table>");
+}
+
+/// The latest traces, newest first.
+fn traces(page: &mut String, spans: &[SpanRecord]) {
+    let mut by_trace: HashMap<&str, Vec<&SpanRecord>> = HashMap::new();
+    for span in spans {
+        by_trace.entry(&span.trace_id).or_default().push(span);
+    }
+    let mut listed: Vec<(SystemTime, &str, Vec<&SpanRecord>)> = by_trace
+        .into_iter()
+        .map(|(trace, spans)| {
+            let start = spans
+                .iter()
+                .map(|span| span.start)
+                .min()
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            (start, trace, spans)
+        })
+        .collect();
+    listed.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
+    page.push_str("<h2>Recent traces</h2><table class=traces><tr><th>trace<th>first span<th>services<th>spans<th>duration</tr>");
+    for (start, trace, spans) in listed.into_iter().take(TRACES_LISTED) {
+        let first = spans
+            .iter()
+            .min_by_key(|span| span.start)
+            .map_or("-", |span| span.detail.as_str());
+        let services: BTreeSet<&str> = spans.iter().map(|span| span.service.as_str()).collect();
+        let end = spans
+            .iter()
+            .map(|span| span.start + span.duration)
+            .max()
+            .unwrap_or(start);
+        let _ = write!(
+            page,
+            "<tr data-services=\"{count}\"><td><a href=\"/console/traces/{trace}\"><code>{short}</code></a><td>{}<td>{}<td class=n>{}<td class=n>{}</tr>",
+            escape(first),
+            escape(&services.iter().copied().collect::<Vec<_>>().join(", ")),
+            spans.len(),
+            millis(end.duration_since(start).unwrap_or_default()),
+            count = services.len(),
+            trace = escape(trace),
+            short = escape(&trace[..12.min(trace.len())]),
+        );
+    }
+    page.push_str("</table>");
+}
+
+/// One trace's spans as a waterfall, each indented under its parent.
+fn waterfall(page: &mut String, spans: &[SpanRecord]) {
+    let start = spans
+        .iter()
+        .map(|span| span.start)
+        .min()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let end = spans
+        .iter()
+        .map(|span| span.start + span.duration)
+        .max()
+        .unwrap_or(start);
+    let total = end
+        .duration_since(start)
+        .unwrap_or_default()
+        .as_secs_f64()
+        .max(1e-6);
+    let parents: HashMap<&str, &str> = spans
+        .iter()
+        .map(|span| (span.span_id.as_str(), span.parent_id.as_str()))
+        .collect();
+    let depth = |span: &SpanRecord| {
+        let mut depth = 0;
+        let mut parent = span.parent_id.as_str();
+        while let Some(next) = parents.get(parent) {
+            depth += 1;
+            parent = next;
+            if depth > 64 {
+                break;
+            }
+        }
+        depth
+    };
+    let services: BTreeSet<&str> = spans.iter().map(|span| span.service.as_str()).collect();
+    let _ = write!(
+        page,
+        "<p>{} spans in {} services over {}</p>",
+        spans.len(),
+        services.len(),
+        millis(Duration::from_secs_f64(total))
+    );
+    page.push_str("<table class=waterfall><tr><th>service<th>span<th>duration<th>timeline</tr>");
+    for span in spans {
+        let offset = span
+            .start
+            .duration_since(start)
+            .unwrap_or_default()
+            .as_secs_f64()
+            / total
+            * 100.0;
+        let width = span.duration.as_secs_f64() / total * 100.0;
+        let _ = write!(
+            page,
+            "<tr class=span data-service=\"{service}\"><td>{service}<td style=\"padding-left:{indent}rem\">{detail}<td class=n>{took}<td><div class=bar><span class=\"{failed}\" style=\"left:{offset:.2}%;width:{width:.2}%\"></span></div></tr>",
+            service = escape(&span.service),
+            indent = 0.5 + f64::from(depth(span)) * 1.0,
+            detail = escape(&span.detail),
+            took = millis(span.duration),
+            failed = if span.failed { "failed" } else { "" },
+        );
+    }
+    page.push_str("</table>");
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}
+
+/// Text made safe to place in HTML.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}
