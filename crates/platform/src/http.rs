@@ -233,9 +233,26 @@ async fn record_metrics(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    // A gRPC service is one route (`/package.Service/{*method}`): its RED metrics are
+    // per method, the path, unless the method does not exist (grpc-status 12), so that
+    // a caller cannot grow the label set.
+    let grpc_path = route
+        .ends_with("/{*method}")
+        .then(|| request.uri().path().to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
+    let route = match grpc_path {
+        Some(path)
+            if response
+                .headers()
+                .get("grpc-status")
+                .is_none_or(|status| status != "12") =>
+        {
+            path
+        }
+        _ => route,
+    };
     let status = response.status().as_u16().to_string();
     let labels = [
         ("service", service.to_owned()),

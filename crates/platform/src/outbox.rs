@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use contracts::messaging::{Envelope, Message};
 use sqlx::Row as _;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use crate::bus::{Bus, backoff};
 use crate::clock::now_ms;
@@ -191,7 +192,17 @@ impl Relay {
             let started = std::time::Instant::now();
             let outcome = match serde_json::from_str::<Envelope>(envelope) {
                 Ok(envelope) => {
+                    // A span per publication, in the trace of the work that enqueued it.
+                    let span = tracing::info_span!(
+                        "publish",
+                        service = self.service,
+                        kind = envelope.kind,
+                        id = envelope.id,
+                        trace_id = tracing::field::Empty,
+                    );
+                    crate::telemetry::adopt(&span, envelope.traceparent.as_deref());
                     tokio::time::timeout(Duration::from_secs(10), self.bus.publish(&envelope))
+                        .instrument(span)
                         .await
                         .unwrap_or_else(|_| {
                             Err(anyhow::anyhow!("the bus did not acknowledge within 10 s"))
