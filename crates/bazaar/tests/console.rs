@@ -14,11 +14,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use bazaar::shop::Shop;
-use bazaar::{Config, ServiceName};
-use common::{PASSWORD, mug, sign_up, until_ended};
+use bazaar::Config;
+use common::{PASSWORD, checkout, shop_in_process, sign_up};
 use contracts::identity::Role;
-use platform::shutdown::Shutdown;
 use serde_json::{Value, json};
 
 fn target_dir() -> PathBuf {
@@ -71,45 +69,22 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
     .expect("tracing starts");
 
     let folder = tempfile::tempdir().expect("a folder");
-    let config = Config::ephemeral(folder.path().to_owned());
-    let shutdown = Shutdown::new();
-    let shop = Shop::start(&config, &ServiceName::ALL, shutdown.clone())
-        .await
-        .expect("the shop starts");
-    let gateway = shop
-        .address(ServiceName::Gateway)
-        .expect("a gateway")
-        .to_string();
+    let (shop, shutdown, gateway) = shop_in_process(folder.path()).await;
     let client = reqwest::Client::new();
 
     // A checkout to look at.
-    let mug = mug(&client, &gateway).await;
     let buyer = sign_up(&client, &gateway, 1).await;
-    let added = client
-        .post(format!("http://{gateway}/api/cart/items"))
-        .bearer_auth(&buyer.token)
-        .json(&json!({"product_id": mug, "quantity": 1}))
-        .send()
-        .await
-        .expect("answers");
-    assert!(added.status().is_success(), "{}", added.status());
-    let placed: Value = client
-        .post(format!("http://{gateway}/api/orders"))
-        .bearer_auth(&buyer.token)
-        .header("idempotency-key", "console-checkout")
-        .json(&json!({"payment_method": buyer.card}))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
-    let id = placed["id"].as_str().expect("an order id");
-    let order = until_ended(&client, &gateway, &buyer, id).await;
+    let order = checkout(
+        &client,
+        &gateway,
+        &buyer,
+        &[("idempotency-key", "console-checkout")],
+    )
+    .await;
     assert_eq!(order["status"], "confirmed", "{order:#}");
 
     // The console is for admins only.
-    let resolved = config.clone().resolved();
+    let resolved = Config::ephemeral(folder.path().to_owned()).resolved();
     let identity = identity::context(&resolved.identity, &resolved.auth)
         .await
         .expect("identity's database");

@@ -9,9 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bazaar::shop::Shop;
-use bazaar::{Config, ServiceName};
-use common::{mug, sign_up, until_ended};
+use common::{checkout, shop_in_process, sign_up};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -20,8 +18,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use platform::shutdown::Shutdown;
-use serde_json::json;
 
 /// An OTLP/gRPC trace receiver keeping every span it is sent.
 #[derive(Clone, Default)]
@@ -88,47 +84,24 @@ async fn a_checkout_is_one_trace_across_every_service() {
     .expect("spans are exported");
 
     let folder = tempfile::tempdir().expect("a folder");
-    let shutdown = Shutdown::new();
-    let shop = Shop::start(
-        &Config::ephemeral(folder.path().to_owned()),
-        &ServiceName::ALL,
-        shutdown.clone(),
-    )
-    .await
-    .expect("the shop starts");
-    let gateway = shop
-        .address(ServiceName::Gateway)
-        .expect("a gateway")
-        .to_string();
+    let (shop, shutdown, gateway) = shop_in_process(folder.path()).await;
     let client = reqwest::Client::new();
-    let mug = mug(&client, &gateway).await;
     let buyer = sign_up(&client, &gateway, 1).await;
-    let added = client
-        .post(format!("http://{gateway}/api/cart/items"))
-        .bearer_auth(&buyer.token)
-        .json(&json!({"product_id": mug, "quantity": 1}))
-        .send()
-        .await
-        .expect("answers");
-    assert!(added.status().is_success(), "{}", added.status());
 
     // The client starts the trace.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let client_span = "00f067aa0ba902b7";
-    let placed: serde_json::Value = client
-        .post(format!("http://{gateway}/api/orders"))
-        .bearer_auth(&buyer.token)
-        .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
-        .header("idempotency-key", "traced-checkout")
-        .json(&json!({"payment_method": buyer.card}))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
-    let id = placed["id"].as_str().expect("an order id");
-    let order = until_ended(&client, &gateway, &buyer, id).await;
+    let traceparent = format!("00-{trace_id}-{client_span}-01");
+    let order = checkout(
+        &client,
+        &gateway,
+        &buyer,
+        &[
+            ("traceparent", &traceparent),
+            ("idempotency-key", "traced-checkout"),
+        ],
+    )
+    .await;
     assert_eq!(order["status"], "confirmed", "{order:#}");
 
     // The confirmation email is the last hop; wait until its span has been exported.

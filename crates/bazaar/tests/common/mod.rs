@@ -86,6 +86,61 @@ pub(crate) async fn mug(client: &reqwest::Client, gateway: &str) -> String {
     mug["id"].as_str().expect("an id").to_owned()
 }
 
+/// Starts every service in this process on port 0, in embedded mode with its data
+/// under `folder`: the shop, the signal that stops it, and the gateway's address.
+pub(crate) async fn shop_in_process(
+    folder: &Path,
+) -> (bazaar::shop::Shop, platform::shutdown::Shutdown, String) {
+    let shutdown = platform::shutdown::Shutdown::new();
+    let shop = bazaar::shop::Shop::start(
+        &bazaar::Config::ephemeral(folder.to_owned()),
+        &bazaar::ServiceName::ALL,
+        shutdown.clone(),
+    )
+    .await
+    .expect("the shop starts");
+    let gateway = shop
+        .address(bazaar::ServiceName::Gateway)
+        .expect("a gateway")
+        .to_string();
+    (shop, shutdown, gateway)
+}
+
+/// Buys one mug for `buyer` through the gateway, sending `headers` with the order, and
+/// waits until the order reaches an end; its last state.
+pub(crate) async fn checkout(
+    client: &reqwest::Client,
+    gateway: &str,
+    buyer: &Buyer,
+    headers: &[(&str, &str)],
+) -> Value {
+    let mug = mug(client, gateway).await;
+    let added = client
+        .post(format!("http://{gateway}/api/cart/items"))
+        .bearer_auth(&buyer.token)
+        .json(&json!({"product_id": mug, "quantity": 1}))
+        .send()
+        .await
+        .expect("answers");
+    assert!(added.status().is_success(), "{}", added.status());
+    let mut order = client
+        .post(format!("http://{gateway}/api/orders"))
+        .bearer_auth(&buyer.token)
+        .json(&json!({"payment_method": buyer.card}));
+    for (name, value) in headers {
+        order = order.header(*name, *value);
+    }
+    let placed: Value = order
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    let id = placed["id"].as_str().expect("an order id");
+    until_ended(client, gateway, buyer, id).await
+}
+
 /// Polls order `id` until it reaches an end (for up to 30 s); its last state.
 pub(crate) async fn until_ended(
     client: &reqwest::Client,
