@@ -129,6 +129,8 @@ async fn prometheus_scrapes_every_service_and_the_rules_evaluate() {
         "http_server_request_duration_seconds_bucket{service=\"catalog\"}",
         "gateway_breaker_state{upstream=\"orders\"}",
         "outbox_published_total{service=\"identity\"}",
+        // Measured at each readiness check, which the gateway's health checks make.
+        "db_pool_connections{service=\"orders\",state=\"idle\"}",
     ] {
         let query = format!("{api}/query?query={}", urlencode(series));
         until(&client, &query, series, |data| {

@@ -47,6 +47,8 @@ type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Syn
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<(&'static str, Check)>,
+    /// The service's database, whose pool is measured at each readiness check.
+    database: Option<crate::db::Database>,
 }
 
 impl Readiness {
@@ -68,12 +70,26 @@ impl Readiness {
         self
     }
 
-    /// Adds the `database` check: `db` answers a ping.
-    pub fn with_database(self, db: crate::db::Database) -> Self {
+    /// Adds the `database` check: `db` answers a ping. Each check also records the
+    /// pool's connections in use and idle (`db_pool_connections`), so the figures are as
+    /// fresh as the probes that ask (every few seconds under Kubernetes or the gateway).
+    pub fn with_database(mut self, db: crate::db::Database) -> Self {
+        self.database = Some(db.clone());
         self.with("database", move || {
             let db = db.clone();
             async move { db.ping().await }
         })
+    }
+
+    fn record_pool(&self, service: &'static str) {
+        if let Some(db) = &self.database {
+            let size = db.pool().size();
+            let idle = u32::try_from(db.pool().num_idle()).unwrap_or(u32::MAX);
+            metrics::gauge!("db_pool_connections", "service" => service, "state" => "idle")
+                .set(f64::from(idle));
+            metrics::gauge!("db_pool_connections", "service" => service, "state" => "in_use")
+                .set(f64::from(size.saturating_sub(idle)));
+        }
     }
 
     async fn report(&self) -> (StatusCode, serde_json::Value) {
@@ -142,6 +158,7 @@ pub fn app_with(
                 let readiness = readiness.clone();
                 async move {
                     let (code, body) = readiness.report().await;
+                    readiness.record_pool(service);
                     (code, axum::Json(body))
                 }
             }),
