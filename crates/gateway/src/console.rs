@@ -128,13 +128,19 @@ th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .bar span{position:absolute;top:0;bottom:0;background:#3f6fd8;min-width:2px}\
 .bar span.failed{background:#b00020}a{color:#2748a8}";
 
+/// Whether a span is a health check or a scrape: traffic of the platform, not of
+/// customers, left out of rates and of the trace list.
+fn is_probe(span: &SpanRecord) -> bool {
+    span.detail.contains(" /health/") || span.detail.ends_with(" /metrics")
+}
+
 /// Per service over the last minute: request rate, error rate, p99.
 fn services(page: &mut String, spans: &[SpanRecord]) {
     let since = SystemTime::now() - WINDOW;
     let mut by_service: BTreeMap<&str, Vec<&SpanRecord>> = BTreeMap::new();
     for span in spans
         .iter()
-        .filter(|span| span.name == "request" && span.start >= since)
+        .filter(|span| span.name == "request" && span.start >= since && !is_probe(span))
     {
         by_service.entry(&span.service).or_default().push(span);
     }
@@ -278,6 +284,7 @@ fn traces(page: &mut String, spans: &[SpanRecord]) {
     }
     let mut listed: Vec<(SystemTime, &str, Vec<&SpanRecord>)> = by_trace
         .into_iter()
+        .filter(|(_, spans)| !spans.iter().all(|span| is_probe(span)))
         .map(|(trace, spans)| {
             let start = spans
                 .iter()
@@ -402,6 +409,25 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_are_told_from_customer_traffic() {
+        let span = |detail: &str| SpanRecord {
+            trace_id: "0".repeat(32),
+            span_id: "1".repeat(16),
+            parent_id: "0".repeat(16),
+            name: "request".to_owned(),
+            service: "orders".to_owned(),
+            detail: detail.to_owned(),
+            start: SystemTime::UNIX_EPOCH,
+            duration: Duration::ZERO,
+            failed: false,
+        };
+        assert!(is_probe(&span("GET /health/ready")));
+        assert!(is_probe(&span("GET /metrics")));
+        assert!(!is_probe(&span("POST /")));
+        assert!(!is_probe(&span("GET /health-food")));
+    }
 
     #[test]
     fn text_is_escaped() {
