@@ -24,7 +24,7 @@ pub struct SpanRecord {
     /// The Bazaar service it ran in: a request span's `service`, or the service a
     /// message's subscription belongs to (the part of its name before the first dot).
     pub service: String,
-    /// What it did: `POST /orders`, or the message's kind.
+    /// What it did: `POST /orders`, `publish <kind>` or `handle <kind>`.
     pub detail: String,
     /// When it started.
     pub start: SystemTime,
@@ -142,7 +142,9 @@ fn record(span: &SpanData) -> SpanRecord {
         .unwrap_or_else(|| "-".to_owned());
     let detail = match (attribute("method"), attribute("path"), attribute("kind")) {
         (Some(method), Some(path), _) => format!("{method} {path}"),
-        (_, _, Some(kind)) => kind,
+        // `publish` (by the outbox relay) or `message` (handled by a consumer).
+        (_, _, Some(kind)) if span.name == "message" => format!("handle {kind}"),
+        (_, _, Some(kind)) => format!("{} {kind}", span.name),
         _ => span.name.to_string(),
     };
     let status = attribute("status").and_then(|status| status.parse::<u16>().ok());
