@@ -90,16 +90,7 @@ pub async fn trace(
 async fn admit(gateway: &Shared, headers: &HeaderMap) -> Result<(), Problem> {
     let token = match platform::auth::bearer_token(headers) {
         Ok(token) => token.to_owned(),
-        Err(_) => headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name == TOKEN_COOKIE).then(|| value.to_owned())
-            })
-            .ok_or(AuthError::Missing)?,
+        Err(_) => crate::proxy::cookie(headers, TOKEN_COOKIE).ok_or(AuthError::Missing)?,
     };
     let claims = gateway.tokens.verify(&token).await?;
     if claims.roles.contains(&Role::Admin) {

@@ -86,15 +86,19 @@ pub struct Shared {
     loaded: std::sync::Mutex<Option<u64>>,
 }
 
-/// A digest of the file's content. Modification times are too coarse to tell two
-/// writes within a few milliseconds apart, and a weight change keeps the size; the file
-/// is small, so reading it every second costs nothing.
-fn stamp(path: &std::path::Path) -> Option<u64> {
+/// A digest of a routes file's content. Modification times are too coarse to tell two
+/// writes a few milliseconds apart, and a weight change keeps the size; the file is
+/// small, so reading it every second costs nothing.
+fn digest(content: &[u8]) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
-    let content = std::fs::read(path).ok()?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     content.hash(&mut hasher);
-    Some(hasher.finish())
+    hasher.finish()
+}
+
+/// The digest of the file at `path` now, if it can be read.
+fn stamp(path: &std::path::Path) -> Option<u64> {
+    std::fs::read(path).ok().map(|content| digest(&content))
 }
 
 impl Gateway {
@@ -107,8 +111,9 @@ impl Gateway {
             platform::telemetry::metrics();
         }
         let registry = Registry::default();
-        let loaded = config.routes_file.as_deref().and_then(stamp);
-        let file = read_routes_file(config)?;
+        let routes = read_routes_file(config);
+        let loaded = routes.digest;
+        let file = routes.table?;
         let table = registry.compile(config, file.as_ref())?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -182,13 +187,14 @@ impl Gateway {
     /// on the old one. A file that does not parse or names an undefined upstream is
     /// refused and the table in use stays.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let stamped = self.shared.config.routes_file.as_deref().and_then(stamp);
+        let routes = read_routes_file(&self.shared.config);
+        // Recorded even when the file is refused, so the watcher waits for a change.
         *self
             .shared
             .loaded
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = stamped;
-        let file = read_routes_file(&self.shared.config)?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = routes.digest;
+        let file = routes.table?;
         let table = self
             .shared
             .registry
@@ -310,15 +316,38 @@ pub async fn build(
     })
 }
 
-fn read_routes_file(config: &Config) -> anyhow::Result<Option<RouteTableConfig>> {
+/// A routes file as read once: its digest, and the table it holds.
+struct RoutesFile {
+    digest: Option<u64>,
+    table: anyhow::Result<Option<RouteTableConfig>>,
+}
+
+fn read_routes_file(config: &Config) -> RoutesFile {
     let Some(path) = &config.routes_file else {
-        return Ok(None);
+        return RoutesFile {
+            digest: None,
+            table: Ok(None),
+        };
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the routes file {}", path.display()))?;
-    let table = toml::from_str(&text)
-        .with_context(|| format!("parsing the routes file {}", path.display()))?;
-    Ok(Some(table))
+    let content = match std::fs::read(path) {
+        Ok(content) => content,
+        Err(error) => {
+            return RoutesFile {
+                digest: None,
+                table: Err(anyhow::Error::new(error)
+                    .context(format!("reading the routes file {}", path.display()))),
+            };
+        }
+    };
+    let table = std::str::from_utf8(&content)
+        .map_err(anyhow::Error::new)
+        .and_then(|text| toml::from_str(text).map_err(anyhow::Error::new))
+        .map(Some)
+        .with_context(|| format!("parsing the routes file {}", path.display()));
+    RoutesFile {
+        digest: Some(digest(&content)),
+        table,
+    }
 }
 
 fn cors(config: &config::CorsConfig) -> CorsLayer {

@@ -91,10 +91,10 @@ impl Shared {
             }
         }
         let claims: Option<Arc<AccessClaims>> = claims.and_then(Result::ok);
-        let client_address =
-            platform::net::client_address(peer, &parts.headers, &self.config.trusted_proxies);
         if let Some(limiter) = &self.limiter {
-            let client = Client::of(claims.as_deref(), client_address, &self.config.rate_limit);
+            let address =
+                platform::net::client_address(peer, &parts.headers, &self.config.trusted_proxies);
+            let client = Client::of(claims.as_deref(), address, &self.config.rate_limit);
             if let Decision::Deny(wait) = limiter.check(&client.key, client.quota).await {
                 self.count("gateway_rate_limited_total", "tier", client.tier);
                 return Err(Problem::too_many_requests(
@@ -388,14 +388,19 @@ fn asked_track(headers: &HeaderMap) -> Option<String> {
     {
         return Some(track.trim().to_owned());
     }
+    cookie(headers, TRACK_COOKIE)
+}
+
+/// The value of cookie `name`, unquoted, if the request carries it.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == TRACK_COOKIE).then(|| value.trim_matches('"').to_owned())
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.trim_matches('"').to_owned())
         })
 }
 

@@ -350,9 +350,8 @@ impl Registry {
     ) -> anyhow::Result<Table> {
         let mut upstreams: BTreeMap<String, Upstream> = config.upstreams.clone();
         let mut routes: BTreeMap<String, Route> = BTreeMap::new();
-        let overrides = file.map(|file| (&file.upstreams, &file.routes));
-        if let Some((file_upstreams, _)) = overrides {
-            upstreams.extend(file_upstreams.clone());
+        if let Some(file) = file {
+            upstreams.extend(file.upstreams.clone());
         }
         for name in upstreams.keys() {
             let prefix = format!("/api/{name}");
@@ -369,7 +368,7 @@ impl Registry {
         let explicit = config
             .routes
             .iter()
-            .chain(overrides.into_iter().flat_map(|(_, routes)| routes.iter()));
+            .chain(file.into_iter().flat_map(|file| file.routes.iter()));
         for route in explicit {
             anyhow::ensure!(
                 route.prefix.starts_with('/'),
