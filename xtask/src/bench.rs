@@ -5,6 +5,8 @@
 pub(crate) mod bus;
 pub(crate) mod checkout;
 pub(crate) mod gateway;
+pub(crate) mod harness;
+pub(crate) mod storefront;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;

@@ -12,6 +12,8 @@
 //! - `cargo xtask bench gateway`: the gateway's throughput, latency, CPU and memory per
 //!   request, pass-through and with its full policy chain, beside nginx and HAProxy
 //!   proxying to the same upstream.
+//! - `cargo xtask bench storefront`: rendered pages beside the JSON they are made of,
+//!   and the product page's latency at a steady request rate.
 
 #![allow(
     clippy::print_stdout,
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         ["bench", "bus", rest @ ..] => bench::bus::run(rest),
         ["bench", "checkout", rest @ ..] => bench::checkout::run_bench(rest),
         ["bench", "gateway", rest @ ..] => bench::gateway::run(rest),
+        ["bench", "storefront", rest @ ..] => bench::storefront::run(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -40,7 +43,8 @@ fn main() -> ExitCode {
                  bench startup    time to ready and idle memory of `bazaar up` [--runs N]\n  \
                  bench bus        outbox → bus → inbox throughput and latency, both adapters\n  \
                  bench checkout   completed checkouts/s and placed→confirmed latency, both modes\n  \
-                 bench gateway    the gateway beside nginx and HAProxy [--seconds N] [--connections C] [--rounds R]"
+                 bench gateway    the gateway beside nginx and HAProxy [--seconds N] [--connections C] [--rounds R]\n  \
+                 bench storefront pages beside their JSON, and the product page at a steady rate [--rate N]"
             );
             return ExitCode::from(2);
         }

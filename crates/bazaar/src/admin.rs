@@ -13,6 +13,9 @@ use crate::Config;
 /// Creates an account with `customer` and `roles`, reading its password from standard
 /// input.
 pub fn create_user(config: &Config, email: &str, mut roles: Vec<Role>) -> anyhow::Result<()> {
+    config
+        .clone()
+        .ensure_shop_exists(&[crate::ServiceName::Identity])?;
     let password = read_password(email)?;
     roles.insert(0, Role::Customer);
     roles.sort();
@@ -36,7 +39,7 @@ pub fn create_user(config: &Config, email: &str, mut roles: Vec<Role>) -> anyhow
                 Err(Error::Invalid(fields)) => {
                     let reasons: Vec<String> = fields
                         .iter()
-                        .map(|invalid| format!("{} {}", invalid.field, invalid.reason))
+                        .map(|invalid| format!("{} {}", invalid.field, invalid.message))
                         .collect();
                     anyhow::bail!("{}", reasons.join("; "))
                 }

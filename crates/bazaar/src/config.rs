@@ -39,6 +39,8 @@ pub struct Config {
     pub orders: orders::Config,
     /// Notifications.
     pub notifications: notifications::Config,
+    /// The storefront.
+    pub storefront: storefront::Config,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             cart: cart::Config::default(),
             orders: orders::Config::default(),
             notifications: notifications::Config::default(),
+            storefront: storefront::Config::default(),
         }
     }
 }
@@ -69,8 +72,8 @@ pub enum BusConfig {
     Embedded,
     /// NATS JetStream, shared by every process of a distributed shop.
     Jetstream {
-        /// The server, e.g. `nats://nats:4222`.
-        url: String,
+        /// The server, e.g. `nats://nats:4222` (its password never printed).
+        url: platform::config::NatsUrl,
         /// The stream holding the shop's messages, e.g. `BAZAAR`.
         stream: String,
     },
@@ -81,6 +84,15 @@ impl Config {
     /// SQLite file in `data_dir`, and the gateway's upstreams to the services' listen
     /// addresses.
     pub fn resolved(mut self) -> Self {
+        if let Some(secret) = &self.auth.forwarding_secret {
+            for copy in [
+                &mut self.gateway.forwarding_secret,
+                &mut self.storefront.forwarding_secret,
+                &mut self.identity.forwarding_secret,
+            ] {
+                copy.get_or_insert_with(|| secret.clone());
+            }
+        }
         if self.auth.jwks_url.is_none() {
             let identity = self.identity.listen;
             self.auth.jwks_url = Some(format!("http://{identity}/.well-known/jwks.json"));
@@ -104,13 +116,47 @@ impl Config {
                 .entry(service.as_str().to_owned())
                 .or_insert_with(|| Upstream::at(listen));
         }
+        let site = ServiceName::Storefront;
+        let listen = self.listen(site);
+        self.gateway
+            .upstreams
+            .entry(site.as_str().to_owned())
+            .or_insert_with(|| Upstream::at(listen));
+        self.gateway
+            .site
+            .get_or_insert_with(|| site.as_str().to_owned());
         self
+    }
+
+    /// Fails, naming the data folder, unless every service of `services` that keeps a
+    /// SQLite file already has one: an operator command run in a folder with no shop
+    /// would otherwise create empty databases there and report success about a shop
+    /// nobody runs. (A PostgreSQL database that does not exist fails to connect anyway.)
+    pub fn ensure_shop_exists(&mut self, services: &[ServiceName]) -> anyhow::Result<()> {
+        let data_dir = self.data_dir.clone();
+        for &service in services {
+            let Some(Some(url)) = self.database_url_mut(service).map(|url| url.clone()) else {
+                continue;
+            };
+            let Some(path) = url.sqlite_path() else {
+                continue;
+            };
+            anyhow::ensure!(
+                path.is_file(),
+                "no shop in {}: {} does not exist. Run this where the shop keeps its \
+                 data (start it there once with `bazaar up`), or point data_dir \
+                 (BAZAAR__DATA_DIR) or {service}.database_url at it",
+                data_dir.display(),
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     /// The database setting of `service`, if it has a database.
     fn database_url_mut(&mut self, service: ServiceName) -> Option<&mut Option<DatabaseUrl>> {
         match service {
-            ServiceName::Gateway => None,
+            ServiceName::Gateway | ServiceName::Storefront => None,
             ServiceName::Identity => Some(&mut self.identity.database_url),
             ServiceName::Catalog => Some(&mut self.catalog.database_url),
             ServiceName::Inventory => Some(&mut self.inventory.database_url),
@@ -125,20 +171,41 @@ impl Config {
     /// the token verifier's key set, and the gRPC clients of the cart and orders.
     pub fn locate(&mut self, service: ServiceName, address: SocketAddr) {
         let url = format!("http://{address}");
-        if service.is_routed() {
+        if service.is_routed() || service.is_site() {
             self.gateway
                 .upstreams
                 .insert(service.as_str().to_owned(), Upstream::at(address));
         }
+        let storefront = &mut self.storefront;
         match service {
             ServiceName::Identity => {
                 self.auth.jwks_url = Some(format!("{url}/.well-known/jwks.json"));
+                storefront.identity_url = url;
             }
-            ServiceName::Catalog => self.cart.catalog_url = url,
-            ServiceName::Inventory => self.cart.inventory_url = url,
-            ServiceName::Cart => self.orders.cart_url = url,
-            ServiceName::Payments => self.orders.payments_url = url,
-            ServiceName::Gateway | ServiceName::Orders | ServiceName::Notifications => {}
+            ServiceName::Catalog => {
+                self.cart.catalog_url.clone_from(&url);
+                storefront.catalog_url = url;
+            }
+            ServiceName::Inventory => {
+                self.cart.inventory_url.clone_from(&url);
+                storefront.inventory_url = url;
+            }
+            ServiceName::Cart => {
+                self.orders.cart_url.clone_from(&url);
+                storefront.cart_url = url;
+            }
+            ServiceName::Payments => {
+                self.orders.payments_url.clone_from(&url);
+                storefront.payments_url = url;
+            }
+            ServiceName::Orders => storefront.orders_url = url,
+            ServiceName::Notifications => storefront.notifications_url = url,
+            ServiceName::Gateway => {
+                // Links in emails point at the gateway that runs alongside, unless the
+                // shop's public address is configured.
+                self.notifications.shop_url.get_or_insert(url);
+            }
+            ServiceName::Storefront => {}
         }
     }
 
@@ -153,6 +220,7 @@ impl Config {
             ServiceName::Cart => self.cart.listen,
             ServiceName::Orders => self.orders.listen,
             ServiceName::Notifications => self.notifications.listen,
+            ServiceName::Storefront => self.storefront.listen,
         }
     }
 
@@ -172,6 +240,7 @@ impl Config {
         config.cart.listen = any_port;
         config.orders.listen = any_port;
         config.notifications.listen = any_port;
+        config.storefront.listen = any_port;
         config
     }
 }

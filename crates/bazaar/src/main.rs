@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bazaar::{Config, ServiceName, admin, shop::Shop};
 use clap::{Parser, Subcommand};
@@ -39,8 +39,13 @@ enum Command {
     /// Print the effective configuration as TOML, secrets redacted.
     Config,
     /// Audit the shop's invariants across services (read-only); exits non-zero on any
-    /// violation.
-    Verify,
+    /// violation. It may run on a live shop: orders in flight are skipped.
+    Verify {
+        /// How long a confirmed order's confirmation email may still be on its way
+        /// before its absence is a violation.
+        #[arg(long, default_value_t = 60)]
+        email_grace_secs: u64,
+    },
     /// Exit 0 if `url` answers 200 within two seconds: a health check for containers
     /// that have no shell or curl, e.g. `bazaar probe http://127.0.0.1:8107/health/ready`.
     Probe {
@@ -82,12 +87,27 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let command = cli.command.unwrap_or(Command::Up);
+    let mut config = config;
+    if matches!(command, Command::Up) && config.auth.forwarding_secret.is_none() {
+        // Every proxy and service of this shop is in this process: a secret of its own
+        // tells them from any other local process that claims to forward a client.
+        match platform::config::Secret::random() {
+            Ok(secret) => config.auth.forwarding_secret = Some(secret),
+            Err(error) => {
+                eprintln!("bazaar: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let config = config.resolved();
-    let outcome = match cli.command.unwrap_or(Command::Up) {
+    let outcome = match command {
         Command::Config => print_config(&config),
         Command::Up => run(&config, &ServiceName::ALL),
         Command::Serve { services } => run(&config, &services),
-        Command::Verify => return verify(&config),
+        Command::Verify { email_grace_secs } => {
+            return verify(&config, Duration::from_secs(email_grace_secs));
+        }
         Command::Probe { url } => probe(&url),
         Command::Admin {
             command: AdminCommand::CreateUser { email, roles },
@@ -115,12 +135,12 @@ fn print_config(config: &Config) -> anyhow::Result<()> {
     clippy::print_stdout,
     reason = "printing the report is this command's job"
 )]
-fn verify(config: &Config) -> ExitCode {
+fn verify(config: &Config, email_grace: Duration) -> ExitCode {
     let report = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(bazaar::verify::run(config)));
+        .and_then(|runtime| runtime.block_on(bazaar::verify::run(config, email_grace)));
     match report {
         Ok(report) => {
             println!("{report}");
@@ -146,7 +166,7 @@ fn probe(url: &str) -> anyhow::Result<()> {
     let address = std::net::ToSocketAddrs::to_socket_addrs(authority)?
         .next()
         .ok_or_else(|| anyhow::anyhow!("{authority} resolves to nothing"))?;
-    let timeout = std::time::Duration::from_secs(2);
+    let timeout = Duration::from_secs(2);
     let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     let request = format!("GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");

@@ -4,7 +4,8 @@
 //! call each other over real HTTP/gRPC on loopback. All listeners are bound before any
 //! service is built, so a port conflict fails fast and names the service; when the
 //! gateway runs beside other services it is pointed at the addresses they actually bound
-//! (which matters with port 0).
+//! (which matters with port 0). They stop from the edge inwards: the gateway drains
+//! first, then the storefront, then the services they call.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,10 +23,73 @@ use tokio::task::JoinSet;
 use crate::config::{BusConfig, Config};
 use crate::topology::ServiceName;
 
+/// How many stopping tiers there are: the gateway, the storefront, the rest.
+const TIERS: usize = 3;
+
+/// When `service` stops: the gateway first, then the storefront, then the services
+/// they call.
+fn tier_of(service: ServiceName) -> usize {
+    match service {
+        ServiceName::Gateway => 0,
+        ServiceName::Storefront => 1,
+        _ => 2,
+    }
+}
+
+/// The services of one tier: the signal that stops them, and a token each of their
+/// servers holds until it has drained.
+struct Tier {
+    shutdown: Shutdown,
+    serving: tokio::sync::mpsc::Sender<()>,
+    drained: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl Tier {
+    fn new() -> Self {
+        let (serving, drained) = tokio::sync::mpsc::channel(1);
+        Self {
+            shutdown: Shutdown::new(),
+            serving,
+            drained,
+        }
+    }
+}
+
+/// Once `shutdown` fires, stops each tier in turn, waiting for its servers to drain
+/// before stopping the next.
+async fn stop_from_the_edge_inwards(shutdown: Shutdown, tiers: Vec<Tier>) -> anyhow::Result<()> {
+    shutdown.wait().await;
+    for tier in tiers {
+        let Tier {
+            shutdown,
+            serving,
+            mut drained,
+        } = tier;
+        drop(serving);
+        shutdown.trigger();
+        // Every server of the tier holds a sender; none is left once all have drained.
+        // A connection that never finishes must not keep the inner tiers (and their
+        // outbox relays) running: past the budget, the next tier stops anyway.
+        let drained = async { while drained.recv().await.is_some() {} };
+        if tokio::time::timeout(DRAIN_BUDGET, drained).await.is_err() {
+            tracing::warn!(
+                budget_secs = DRAIN_BUDGET.as_secs(),
+                "a tier did not drain in time; stopping the next one anyway"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How long one tier may take to drain before the next is stopped regardless: a third
+/// of Kubernetes' default grace period, so all three fit in it.
+const DRAIN_BUDGET: std::time::Duration = std::time::Duration::from_secs(9);
+
 /// Services running in this process.
 pub struct Shop {
     addresses: BTreeMap<ServiceName, SocketAddr>,
     tasks: JoinSet<anyhow::Result<()>>,
+    shutdown: Shutdown,
 }
 
 impl Shop {
@@ -69,13 +133,19 @@ impl Shop {
             config.locate(service, address);
         }
 
-        let context = Context {
-            bus,
-            verifier: config.auth.verifier(),
-            shutdown: shutdown.clone(),
-        };
+        // Stopping goes from the edge inwards: the gateway stops taking requests and
+        // drains, then the storefront, then the services behind them, so a request
+        // that was accepted finds every service it needs still serving.
+        let tiers: Vec<Tier> = (0..TIERS).map(|_| Tier::new()).collect();
+        let verifier = config.auth.verifier();
         let mut tasks = JoinSet::new();
         for (service, listener) in listeners {
+            let tier = &tiers[tier_of(service)];
+            let context = Context {
+                bus: Arc::clone(&bus),
+                verifier: verifier.clone(),
+                shutdown: tier.shutdown.clone(),
+            };
             let built = build(service, &config, &context)
                 .await
                 .with_context(|| format!("starting {service}"))?;
@@ -85,14 +155,21 @@ impl Shop {
                     Ok(())
                 });
             }
-            let shutdown = shutdown.clone();
+            let (stop, serving) = (tier.shutdown.clone(), tier.serving.clone());
             tasks.spawn(async move {
-                platform::http::serve(listener, built.router, shutdown)
+                let served = platform::http::serve(listener, built.router, stop)
                     .await
-                    .with_context(|| format!("{service} stopped serving"))
+                    .with_context(|| format!("{service} stopped serving"));
+                drop(serving);
+                served
             });
         }
-        Ok(Self { addresses, tasks })
+        tasks.spawn(stop_from_the_edge_inwards(shutdown.clone(), tiers));
+        Ok(Self {
+            addresses,
+            tasks,
+            shutdown,
+        })
     }
 
     /// The address `service` is listening on, if it runs here.
@@ -103,10 +180,19 @@ impl Shop {
     /// Waits until every service has stopped (after shutdown, once in-flight requests
     /// drained), returning the first failure.
     pub async fn wait(mut self) -> anyhow::Result<()> {
+        // A task that fails stops the shop, in order, rather than aborting the others
+        // mid-drain: wait for all, then report the first failure.
+        let mut first_failure = None;
         while let Some(outcome) = self.tasks.join_next().await {
-            outcome.context("a service task panicked")??;
+            let outcome = outcome
+                .context("a service task panicked")
+                .and_then(|outcome| outcome);
+            if let Err(error) = outcome {
+                self.shutdown.trigger();
+                first_failure.get_or_insert(error);
+            }
         }
-        Ok(())
+        first_failure.map_or(Ok(()), Err)
     }
 }
 
@@ -126,6 +212,7 @@ async fn build(
         ServiceName::Cart => cart::build(&config.cart, context).await?,
         ServiceName::Orders => orders::build(&config.orders, context).await?,
         ServiceName::Notifications => notifications::build(&config.notifications, context).await?,
+        ServiceName::Storefront => storefront::build(&config.storefront, context).await?,
     })
 }
 
@@ -140,9 +227,9 @@ pub async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
             Ok(Arc::new(bus))
         }
         BusConfig::Jetstream { url, stream } => {
-            let bus = JetStreamBus::connect(url, stream)
+            let bus = JetStreamBus::connect(url.expose(), stream)
                 .await
-                .with_context(|| format!("connecting to JetStream at {url}"))?;
+                .with_context(|| format!("connecting to JetStream at {}", url.redacted()))?;
             Ok(Arc::new(bus))
         }
     }

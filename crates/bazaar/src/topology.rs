@@ -24,11 +24,13 @@ pub enum ServiceName {
     Orders,
     /// Emails to customers.
     Notifications,
+    /// The web shop and back-office, over the other services' APIs.
+    Storefront,
 }
 
 impl ServiceName {
     /// Every service, in start order: backends before the gateway that routes to them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Identity,
         Self::Catalog,
         Self::Inventory,
@@ -36,6 +38,7 @@ impl ServiceName {
         Self::Cart,
         Self::Orders,
         Self::Notifications,
+        Self::Storefront,
         Self::Gateway,
     ];
 
@@ -51,12 +54,19 @@ impl ServiceName {
             Self::Cart => cart::NAME,
             Self::Orders => orders::NAME,
             Self::Notifications => notifications::NAME,
+            Self::Storefront => storefront::NAME,
         }
     }
 
     /// Whether the gateway routes `/api/<name>/…` to this service.
     pub fn is_routed(self) -> bool {
-        self != Self::Gateway
+        !matches!(self, Self::Gateway | Self::Storefront)
+    }
+
+    /// Whether this service is the site: the gateway sends it `/` and every path
+    /// outside `/api`.
+    pub fn is_site(self) -> bool {
+        self == Self::Storefront
     }
 }
 

@@ -27,9 +27,25 @@ fn bazaar_with_input(args: &[&str], env: &[(&str, &str)], input: &str) -> std::p
     child.wait_with_output().expect("bazaar exits")
 }
 
+/// The shop's identity database in `data`, as the first `bazaar up` there makes it.
+fn a_shop_in(data: &std::path::Path) {
+    let config = bazaar::Config {
+        data_dir: data.to_owned(),
+        ..bazaar::Config::default()
+    }
+    .resolved();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(identity::context(&config.identity, &config.auth))
+        .expect("identity's database");
+}
+
 #[test]
 fn the_first_admin_is_created_with_a_password_from_stdin() {
     let data = tempfile::tempdir().expect("a folder");
+    a_shop_in(data.path());
     let dir = data.path().to_str().expect("UTF-8 path");
     let env = [("BAZAAR__DATA_DIR", dir)];
     let args = [
@@ -84,6 +100,29 @@ fn the_first_admin_is_created_with_a_password_from_stdin() {
     assert_eq!(bad_role.status.code(), Some(2));
 }
 
+/// Run where no shop keeps its data, the operator commands refuse and name the folder,
+/// rather than creating empty databases and reporting success about a shop nobody runs.
+#[test]
+fn operator_commands_refuse_a_folder_with_no_shop() {
+    let data = tempfile::tempdir().expect("a folder");
+    let dir = data.path().to_str().expect("UTF-8 path");
+    let env = [("BAZAAR__DATA_DIR", dir)];
+    let created = bazaar_with_input(
+        &["admin", "create-user", "--email", "root@example.com"],
+        &env,
+        "correct horse battery staple\n",
+    );
+    assert!(!created.status.success());
+    let said = String::from_utf8(created.stderr).expect("UTF-8");
+    assert!(said.contains("no shop in") && said.contains(dir), "{said}");
+    let verified = bazaar(&["verify"], &env);
+    assert_eq!(verified.status.code(), Some(3));
+    let said = String::from_utf8(verified.stderr).expect("UTF-8");
+    assert!(said.contains("no shop in") && said.contains(dir), "{said}");
+    let left: Vec<_> = std::fs::read_dir(data.path()).expect("readable").collect();
+    assert!(left.is_empty(), "files were created: {left:?}");
+}
+
 #[test]
 fn config_prints_the_effective_configuration_with_secrets_redacted() {
     let output = bazaar(
@@ -94,6 +133,14 @@ fn config_prints_the_effective_configuration_with_secrets_redacted() {
                 "postgres://shop:hunter2@db:5432/catalog",
             ),
             ("BAZAAR__GATEWAY__LISTEN", "0.0.0.0:9090"),
+            ("BAZAAR__BUS__KIND", "jetstream"),
+            ("BAZAAR__BUS__URL", "nats://bus:hunter3@nats:4222"),
+            ("BAZAAR__BUS__STREAM", "BAZAAR"),
+            ("BAZAAR__GATEWAY__RATE_LIMIT__STORE__KIND", "redis"),
+            (
+                "BAZAAR__GATEWAY__RATE_LIMIT__STORE__URL",
+                "redis://:hunter4@cache:6379/0",
+            ),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
             ("OTEL_SERVICE_NAME", "shop-eu"),
         ],
@@ -104,7 +151,11 @@ fn config_prints_the_effective_configuration_with_secrets_redacted() {
         printed.contains("postgres://shop:***@db:5432/catalog"),
         "{printed}"
     );
-    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("nats://bus:***@nats:4222"), "{printed}");
+    assert!(printed.contains("redis://:***@cache:6379/0"), "{printed}");
+    for password in ["hunter2", "hunter3", "hunter4"] {
+        assert!(!printed.contains(password), "{printed}");
+    }
     assert!(printed.contains("listen = \"0.0.0.0:9090\""), "{printed}");
     // The standard OpenTelemetry variables are honoured.
     assert!(
@@ -173,7 +224,28 @@ fn a_missing_config_file_is_an_error() {
     assert!(message.contains("/no/such/bazaar.toml"), "{message}");
 }
 
-/// `bazaar up` prints its address once ready, logs JSON when asked, serves, and exits
+/// `bazaar up` on `data`, every service on a port of its own.
+fn up_in(data: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bazaar"));
+    command.arg("up").env("BAZAAR__DATA_DIR", data);
+    for service in [
+        "GATEWAY",
+        "CATALOG",
+        "IDENTITY",
+        "INVENTORY",
+        "PAYMENTS",
+        "CART",
+        "ORDERS",
+        "NOTIFICATIONS",
+        "STOREFRONT",
+    ] {
+        command.env(format!("BAZAAR__{service}__LISTEN"), "127.0.0.1:0");
+    }
+    command
+}
+
+/// `bazaar up` prints its address once ready, logs JSON when asked, serves, refuses a
+/// second process on its data folder (the embedded bus is one process's), and exits
 /// cleanly on Ctrl-C (SIGINT) after draining.
 #[test]
 fn up_serves_until_interrupted() {
@@ -181,13 +253,7 @@ fn up_serves_until_interrupted() {
     use std::process::Stdio;
 
     let data = tempfile::tempdir().expect("a folder");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
-        .arg("up")
-        .env("BAZAAR__DATA_DIR", data.path())
-        .env("BAZAAR__GATEWAY__LISTEN", "127.0.0.1:0")
-        .env("BAZAAR__CATALOG__LISTEN", "127.0.0.1:0")
-        .env("BAZAAR__IDENTITY__LISTEN", "127.0.0.1:0")
-        .env("BAZAAR__INVENTORY__LISTEN", "127.0.0.1:0")
+    let mut child = up_in(data.path())
         .env("BAZAAR__LOG__FORMAT", "json")
         .stdout(Stdio::piped())
         .spawn()
@@ -219,6 +285,11 @@ fn up_serves_until_interrupted() {
     stream.read_to_string(&mut response).expect("read");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
+    let second = up_in(data.path()).output().expect("a second bazaar runs");
+    assert!(!second.status.success(), "a second process shared the bus");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("belongs to one process"), "{said}");
+
     let interrupted = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -230,6 +301,39 @@ fn up_serves_until_interrupted() {
     assert!(
         rest.iter().any(|line| line.contains("draining")),
         "no shutdown log line in {rest:?}"
+    );
+}
+
+/// Logs written to a pipe or a file carry no colour escapes.
+#[test]
+fn logs_to_a_pipe_have_no_colour() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let data = tempfile::tempdir().expect("a folder");
+    let mut child = up_in(data.path())
+        .env("BAZAAR__LOG__FORMAT", "pretty")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bazaar starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut logged = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .expect("bazaar printed its address before exiting")
+            .expect("UTF-8");
+        if line.starts_with("Bazaar is ready in ") {
+            break;
+        }
+        logged.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!logged.is_empty(), "no log line before ready");
+    assert!(
+        logged.iter().all(|line| !line.contains('\u{1b}')),
+        "{logged:?}"
     );
 }
 
@@ -250,7 +354,10 @@ fn probe_passes_on_200_and_fails_otherwise() {
                 request.extend_from_slice(&chunk[..read]);
             }
             assert!(request.starts_with(b"GET /health/ready "));
-            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").expect("answered");
+            // One write: the probe hangs up once it has read the status, and a second
+            // write to a closed socket would be reset.
+            let response = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+            stream.write_all(response.as_bytes()).expect("answered");
         }
     });
     let url = format!("http://{address}/health/ready");
@@ -261,4 +368,26 @@ fn probe_passes_on_200_and_fails_otherwise() {
     server.join().expect("the server ran");
     let closed = bazaar(&["probe", "http://127.0.0.1:1/health/live"], &[]);
     assert!(!closed.status.success());
+}
+
+/// Fraud thresholds that would hold or decline every payment stop payments at start,
+/// naming the setting, instead of serving with them.
+#[test]
+fn nonsensical_fraud_rules_stop_payments_at_start() {
+    let data = tempfile::tempdir().expect("a folder");
+    let dir = data.path().to_str().expect("UTF-8 path");
+    let refused = bazaar(
+        &["serve", "payments"],
+        &[
+            ("BAZAAR__DATA_DIR", dir),
+            ("BAZAAR__PAYMENTS__LISTEN", "127.0.0.1:0"),
+            ("BAZAAR__PAYMENTS__FRAUD__HOLD_ABOVE_MINOR", "-5"),
+        ],
+    );
+    assert!(!refused.status.success());
+    let said = String::from_utf8(refused.stderr).expect("UTF-8");
+    assert!(
+        said.contains("payments.fraud.hold_above_minor must not be negative"),
+        "{said}"
+    );
 }

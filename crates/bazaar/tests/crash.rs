@@ -92,12 +92,13 @@ async fn orders_survive_sigkill_mid_checkout(distributed: bool) {
         "cart",
         "orders",
         "notifications",
+        "storefront",
     ] {
         toml.push_str(&format!("[{service}]\nlisten = \"127.0.0.1:0\"\n"));
         if service == "inventory" {
             toml.push_str("initial_stock = 1000\n");
         }
-        if distributed && service != "gateway" {
+        if distributed && !["gateway", "storefront"].contains(&service) {
             let database = test_support::TestDatabase::new(test_support::Engine::Postgres).await;
             toml.push_str(&format!("database_url = {:?}\n", database.url().expose()));
             databases.push(database);
@@ -135,7 +136,7 @@ async fn orders_survive_sigkill_mid_checkout(distributed: bool) {
     let mug = mug(&client, &process.gateway).await;
     let mut buyers = Vec::new();
     for n in 0..BUYERS {
-        buyers.push(sign_up(&client, &process.gateway, n).await);
+        buyers.push(sign_up(&client, &process.gateway, &data.path().join("data"), n).await);
     }
 
     let mut placed = Vec::new();

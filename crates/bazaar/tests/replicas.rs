@@ -63,17 +63,14 @@ impl Front {
         build: impl Fn(&str) -> reqwest::RequestBuilder,
         done: impl Fn(u16, &Value) -> bool,
     ) -> (u16, Value) {
-        let mut last = None;
-        for _ in 0..300 {
-            if let Some((status, body)) = call(build(self.pick())).await {
-                if done(status, &body) {
-                    return (status, body);
-                }
-                last = Some((status, body));
+        test_support::eventually(what, Duration::from_secs(15), || async {
+            match call(build(self.pick())).await {
+                Some((status, body)) if done(status, &body) => Ok((status, body)),
+                Some((status, body)) => Err(format!("{status} {body}")),
+                None => Err("no answer".to_owned()),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{what} never succeeded; last answer {last:?}");
+        })
+        .await
     }
 }
 
@@ -280,7 +277,7 @@ async fn replicas_killed_under_load_lose_and_double_no_order() {
     let mug = mug(&client, front.pick()).await;
     let mut buyers = Vec::new();
     for n in 0..BUYERS {
-        buyers.push(sign_up(&client, front.pick(), n).await);
+        buyers.push(sign_up(&client, front.pick(), &folder.path().join("data"), n).await);
     }
 
     // Shoppers check out while one replica of each kind dies and comes back, in turn.

@@ -86,7 +86,7 @@ async fn a_checkout_is_one_trace_across_every_service() {
     let folder = tempfile::tempdir().expect("a folder");
     let (shop, shutdown, gateway) = shop_in_process(folder.path()).await;
     let client = reqwest::Client::new();
-    let buyer = sign_up(&client, &gateway, 1).await;
+    let buyer = sign_up(&client, &gateway, folder.path(), 1).await;
 
     // The client starts the trace.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";

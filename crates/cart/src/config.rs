@@ -1,9 +1,9 @@
 //! The cart's configuration.
 
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use platform::config::{DatabaseUrl, redact_password};
+use platform::config::DatabaseUrl;
+pub use platform::config::RedisUrl;
 use serde::{Deserialize, Serialize};
 
 /// How the cart runs. Every field has a default suitable for `bazaar up`.
@@ -110,53 +110,6 @@ impl Config {
     }
 }
 
-/// A Redis URL: `redis://[:password@]host[:port][/db]` (or `rediss://`).
-///
-/// Its `Debug` and `Serialize` forms hide the password, so a configuration can be
-/// printed or logged whole.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    /// The full URL, password included: only for handing to the client.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL with any password replaced by `***`.
-    pub fn redacted(&self) -> String {
-        redact_password(&self.0)
-    }
-}
-
-impl TryFrom<String> for RedisUrl {
-    type Error = String;
-
-    fn try_from(url: String) -> Result<Self, Self::Error> {
-        if url.starts_with("redis://") || url.starts_with("rediss://") {
-            Ok(Self(url))
-        } else {
-            Err(format!(
-                "unsupported Redis URL {:?}: expected redis://…",
-                Self(url).redacted()
-            ))
-        }
-    }
-}
-
-impl Serialize for RedisUrl {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.redacted())
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RedisUrl").field(&self.redacted()).finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,18 +147,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn redis_passwords_never_show() {
-        let url = RedisUrl::try_from("redis://:s3cret@cache:6379/0".to_owned()).expect("valid");
-        assert_eq!(url.redacted(), "redis://:***@cache:6379/0");
-        assert!(!format!("{url:?}").contains("s3cret"));
-        assert!(
-            !serde_json::to_string(&url)
-                .expect("serializes")
-                .contains("s3cret")
-        );
     }
 
     #[test]

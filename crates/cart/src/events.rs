@@ -46,7 +46,12 @@ pub async fn apply(store: &dyn CartStore, envelope: &Envelope) -> anyhow::Result
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let applied = store
-        .remove_ordered(&customer, &confirmed.order_id, &ordered)
+        .remove_ordered(
+            &customer,
+            &confirmed.order_id,
+            &ordered,
+            confirmed.cart_revision,
+        )
         .await?;
     Ok(if applied {
         Outcome::Applied

@@ -1,4 +1,5 @@
-//! The cart's internal gRPC API: a customer's priced cart, for the checkout.
+//! The cart's internal gRPC API: a customer's priced cart, for the checkout, asked
+//! for on the customer's behalf (their token travels with the call).
 
 use contracts::proto::cart::v1::cart_server::{Cart, CartServer};
 use contracts::proto::cart::v1::{GetCartRequest, PricedCart, PricedLine};
@@ -25,13 +26,14 @@ impl Cart for CartGrpc {
         &self,
         request: Request<GetCartRequest>,
     ) -> Result<Response<PricedCart>, Status> {
+        platform::grpc::authorize_for(&request, &request.get_ref().customer_id).await?;
         let customer_id = request.into_inner().customer_id;
         let customer = CustomerId::parse(&customer_id).ok_or_else(|| {
             Status::invalid_argument(format!("customer_id: {customer_id:?} is not a customer id"))
         })?;
-        let cart = self
+        let (revision, cart) = self
             .carts
-            .priced(&customer)
+            .priced_at_revision(&customer)
             .await
             .map_err(|error| match error {
                 PricingError::CatalogUnavailable(_) => {
@@ -63,6 +65,7 @@ impl Cart for CartGrpc {
             lines,
             total: cart.total.map(Into::into),
             unavailable_product_ids: cart.unavailable.iter().map(ToString::to_string).collect(),
+            revision,
         }))
     }
 }

@@ -3,13 +3,13 @@
 //! There is no cart id in any path: every route works on the caller's cart, found from
 //! the access token, so one customer can never name another's.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use contracts::Money;
 use platform::auth::AuthUser;
-use platform::http::BearerAuth;
+use platform::http::{BearerAuth, EdgeResponses, Json};
 use platform::problem::{FieldError, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -29,7 +29,7 @@ const RETRY_AFTER_SECS: u64 = 2;
     servers((url = "/api/cart", description = "through the gateway")),
     paths(get_cart, clear_cart, add_item, set_quantity, remove_item),
     components(schemas(CartView, LineView, AddItem, SetQuantity, Money, Problem, FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EdgeResponses),
     tags((name = "cart", description = "The customer's cart"))
 )]
 pub struct ApiDoc;
@@ -79,9 +79,11 @@ struct LineView {
 #[serde(deny_unknown_fields)]
 struct AddItem {
     /// A product the catalog sells.
+    #[schema(format = Uuid)]
     product_id: String,
     /// Units to add, from 1 to the maximum (99 by default); a line never grows past the
     /// maximum.
+    #[schema(minimum = 1, maximum = 99)]
     quantity: i64,
 }
 
@@ -90,6 +92,7 @@ struct AddItem {
 #[serde(deny_unknown_fields)]
 struct SetQuantity {
     /// From 1 to the maximum (99 by default); remove the line to have none.
+    #[schema(minimum = 1, maximum = 99)]
     quantity: i64,
 }
 
@@ -130,7 +133,7 @@ async fn clear_cart(user: AuthUser, State(carts): State<Carts>) -> Result<Json<C
 async fn add_item(
     user: AuthUser,
     State(carts): State<Carts>,
-    platform::http::Json(body): platform::http::Json<AddItem>,
+    Json(body): Json<AddItem>,
 ) -> Result<Json<CartView>, Problem> {
     let customer = customer(&user)?;
     let unknown = || {
@@ -164,7 +167,7 @@ async fn add_item(
 
 /// Sets how many units of a product the caller's cart holds.
 #[utoipa::path(put, path = "/items/{product_id}", tag = "cart", security(("bearer" = [])),
-    params(("product_id" = String, Path, description = "The product's id")),
+    params(("product_id" = uuid::Uuid, Path, description = "The product's id")),
     request_body = SetQuantity,
     responses(
         (status = 200, description = "The cart after the change", body = CartView),
@@ -178,7 +181,7 @@ async fn set_quantity(
     user: AuthUser,
     State(carts): State<Carts>,
     Path(product_id): Path<String>,
-    platform::http::Json(body): platform::http::Json<SetQuantity>,
+    Json(body): Json<SetQuantity>,
 ) -> Result<Json<CartView>, Problem> {
     let customer = customer(&user)?;
     let product = path_product(&product_id)?;
@@ -192,7 +195,7 @@ async fn set_quantity(
 
 /// Removes a product from the caller's cart.
 #[utoipa::path(delete, path = "/items/{product_id}", tag = "cart", security(("bearer" = [])),
-    params(("product_id" = String, Path, description = "The product's id")),
+    params(("product_id" = uuid::Uuid, Path, description = "The product's id")),
     responses(
         (status = 200, description = "The cart after the change", body = CartView),
         (status = 400, description = "A malformed product id", body = Problem, content_type = "application/problem+json"),

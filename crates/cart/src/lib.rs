@@ -125,7 +125,16 @@ pub struct Carts {
 impl Carts {
     /// The customer's cart, priced now.
     pub async fn priced(&self, customer: &CustomerId) -> Result<PricedCart, PricingError> {
-        let lines = self.store.lines(customer).await?;
-        self.pricing.price(customer, lines).await
+        Ok(self.priced_at_revision(customer).await?.1)
+    }
+
+    /// The customer's cart, priced now, with the revision it was read at.
+    pub async fn priced_at_revision(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<(i64, PricedCart), PricingError> {
+        let contents = self.store.contents(customer).await?;
+        let priced = self.pricing.price(customer, contents.lines).await?;
+        Ok((contents.revision, priced))
     }
 }

@@ -9,7 +9,15 @@
 //! changes to one cart never lose an update; a cart never holds more than
 //! [`Limits::max_lines`] products nor more than [`Limits::max_quantity`] units of one;
 //! and [`CartStore::remove_ordered`] takes an order's lines out at most once per order,
-//! however often it is called.
+//! however often it is called, and only out of lines the cart held when the order was
+//! placed.
+//!
+//! **Revisions**: a cart's revision grows each time it gains a line, and is at least
+//! the time of that change in ms, so it keeps growing when a dropped or expired cart
+//! starts again. Each line remembers the revision that created it. An order records the
+//! revision of the cart it was placed from; when it is confirmed, a line created after
+//! that (the customer removed a product and added it again meanwhile) is left alone,
+//! while units added to a line the order bought from are kept as before.
 
 pub mod redis;
 pub mod sql;
@@ -18,10 +26,29 @@ use futures_util::future::BoxFuture;
 
 use crate::domain::{CustomerId, Limits, Line, ProductId};
 
+/// A cart as one read sees it: its revision and its lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// The revision (0 for no cart); see the module's documentation.
+    pub revision: i64,
+    /// The lines, by product id.
+    pub lines: Vec<Line>,
+}
+
+/// The revision of a cart that gains a line now, after `previous`.
+pub fn next_revision(previous: i64, now_ms: i64) -> i64 {
+    previous.saturating_add(1).max(now_ms)
+}
+
 /// Customers' carts.
 pub trait CartStore: Send + Sync + 'static {
+    /// The customer's cart, read at once; empty, revision 0, if there is none.
+    fn contents<'a>(&'a self, customer: &'a CustomerId) -> BoxFuture<'a, anyhow::Result<Contents>>;
+
     /// The customer's lines, by product id; empty if there is no cart.
-    fn lines<'a>(&'a self, customer: &'a CustomerId) -> BoxFuture<'a, anyhow::Result<Vec<Line>>>;
+    fn lines<'a>(&'a self, customer: &'a CustomerId) -> BoxFuture<'a, anyhow::Result<Vec<Line>>> {
+        Box::pin(async move { Ok(self.contents(customer).await?.lines) })
+    }
 
     /// Adds `quantity` units of `product` (1 to the maximum), creating the line if
     /// needed; a line never grows past the maximum, the surplus is dropped. Returns the
@@ -52,14 +79,17 @@ pub trait CartStore: Send + Sync + 'static {
     fn clear<'a>(&'a self, customer: &'a CustomerId) -> BoxFuture<'a, anyhow::Result<()>>;
 
     /// Takes what order `order_id` bought out of the cart: each line loses the ordered
-    /// units, and goes when none are left. Units added beyond what was ordered stay. The
-    /// first call for an order does this and returns `true`; any later call for the same
-    /// order changes nothing and returns `false`.
+    /// units, and goes when none are left. Units added beyond what was ordered stay, and
+    /// lines created after `revision` (the cart's when the order was placed; `None` for
+    /// an order that did not record it) are not touched. The first call for an order
+    /// does this and returns `true`; any later call for the same order changes nothing
+    /// and returns `false`.
     fn remove_ordered<'a>(
         &'a self,
         customer: &'a CustomerId,
         order_id: &'a str,
         ordered: &'a [Line],
+        revision: Option<i64>,
     ) -> BoxFuture<'a, anyhow::Result<bool>>;
 
     /// Checks that the store answers; for `/health/ready`. The error is safe to show

@@ -1,29 +1,75 @@
-//! The catalog's REST API: thin handlers that parse, call the store, and map.
+//! The catalog's REST API: thin handlers that parse, call the use cases, and map.
 //!
 //! Reading is open to anyone. Writing products and categories needs the admin role,
 //! checked by the [`Admin`] extractor before the body is read.
 
 use std::collections::BTreeMap;
 
+use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch};
-use axum::{Json, Router};
 use contracts::catalog as api;
 use platform::auth::Admin;
-use platform::http::Json as JsonBody;
-use platform::http::{BearerAuth, Query};
+use platform::http::{BearerAuth, EdgeResponses, Json, Query};
 use platform::outbox::Origin;
 use platform::problem::{FieldError, Problem};
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::domain::{
-    Category, CategoryPatch, Invalid, NewProduct, Product, ProductId, ProductPatch, ProductQuery,
+    Category, CategoryPatch, NewProduct, Product, ProductId, ProductPatch, ProductQuery,
     ProductRef, RawCategory, RawCategoryPatch, RawPrice, RawProduct, RawProductPatch,
-    RawProductQuery, Slug,
+    RawProductQuery, Slug, limits,
 };
-use crate::store::{Store, WriteError};
+use crate::ops::{self, Catalog};
+use crate::store::WriteError;
+
+/// Gives a product's `attributes` their rules in the document: at most
+/// [`limits::ATTRIBUTES_MAX`] entries, keys of a-z, 0-9 and `_`, plain-text values of at
+/// most [`limits::ATTRIBUTE_VALUE_MAX_CHARS`] characters. (The derived schema of a map
+/// has no place for rules on its keys.)
+struct AttributeRules;
+
+impl utoipa::Modify for AttributeRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        use utoipa::openapi::{RefOr, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for body in ["CreateProduct", "UpdateProduct"] {
+            let Some(RefOr::T(Schema::Object(body))) = components.schemas.get_mut(body) else {
+                continue;
+            };
+            let Some(RefOr::T(Schema::Object(attributes))) = body.properties.get_mut("attributes")
+            else {
+                continue;
+            };
+            attributes.max_properties = Some(limits::ATTRIBUTES_MAX);
+            attributes.property_names = Some(Box::new(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(format!(
+                        "^[a-z0-9_]{{1,{}}}$",
+                        limits::ATTRIBUTE_KEY_MAX_CHARS
+                    )))
+                    .into(),
+            ));
+            attributes.additional_properties =
+                Some(Box::new(AdditionalProperties::RefOr(RefOr::T(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .max_length(Some(limits::ATTRIBUTE_VALUE_MAX_CHARS))
+                        .pattern(Some(PLAIN_TEXT))
+                        .into(),
+                ))));
+        }
+    }
+}
+
+/// Plain text as the catalog takes it: no control characters but line breaks and tabs.
+const PLAIN_TEXT: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
 
 /// The longest query string accepted, in bytes.
 const MAX_QUERY_BYTES: usize = 2048;
@@ -62,7 +108,7 @@ const MAX_QUERY_BYTES: usize = 2048;
         CreateCategory,
         UpdateCategory
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EdgeResponses, &AttributeRules),
     tags(
         (name = "catalog", description = "Browse products"),
         (name = "admin", description = "Manage products and categories; needs the admin role")
@@ -74,7 +120,7 @@ pub struct ApiDoc;
 ///
 /// The admin routes find the token verifier in the request extensions, so the caller
 /// must layer an `Extension<Verifier>` over them (as [`crate::build`] does).
-pub fn router(store: Store) -> Router {
+pub fn router(catalog: Catalog) -> Router {
     Router::new()
         .route("/products", get(list_products).post(create_product))
         .route(
@@ -89,7 +135,7 @@ pub fn router(store: Store) -> Router {
             patch(update_category).delete(delete_category),
         )
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
-        .with_state(store)
+        .with_state(catalog)
 }
 
 /// The query parameters of a product listing, as text; parsed into a `ProductQuery`.
@@ -98,12 +144,15 @@ pub fn router(store: Store) -> Router {
 #[into_params(parameter_in = Query)]
 struct ListProductsParams {
     /// Only products in this category (its slug).
+    #[param(pattern = r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")]
     category: Option<String>,
     /// Words that must all appear in the name or description (at most 5 words, 100 characters).
     q: Option<String>,
     /// `name`, `-name`, `price` or `-price` (a leading `-` sorts descending). Default `name`.
+    #[param(pattern = r"^-?(?:name|price)$")]
     sort: Option<String>,
     /// Page size, 1 to 100. Default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `next_cursor` of the previous page, to continue after it (with the same `sort`).
     cursor: Option<String>,
@@ -121,7 +170,7 @@ struct ListProductsParams {
     )
 )]
 async fn list_products(
-    State(store): State<Store>,
+    State(catalog): State<Catalog>,
     RawQuery(raw): RawQuery,
     Query(params): Query<ListProductsParams>,
 ) -> Result<Json<api::ProductPage>, Problem> {
@@ -138,8 +187,8 @@ async fn list_products(
         limit: params.limit.as_deref(),
         cursor: params.cursor.as_deref(),
     })
-    .map_err(invalid)?;
-    let page = store.list_products(&query).await?;
+    .map_err(Problem::validation)?;
+    let page = catalog.store.list_products(&query).await?;
     Ok(Json(api::ProductPage {
         items: page.items.into_iter().map(product_view).collect(),
         next_cursor: page.next.map(|cursor| cursor.encode()),
@@ -151,7 +200,7 @@ async fn list_products(
     get,
     path = "/products/{product}",
     tag = "catalog",
-    params(("product" = String, Path, description = "The product's id (UUID) or slug")),
+    params(("product" = String, Path, pattern = r"^(?:[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$", description = "The product's id (UUID) or slug")),
     responses(
         (status = 200, description = "The product", body = api::Product),
         (status = 400, description = "Neither an id nor a slug", body = Problem, content_type = "application/problem+json"),
@@ -159,11 +208,12 @@ async fn list_products(
     )
 )]
 async fn get_product(
-    State(store): State<Store>,
+    State(catalog): State<Catalog>,
     Path(product): Path<String>,
 ) -> Result<Json<api::Product>, Problem> {
     let reference = ProductRef::parse(&product).map_err(bad_product_ref)?;
-    store
+    catalog
+        .store
         .product(&reference)
         .await?
         .map(|product| Json(product_view(product)))
@@ -177,8 +227,10 @@ async fn get_product(
     tag = "catalog",
     responses((status = 200, description = "All categories", body = api::CategoryList))
 )]
-async fn list_categories(State(store): State<Store>) -> Result<Json<api::CategoryList>, Problem> {
-    let categories = store.categories().await?;
+async fn list_categories(
+    State(catalog): State<Catalog>,
+) -> Result<Json<api::CategoryList>, Problem> {
+    let categories = catalog.store.categories().await?;
     Ok(Json(api::CategoryList {
         items: categories.into_iter().map(category_view).collect(),
     }))
@@ -189,17 +241,31 @@ async fn list_categories(State(store): State<Store>) -> Result<Json<api::Categor
 #[serde(deny_unknown_fields)]
 struct CreateProduct {
     /// Unique URL name: 1 to 80 lower-case letters, digits and inner hyphens.
+    #[schema(pattern = r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")]
     slug: String,
     /// Display name, 1 to 120 characters after trimming.
+    #[schema(
+        max_length = 120,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
     /// Product page text, at most 4000 characters.
+    #[schema(
+        max_length = 4000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     description: String,
     /// The slug of an existing category.
+    #[schema(pattern = r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")]
     category: String,
     /// The price, in EUR.
     #[serde(deserialize_with = "platform::http::object")]
     price: PriceInput,
     /// Image path or URL, at most 500 characters.
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     image: String,
     /// At most 30 entries; keys 1 to 40 of `a-z`, `0-9` and `_`; values at most 200 characters.
     attributes: BTreeMap<String, String>,
@@ -211,19 +277,27 @@ struct CreateProduct {
 struct UpdateProduct {
     /// A new unique URL name.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(nullable = false, pattern = r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")]
     slug: Option<String>,
     /// A new display name.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(
+        nullable = false,
+        max_length = 120,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: Option<String>,
     /// A new product page text.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(
+        nullable = false,
+        max_length = 4000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     description: Option<String>,
     /// Another existing category's slug.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(nullable = false, pattern = r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")]
     category: Option<String>,
     /// A new price, in EUR.
     #[serde(default, deserialize_with = "present_object")]
@@ -231,7 +305,11 @@ struct UpdateProduct {
     price: Option<PriceInput>,
     /// A new image path or URL.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(
+        nullable = false,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     image: Option<String>,
     /// New attributes, replacing all the old ones.
     #[serde(default, deserialize_with = "present")]
@@ -244,9 +322,10 @@ struct UpdateProduct {
 #[serde(deny_unknown_fields)]
 struct PriceInput {
     /// Minor units (cents), 0 to 100000000.
+    #[schema(minimum = 0, maximum = 100_000_000)]
     amount_minor: i64,
     /// `EUR`: every product in the catalog is priced in the same currency.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = r"^EUR$")]
     currency: String,
 }
 
@@ -255,10 +334,19 @@ struct PriceInput {
 #[serde(deny_unknown_fields)]
 struct CreateCategory {
     /// Unique URL name: 1 to 80 lower-case letters, digits and inner hyphens.
+    #[schema(pattern = r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")]
     slug: String,
     /// Display name, 1 to 120 characters after trimming.
+    #[schema(
+        max_length = 120,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
     /// What it holds, at most 4000 characters.
+    #[schema(
+        max_length = 4000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     description: String,
 }
 
@@ -268,11 +356,19 @@ struct CreateCategory {
 struct UpdateCategory {
     /// A new display name.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(
+        nullable = false,
+        max_length = 120,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: Option<String>,
     /// A new description.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(
+        nullable = false,
+        max_length = 4000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     description: Option<String>,
 }
 
@@ -305,7 +401,8 @@ where
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The new product", body = api::Product),
-        (status = 400, description = "An invalid field, or an unknown category, named in the problem", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An invalid field, named in the problem", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No category by that slug", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another product has this slug", body = Problem, content_type = "application/problem+json"),
@@ -313,9 +410,9 @@ where
 )]
 async fn create_product(
     Admin(admin): Admin,
-    State(store): State<Store>,
+    State(catalog): State<Catalog>,
     origin: Origin,
-    JsonBody(body): JsonBody<CreateProduct>,
+    Json(body): Json<CreateProduct>,
 ) -> Result<(StatusCode, Json<api::Product>), Problem> {
     let product = NewProduct::parse(RawProduct {
         slug: &body.slug,
@@ -326,9 +423,9 @@ async fn create_product(
         image: &body.image,
         attributes: &body.attributes,
     })
-    .map_err(invalid)?
+    .map_err(Problem::validation)?
     .into_product(ProductId::generate());
-    store.create_product(&product, &origin).await?;
+    ops::create_product(&catalog, &product, &origin).await?;
     tracing::info!(admin = admin.id, product = %product.id, slug = product.slug.as_str(), "created a product");
     Ok((StatusCode::CREATED, Json(product_view(product))))
 }
@@ -338,12 +435,13 @@ async fn create_product(
     patch,
     path = "/products/{product}",
     tag = "admin",
-    params(("product" = String, Path, description = "The product's id (UUID) or slug")),
+    params(("product" = String, Path, pattern = r"^(?:[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$", description = "The product's id (UUID) or slug")),
     request_body = UpdateProduct,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The product as changed", body = api::Product),
-        (status = 400, description = "An invalid field, or an unknown category, named in the problem", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An invalid field, named in the problem", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No category by that slug", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
@@ -352,10 +450,10 @@ async fn create_product(
 )]
 async fn update_product(
     Admin(admin): Admin,
-    State(store): State<Store>,
+    State(catalog): State<Catalog>,
     origin: Origin,
     Path(product): Path<String>,
-    JsonBody(body): JsonBody<UpdateProduct>,
+    Json(body): Json<UpdateProduct>,
 ) -> Result<Json<api::Product>, Problem> {
     let reference = ProductRef::parse(&product).map_err(bad_product_ref)?;
     let patch = ProductPatch::parse(RawProductPatch {
@@ -367,9 +465,8 @@ async fn update_product(
         image: body.image.as_deref(),
         attributes: body.attributes.as_ref(),
     })
-    .map_err(invalid)?;
-    let updated = store
-        .update_product(&reference, &patch, &origin)
+    .map_err(Problem::validation)?;
+    let updated = ops::update_product(&catalog, &reference, &patch, &origin)
         .await?
         .ok_or_else(|| no_product(&product))?;
     tracing::info!(admin = admin.id, product = %updated.id, "updated a product");
@@ -381,7 +478,7 @@ async fn update_product(
     delete,
     path = "/products/{product}",
     tag = "admin",
-    params(("product" = String, Path, description = "The product's id (UUID) or slug")),
+    params(("product" = String, Path, pattern = r"^(?:[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$", description = "The product's id (UUID) or slug")),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
@@ -393,12 +490,12 @@ async fn update_product(
 )]
 async fn delete_product(
     Admin(admin): Admin,
-    State(store): State<Store>,
+    State(catalog): State<Catalog>,
     origin: Origin,
     Path(product): Path<String>,
 ) -> Result<StatusCode, Problem> {
     let reference = ProductRef::parse(&product).map_err(bad_product_ref)?;
-    if !store.delete_product(&reference, &origin).await? {
+    if !ops::delete_product(&catalog, &reference, &origin).await? {
         return Err(no_product(&product));
     }
     tracing::info!(admin = admin.id, product, "deleted a product");
@@ -422,16 +519,16 @@ async fn delete_product(
 )]
 async fn create_category(
     Admin(admin): Admin,
-    State(store): State<Store>,
-    JsonBody(body): JsonBody<CreateCategory>,
+    State(catalog): State<Catalog>,
+    Json(body): Json<CreateCategory>,
 ) -> Result<(StatusCode, Json<api::Category>), Problem> {
     let category = Category::parse(RawCategory {
         slug: &body.slug,
         name: &body.name,
         description: &body.description,
     })
-    .map_err(invalid)?;
-    store.create_category(&category).await?;
+    .map_err(Problem::validation)?;
+    ops::create_category(&catalog, &category).await?;
     tracing::info!(
         admin = admin.id,
         category = category.slug.as_str(),
@@ -445,7 +542,7 @@ async fn create_category(
     patch,
     path = "/categories/{slug}",
     tag = "admin",
-    params(("slug" = String, Path, description = "The category's slug")),
+    params(("slug" = String, Path, pattern = r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$", description = "The category's slug")),
     request_body = UpdateCategory,
     security(("bearer" = [])),
     responses(
@@ -458,18 +555,17 @@ async fn create_category(
 )]
 async fn update_category(
     Admin(admin): Admin,
-    State(store): State<Store>,
+    State(catalog): State<Catalog>,
     Path(slug): Path<String>,
-    JsonBody(body): JsonBody<UpdateCategory>,
+    Json(body): Json<UpdateCategory>,
 ) -> Result<Json<api::Category>, Problem> {
     let slug = Slug::parse(&slug).map_err(bad_category_slug)?;
     let patch = CategoryPatch::parse(RawCategoryPatch {
         name: body.name.as_deref(),
         description: body.description.as_deref(),
     })
-    .map_err(invalid)?;
-    let updated = store
-        .update_category(&slug, &patch)
+    .map_err(Problem::validation)?;
+    let updated = ops::update_category(&catalog, &slug, &patch)
         .await?
         .ok_or_else(|| no_category(&slug))?;
     tracing::info!(
@@ -485,7 +581,7 @@ async fn update_category(
     delete,
     path = "/categories/{slug}",
     tag = "admin",
-    params(("slug" = String, Path, description = "The category's slug")),
+    params(("slug" = String, Path, pattern = r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$", description = "The category's slug")),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
@@ -498,11 +594,11 @@ async fn update_category(
 )]
 async fn delete_category(
     Admin(admin): Admin,
-    State(store): State<Store>,
+    State(catalog): State<Catalog>,
     Path(slug): Path<String>,
 ) -> Result<StatusCode, Problem> {
     let slug = Slug::parse(&slug).map_err(bad_category_slug)?;
-    if !store.delete_category(&slug).await? {
+    if !ops::delete_category(&catalog, &slug).await? {
         return Err(no_category(&slug));
     }
     tracing::info!(
@@ -544,22 +640,17 @@ impl From<WriteError> for Problem {
                 errors: vec![FieldError::new("slug", "is taken")],
                 ..Problem::conflict(error.to_string())
             },
-            WriteError::UnknownCategory(_) => Problem::invalid_field("category", error.to_string()),
+            // Well formed, but naming nothing: 422, as for the cart's unknown product.
+            WriteError::UnknownCategory(_) => Problem {
+                errors: vec![FieldError::new("category", error.to_string())],
+                ..Problem::unprocessable("unknown-category", error.to_string())
+            },
             WriteError::CategoryInUse(_) => {
                 Problem::conflict(format!("{error}; move or delete them first"))
             }
             WriteError::Other(error) => error.into(),
         }
     }
-}
-
-fn invalid(fields: Vec<Invalid>) -> Problem {
-    Problem::validation(
-        fields
-            .into_iter()
-            .map(|invalid| FieldError::new(invalid.field, invalid.reason))
-            .collect(),
-    )
 }
 
 fn product_view(product: Product) -> api::Product {

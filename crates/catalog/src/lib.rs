@@ -10,8 +10,10 @@
 //! It does not own stock (inventory) or what a customer pays (orders fix the price when an
 //! order is placed).
 //!
-//! - [`domain`]: products, slugs, and parsed listing queries; pure.
+//! - [`domain`]: products and categories, listing queries, and what an admin may
+//!   write; pure.
 //! - [`store`]: the SQL, portable between SQLite and PostgreSQL.
+//! - [`ops`]: the use cases: each write one transaction with the event it announces.
 //! - [`seed`]: the demo catalog, loaded on first start.
 //! - [`http`]: the REST handlers and their OpenAPI document.
 //! - [`grpc`]: the internal gRPC service.
@@ -20,6 +22,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod ops;
 pub mod seed;
 pub mod store;
 
@@ -50,11 +53,12 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         context.bus.clone(),
         RelaySettings::default(),
     );
-    let store = store::Store::new(db.clone(), relay.waker());
+    let catalog = ops::Catalog::new(db.clone(), relay.waker());
     if config.seed_demo_data {
-        seed::apply_demo(&store).await?;
+        seed::apply_demo(&catalog).await?;
     }
-    let routes = platform::grpc::mount(http::router(store.clone()), grpc::service(store))
+    let grpc = grpc::service(catalog.store.clone());
+    let routes = platform::grpc::mount(http::router(catalog), grpc)
         .layer(axum::Extension(context.verifier.clone()));
     let readiness = Readiness::new().with_database(db);
     Ok(Service {

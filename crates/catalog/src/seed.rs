@@ -7,7 +7,7 @@ use contracts::{Currency, Money};
 use serde::Deserialize;
 
 use crate::domain::{CURRENCY, Category, Product, ProductId, Slug};
-use crate::store::Store;
+use crate::ops::Catalog;
 
 /// The name recorded when the demo catalog has been applied.
 const DEMO: &str = "demo-catalog-v1";
@@ -83,9 +83,9 @@ pub fn demo() -> anyhow::Result<(Vec<Category>, Vec<Product>)> {
 }
 
 /// Loads the demo catalog unless it was loaded before.
-pub async fn apply_demo(store: &Store) -> anyhow::Result<()> {
+pub async fn apply_demo(catalog: &Catalog) -> anyhow::Result<()> {
     let (categories, products) = demo()?;
-    if store.seed(DEMO, &categories, &products).await? {
+    if crate::ops::seed(catalog, DEMO, &categories, &products).await? {
         tracing::info!(
             categories = categories.len(),
             products = products.len(),

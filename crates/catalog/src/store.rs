@@ -1,28 +1,23 @@
-//! The catalog's SQL, and nothing else. Portable between SQLite and PostgreSQL.
-
-use std::collections::BTreeMap;
+//! The catalog's SQL, portable between SQLite and PostgreSQL: reads on the pool through
+//! [`Store`], writes as functions on the caller's transaction, which [`crate::ops`]
+//! owns with the events it writes.
 
 use anyhow::Context as _;
-use contracts::messaging::Message;
-use contracts::messaging::catalog::{ProductCreatedV1, ProductDeletedV1, ProductPriceChangedV1};
 use contracts::{Currency, Money};
-use platform::clock::now_ms;
 use platform::db::Database;
-use platform::outbox::{self, Origin, Waker};
 use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
-use sqlx::{Any, AssertSqlSafe, Executor, Row as _};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Executor, Row as _};
 
 use crate::domain::{
-    Category, CategoryPatch, Cursor, Product, ProductId, ProductPatch, ProductQuery, ProductRef,
-    Slug, SortKey, SortValue,
+    Category, CategoryPatch, Cursor, Product, ProductId, ProductQuery, ProductRef, Slug, SortKey,
+    SortValue,
 };
 
-/// The catalog's tables, its outbox included.
+/// Reads of the catalog's tables.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Database,
-    relay: Waker,
 }
 
 /// One page of a product listing.
@@ -67,10 +62,9 @@ macro_rules! select_product {
 const SELECT_PRODUCT: &str = select_product!();
 
 impl Store {
-    /// The store over `db`, which must be migrated; `relay` is woken after each commit
-    /// that wrote to the outbox.
-    pub fn new(db: Database, relay: Waker) -> Self {
-        Self { db, relay }
+    /// The store over `db`, which must be migrated.
+    pub fn new(db: Database) -> Self {
+        Self { db }
     }
 
     /// One page of products matching `query`.
@@ -174,290 +168,234 @@ impl Store {
                 .context("listing categories")?;
         rows.iter().map(category_from_row).collect()
     }
+}
 
-    /// Adds `product`, in its category.
-    ///
-    /// `ProductCreated` goes to the outbox in the same transaction; `origin` is the
-    /// request that caused it.
-    pub async fn create_product(
-        &self,
-        product: &Product,
-        origin: &Origin,
-    ) -> Result<(), WriteError> {
-        let now = now_ms();
-        let mut tx = self.db.pool().begin().await.context("starting a create")?;
-        // Selecting the category id in the same statement makes "no such category" and
-        // the insert one atomic step: zero rows inserted means the category is unknown.
-        let statement = sqlx::query(
-            "INSERT INTO products (id, slug, name, description, category_id, price_minor, \
-             currency, image, attributes, search_text, created_at, updated_at) \
-             SELECT $1, $2, $3, $4, c.id, $5, $6, $7, $8, $9, $10, $10 \
-             FROM categories c WHERE c.slug = $11",
-        );
-        let inserted = bind_product(statement, product, now)?
-            .execute(&mut *tx)
-            .await
-            .map_err(|error| product_write_error(error, product))?
-            .rows_affected();
-        if inserted == 0 {
-            return Err(WriteError::UnknownCategory(product.category.clone()));
-        }
-        let event = ProductCreatedV1 {
-            product_id: product.id.to_string(),
-            slug: product.slug.as_str().to_owned(),
-            name: product.name.clone(),
-            category: product.category.as_str().to_owned(),
-            price: product.price,
-        };
-        self.enqueue(&mut tx, &event, origin).await?;
-        tx.commit().await.context("committing a create")?;
-        self.relay.wake();
-        Ok(())
+/// Adds `product` in its category; `false` if there is no such category (the category
+/// is looked up in the same statement, so "no such category" and the insert are one
+/// atomic step).
+pub async fn insert_product(
+    connection: &mut AnyConnection,
+    product: &Product,
+    now: i64,
+) -> Result<bool, WriteError> {
+    let statement = sqlx::query(
+        "INSERT INTO products (id, slug, name, description, category_id, price_minor, \
+         currency, image, attributes, search_text, created_at, updated_at) \
+         SELECT $1, $2, $3, $4, c.id, $5, $6, $7, $8, $9, $10, $10 \
+         FROM categories c WHERE c.slug = $11",
+    );
+    let inserted = bind_product(statement, product, now)?
+        .execute(connection)
+        .await
+        .map_err(|error| product_write_error(error, product))?
+        .rows_affected();
+    Ok(inserted > 0)
+}
+
+/// The product with this id or slug, locked until the transaction ends; `None` if there
+/// is none.
+///
+/// Writing the row first locks it (a row lock on PostgreSQL, the write lock on SQLite),
+/// so a concurrent update cannot slip in between this read and the caller's write, and
+/// `search_text` always matches the name and description that are stored.
+pub async fn lock_product(
+    connection: &mut AnyConnection,
+    reference: &ProductRef,
+    now: i64,
+) -> anyhow::Result<Option<Product>> {
+    let touch = match reference {
+        ProductRef::Id(_) => "UPDATE products SET updated_at = $1 WHERE id = $2",
+        ProductRef::Slug(_) => "UPDATE products SET updated_at = $1 WHERE slug = $2",
+    };
+    let touched = sqlx::query(touch)
+        .bind(now)
+        .bind(reference_key(reference))
+        .execute(&mut *connection)
+        .await
+        .context("locking a product")?
+        .rows_affected();
+    if touched == 0 {
+        return Ok(None);
     }
+    let product = fetch_product(connection, reference)
+        .await?
+        .context("a locked product disappeared")?;
+    Ok(Some(product))
+}
 
-    /// Changes the product with this id or slug; `None` if there is none.
-    ///
-    /// A price change sends `ProductPriceChanged` through the outbox, in the same
-    /// transaction; `origin` is the request that caused it.
-    pub async fn update_product(
-        &self,
-        reference: &ProductRef,
-        patch: &ProductPatch,
-        origin: &Origin,
-    ) -> Result<Option<Product>, WriteError> {
-        let now = now_ms();
-        let mut tx = self.db.pool().begin().await.context("starting an update")?;
-        // Writing the row first locks it (a row lock on PostgreSQL, the write lock on
-        // SQLite) until commit, so a concurrent update cannot slip in between the read
-        // below and the write, and `search_text` always matches the name and description
-        // that are stored.
-        let touch = match reference {
-            ProductRef::Id(_) => "UPDATE products SET updated_at = $1 WHERE id = $2",
-            ProductRef::Slug(_) => "UPDATE products SET updated_at = $1 WHERE slug = $2",
-        };
-        let touched = sqlx::query(touch)
-            .bind(now)
-            .bind(reference_key(reference))
-            .execute(&mut *tx)
-            .await
-            .context("locking a product")?
-            .rows_affected();
-        if touched == 0 {
-            return Ok(None);
-        }
-        let current = fetch_product(&mut *tx, reference)
-            .await?
-            .context("a locked product disappeared")?;
-        let old_price = current.price;
-        let product = patch.apply(current);
-        let statement = sqlx::query(
-            "UPDATE products SET slug = $2, name = $3, description = $4, category_id = c.id, \
-             price_minor = $5, currency = $6, image = $7, attributes = $8, search_text = $9, \
-             updated_at = $10 \
-             FROM categories c WHERE c.slug = $11 AND products.id = $1",
-        );
-        let updated = bind_product(statement, &product, now)?
-            .execute(&mut *tx)
-            .await
-            .map_err(|error| product_write_error(error, &product))?
-            .rows_affected();
-        if updated == 0 {
-            return Err(WriteError::UnknownCategory(product.category));
-        }
-        if product.price != old_price {
-            let event = ProductPriceChangedV1 {
-                product_id: product.id.to_string(),
-                old_price,
-                new_price: product.price,
-            };
-            self.enqueue(&mut tx, &event, origin).await?;
-        }
-        tx.commit().await.context("committing an update")?;
-        self.relay.wake();
-        Ok(Some(product))
-    }
+/// Stores every field of `product`, found by its id; `false` if its category does not
+/// exist.
+pub async fn write_product(
+    connection: &mut AnyConnection,
+    product: &Product,
+    now: i64,
+) -> Result<bool, WriteError> {
+    let statement = sqlx::query(
+        "UPDATE products SET slug = $2, name = $3, description = $4, category_id = c.id, \
+         price_minor = $5, currency = $6, image = $7, attributes = $8, search_text = $9, \
+         updated_at = $10 \
+         FROM categories c WHERE c.slug = $11 AND products.id = $1",
+    );
+    let updated = bind_product(statement, product, now)?
+        .execute(connection)
+        .await
+        .map_err(|error| product_write_error(error, product))?
+        .rows_affected();
+    Ok(updated > 0)
+}
 
-    /// Removes the product with this id or slug, sending `ProductDeleted` through the
-    /// outbox in the same transaction; `false` if there was none.
-    pub async fn delete_product(
-        &self,
-        reference: &ProductRef,
-        origin: &Origin,
-    ) -> anyhow::Result<bool> {
-        let sql = match reference {
-            ProductRef::Id(_) => "DELETE FROM products WHERE id = $1 RETURNING id",
-            ProductRef::Slug(_) => "DELETE FROM products WHERE slug = $1 RETURNING id",
-        };
-        let mut tx = self.db.pool().begin().await.context("starting a delete")?;
-        let deleted = sqlx::query(sql)
-            .bind(reference_key(reference))
-            .fetch_optional(&mut *tx)
-            .await
-            .context("deleting a product")?;
-        let Some(row) = deleted else {
-            return Ok(false);
-        };
-        let event = ProductDeletedV1 {
-            product_id: row.try_get("id")?,
-        };
-        self.enqueue(&mut tx, &event, origin).await?;
-        tx.commit().await.context("committing a delete")?;
-        self.relay.wake();
-        Ok(true)
-    }
+/// Removes the product with this id or slug; its id, or `None` if there was none.
+pub async fn delete_product(
+    connection: &mut AnyConnection,
+    reference: &ProductRef,
+) -> anyhow::Result<Option<String>> {
+    let sql = match reference {
+        ProductRef::Id(_) => "DELETE FROM products WHERE id = $1 RETURNING id",
+        ProductRef::Slug(_) => "DELETE FROM products WHERE slug = $1 RETURNING id",
+    };
+    let deleted = sqlx::query(sql)
+        .bind(reference_key(reference))
+        .fetch_optional(connection)
+        .await
+        .context("deleting a product")?;
+    deleted
+        .map(|row| row.try_get("id").context("a deleted product's id"))
+        .transpose()
+}
 
-    /// Writes `message` to the outbox inside `tx`.
-    async fn enqueue<M: Message>(
-        &self,
-        tx: &mut sqlx::Transaction<'static, Any>,
-        message: &M,
-        origin: &Origin,
-    ) -> anyhow::Result<()> {
-        let envelope = outbox::envelope(crate::NAME, message, origin)?;
-        outbox::enqueue(tx, &envelope).await
-    }
+/// Adds `category` after every existing one in display order.
+pub async fn insert_category(
+    connection: &mut AnyConnection,
+    category: &Category,
+) -> Result<(), WriteError> {
+    // Two categories created at the same moment may share a position; the listing
+    // then orders them by slug, which is harmless.
+    sqlx::query(
+        "INSERT INTO categories (id, slug, name, description, position) \
+         VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(position), -1) + 1 FROM categories))",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(category.slug.as_str().to_owned())
+    .bind(category.name.clone())
+    .bind(category.description.clone())
+    .execute(connection)
+    .await
+    .map_err(|error| match error_kind(&error) {
+        Some(ErrorKind::UniqueViolation) => WriteError::SlugTaken(category.slug.clone()),
+        _ => WriteError::Other(anyhow::Error::new(error).context("creating a category")),
+    })?;
+    Ok(())
+}
 
-    /// Adds `category` after every existing one in display order.
-    pub async fn create_category(&self, category: &Category) -> Result<(), WriteError> {
-        // Two categories created at the same moment may share a position; the listing
-        // then orders them by slug, which is harmless.
-        sqlx::query(
-            "INSERT INTO categories (id, slug, name, description, position) \
-             VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(position), -1) + 1 FROM categories))",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(category.slug.as_str().to_owned())
-        .bind(category.name.clone())
-        .bind(category.description.clone())
-        .execute(self.db.pool())
+/// Changes the category with this slug; `None` if there is none.
+pub async fn update_category(
+    connection: &mut AnyConnection,
+    slug: &Slug,
+    patch: &CategoryPatch,
+) -> anyhow::Result<Option<Category>> {
+    // Nothing is derived from a category's fields, so absent fields can be kept in SQL
+    // and one statement suffices.
+    let row = sqlx::query(
+        "UPDATE categories SET name = COALESCE($2, name), \
+         description = COALESCE($3, description) \
+         WHERE slug = $1 RETURNING slug, name, description",
+    )
+    .bind(slug.as_str().to_owned())
+    .bind(patch.name.clone())
+    .bind(patch.description.clone())
+    .fetch_optional(connection)
+    .await
+    .context("updating a category")?;
+    row.as_ref().map(category_from_row).transpose()
+}
+
+/// Removes the category with this slug; `false` if there was none.
+pub async fn delete_category(
+    connection: &mut AnyConnection,
+    slug: &Slug,
+) -> Result<bool, WriteError> {
+    // The foreign key from products refuses the delete while any product is in the
+    // category, including one added a moment ago by another request.
+    let deleted = sqlx::query("DELETE FROM categories WHERE slug = $1")
+        .bind(slug.as_str().to_owned())
+        .execute(connection)
         .await
         .map_err(|error| match error_kind(&error) {
-            Some(ErrorKind::UniqueViolation) => WriteError::SlugTaken(category.slug.clone()),
-            _ => WriteError::Other(anyhow::Error::new(error).context("creating a category")),
-        })?;
-        Ok(())
-    }
-
-    /// Changes the category with this slug; `None` if there is none.
-    pub async fn update_category(
-        &self,
-        slug: &Slug,
-        patch: &CategoryPatch,
-    ) -> anyhow::Result<Option<Category>> {
-        // Nothing is derived from a category's fields, so absent fields can be kept in SQL
-        // and one statement suffices.
-        let row = sqlx::query(
-            "UPDATE categories SET name = COALESCE($2, name), \
-             description = COALESCE($3, description) \
-             WHERE slug = $1 RETURNING slug, name, description",
-        )
-        .bind(slug.as_str().to_owned())
-        .bind(patch.name.clone())
-        .bind(patch.description.clone())
-        .fetch_optional(self.db.pool())
-        .await
-        .context("updating a category")?;
-        row.as_ref().map(category_from_row).transpose()
-    }
-
-    /// Removes the category with this slug; `false` if there was none.
-    pub async fn delete_category(&self, slug: &Slug) -> Result<bool, WriteError> {
-        // The foreign key from products refuses the delete while any product is in the
-        // category, including one added a moment ago by another request.
-        let deleted = sqlx::query("DELETE FROM categories WHERE slug = $1")
-            .bind(slug.as_str().to_owned())
-            .execute(self.db.pool())
-            .await
-            .map_err(|error| match error_kind(&error) {
-                Some(ErrorKind::ForeignKeyViolation) => WriteError::CategoryInUse(slug.clone()),
-                _ => WriteError::Other(anyhow::Error::new(error).context("deleting a category")),
-            })?
-            .rows_affected();
-        Ok(deleted > 0)
-    }
-
-    /// Loads a named data set once, announcing each product with `ProductCreated`:
-    /// returns `false` if it was applied before (by this or another replica), leaving
-    /// the tables untouched.
-    pub async fn seed(
-        &self,
-        name: &str,
-        categories: &[Category],
-        products: &[Product],
-    ) -> anyhow::Result<bool> {
-        let now = now_ms();
-        let origin = Origin {
-            correlation_id: format!("seed:{name}"),
-            ..Origin::default()
-        };
-        let mut tx = self.db.pool().begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO seeds (name, applied_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
+            Some(ErrorKind::ForeignKeyViolation) => WriteError::CategoryInUse(slug.clone()),
+            _ => WriteError::Other(anyhow::Error::new(error).context("deleting a category")),
+        })?
         .rows_affected();
-        if claimed == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        let mut category_ids = BTreeMap::new();
-        for (position, category) in categories.iter().enumerate() {
-            let id = uuid::Uuid::now_v7().to_string();
-            sqlx::query(
-                "INSERT INTO categories (id, slug, name, description, position) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id.clone())
-            .bind(category.slug.as_str().to_owned())
-            .bind(category.name.clone())
-            .bind(category.description.clone())
-            .bind(i64::try_from(position)?)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("seeding category {}", category.slug.as_str()))?;
-            category_ids.insert(category.slug.clone(), id);
-        }
-        for product in products {
-            let category_id = category_ids
-                .get(&product.category)
-                .with_context(|| format!("product {} has no category", product.slug.as_str()))?;
-            sqlx::query(
-                "INSERT INTO products (id, slug, name, description, category_id, price_minor, \
-                 currency, image, attributes, search_text, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-            )
-            .bind(product.id.to_string())
-            .bind(product.slug.as_str().to_owned())
-            .bind(product.name.clone())
-            .bind(product.description.clone())
-            .bind(category_id.clone())
-            .bind(product.price.amount_minor)
-            .bind(product.price.currency.as_str().to_owned())
-            .bind(product.image.clone())
-            .bind(serde_json::to_string(&product.attributes)?)
-            .bind(product.search_text())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("seeding product {}", product.slug.as_str()))?;
-            // Seeded products are announced like any other, so other services (stock,
-            // search) learn of them the same way.
-            let event = ProductCreatedV1 {
-                product_id: product.id.to_string(),
-                slug: product.slug.as_str().to_owned(),
-                name: product.name.clone(),
-                category: product.category.as_str().to_owned(),
-                price: product.price,
-            };
-            self.enqueue(&mut tx, &event, &origin).await?;
-        }
-        tx.commit().await?;
-        self.relay.wake();
-        Ok(true)
-    }
+    Ok(deleted > 0)
+}
+
+/// Records that the data set `name` is being loaded; `false` if it was loaded before
+/// (by this or another replica).
+pub async fn claim_seed(
+    connection: &mut AnyConnection,
+    name: &str,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let claimed = sqlx::query(
+        "INSERT INTO seeds (name, applied_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(now)
+    .execute(connection)
+    .await
+    .context("claiming a seed")?
+    .rows_affected();
+    Ok(claimed > 0)
+}
+
+/// Adds a seeded category at `position`; returns its row id.
+pub async fn insert_seeded_category(
+    connection: &mut AnyConnection,
+    category: &Category,
+    position: usize,
+) -> anyhow::Result<String> {
+    let id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO categories (id, slug, name, description, position) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.clone())
+    .bind(category.slug.as_str().to_owned())
+    .bind(category.name.clone())
+    .bind(category.description.clone())
+    .bind(i64::try_from(position)?)
+    .execute(connection)
+    .await
+    .with_context(|| format!("seeding category {}", category.slug.as_str()))?;
+    Ok(id)
+}
+
+/// Adds a seeded product in the category whose row id is `category_id`.
+pub async fn insert_seeded_product(
+    connection: &mut AnyConnection,
+    product: &Product,
+    category_id: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO products (id, slug, name, description, category_id, price_minor, \
+         currency, image, attributes, search_text, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+    )
+    .bind(product.id.to_string())
+    .bind(product.slug.as_str().to_owned())
+    .bind(product.name.clone())
+    .bind(product.description.clone())
+    .bind(category_id.to_owned())
+    .bind(product.price.amount_minor)
+    .bind(product.price.currency.as_str().to_owned())
+    .bind(product.image.clone())
+    .bind(serde_json::to_string(&product.attributes)?)
+    .bind(product.search_text())
+    .bind(now)
+    .execute(connection)
+    .await
+    .with_context(|| format!("seeding product {}", product.slug.as_str()))?;
+    Ok(())
 }
 
 /// A LIKE pattern matching `word` anywhere, with LIKE's wildcards in it taken literally.

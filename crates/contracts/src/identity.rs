@@ -80,8 +80,35 @@ pub struct TokenResponse {
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// The account's email address.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+    )]
     pub email: String,
-    /// The password, sent only over TLS in production.
+    /// The password, sent only over TLS in production (at most 128 characters).
+    #[schema(min_length = 1, max_length = 128)]
+    pub password: String,
+}
+
+/// The answer to `POST /register`: the same whether the address was new or had an
+/// account, so that it tells nobody but the address's owner which.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegistrationAccepted {
+    /// The address, normalised, that a message was sent to: a link that confirms the
+    /// new account, or word that it has one already.
+    pub email: String,
+}
+
+/// `POST /confirm`: the token from the link in the confirmation email, and the password
+/// the account was registered with.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// The confirmation token.
+    #[schema(min_length = 1, max_length = 256)]
+    pub token: String,
+    /// The password given when registering.
+    #[schema(min_length = 1, max_length = 128)]
     pub password: String,
 }
 
@@ -90,6 +117,7 @@ pub struct Credentials {
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token from the last token response.
+    #[schema(min_length = 1, max_length = 256)]
     pub refresh_token: String,
 }
 
@@ -98,8 +126,10 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     /// The password in use now.
+    #[schema(min_length = 1, max_length = 128)]
     pub current_password: String,
-    /// The password to use from now on.
+    /// The password to use from now on: 15 to 128 characters.
+    #[schema(min_length = 15, max_length = 128)]
     pub new_password: String,
 }
 

@@ -6,6 +6,7 @@
 //! - [`catalog`]: the catalog's public REST representations.
 //! - [`identity`]: access token claims, roles, and the account API.
 //! - [`messaging`]: the bus envelope and the event types, with their versioning rule.
+//! - [`orders`]: the order number people read.
 //!
 //! **Compatibility rule:** fields may be added freely (readers ignore what they do not
 //! know); renaming, removing or changing the meaning of a field is a new version (a new
@@ -15,6 +16,7 @@ pub mod catalog;
 pub mod identity;
 pub mod messaging;
 pub mod money;
+pub mod orders;
 
 pub use money::{Currency, Money};
 

@@ -185,6 +185,17 @@ pub mod inventory {
         const TYPE: &'static str = "inventory.cmd.commit_stock.v1";
     }
 
+    /// The order's sold stock goes back on sale: its payment could not be taken.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ReturnStockV1 {
+        /// The order.
+        pub order_id: String,
+    }
+
+    impl Message for ReturnStockV1 {
+        const TYPE: &'static str = "inventory.cmd.return_stock.v1";
+    }
+
     /// The stock is held for the order until `expires_at_ms`.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct StockReservedV1 {
@@ -247,6 +258,17 @@ pub mod inventory {
     impl Message for CommitRefusedV1 {
         const TYPE: &'static str = "inventory.commit_refused.v1";
     }
+
+    /// The order's sold stock is back on sale (or none was sold).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StockReturnedV1 {
+        /// The order.
+        pub order_id: String,
+    }
+
+    impl Message for StockReturnedV1 {
+        const TYPE: &'static str = "inventory.stock_returned.v1";
+    }
 }
 
 /// Identity's events.
@@ -267,6 +289,38 @@ pub mod identity {
 
     impl Message for UserRegisteredV1 {
         const TYPE: &'static str = "identity.user_registered.v1";
+    }
+
+    /// Someone asked for an account with an address. Identity answers every
+    /// registration alike and writes to the address instead, so that only the
+    /// address's owner learns whether it had an account already.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct RegistrationRequestedV1 {
+        /// The new, unconfirmed account; or the account that holds the address.
+        pub user_id: String,
+        /// The address to write to.
+        pub email: String,
+        /// What to write.
+        pub outcome: RegistrationOutcome,
+    }
+
+    impl Message for RegistrationRequestedV1 {
+        const TYPE: &'static str = "identity.registration_requested.v1";
+    }
+
+    /// What became of a registration.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    pub enum RegistrationOutcome {
+        /// A new account waits until its address is confirmed with `token`.
+        Confirm {
+            /// The one-time confirmation token (identity keeps only its hash).
+            token: String,
+            /// When the token expires, milliseconds since the Unix epoch.
+            expires_at_ms: i64,
+        },
+        /// The address has a confirmed account already; nothing was created.
+        AlreadyRegistered,
     }
 }
 
@@ -421,6 +475,24 @@ pub mod payments {
     impl Message for PaymentRefundedV1 {
         const TYPE: &'static str = "payments.payment_refunded.v1";
     }
+
+    /// The card processor refused a capture or a refund for good: asking again
+    /// changes nothing. A refused capture took nothing and leaves no authorization to
+    /// use (the payment is voided); a refused refund leaves the payment captured, for an
+    /// operator to give the money back another way.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentFailedV1 {
+        /// The order.
+        pub order_id: String,
+        /// What was refused: `capture` or `refund`.
+        pub operation: String,
+        /// The processor's reason code, e.g. `authorization_lapsed`.
+        pub reason: String,
+    }
+
+    impl Message for PaymentFailedV1 {
+        const TYPE: &'static str = "payments.payment_failed.v1";
+    }
 }
 
 /// The orders service's public events: what other services learn of an order's fate.
@@ -452,6 +524,11 @@ pub mod orders {
         pub lines: Vec<OrderLine>,
         /// What was charged.
         pub total: Money,
+        /// The revision of the cart the order was placed from, so the cart takes the
+        /// order's lines out only of lines it held then; absent from orders placed
+        /// before carts had revisions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub cart_revision: Option<i64>,
     }
 
     impl Message for OrderConfirmedV1 {

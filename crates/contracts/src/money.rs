@@ -33,6 +33,29 @@ impl Currency {
         // Only upper-case ASCII letters are ever stored.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
+
+    /// How many decimal digits its minor unit has (ISO 4217): 2 for the euro, 0 for
+    /// the yen, 3 for the dinar; 2 for codes not listed here.
+    pub fn minor_digits(&self) -> u32 {
+        match self.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            "CLF" | "UYW" => 4,
+            _ => 2,
+        }
+    }
+
+    /// The sign shoppers know it by (`€`, `$`, `£`, `¥`), if it has a common one.
+    pub fn symbol(&self) -> Option<&'static str> {
+        Some(match self.as_str() {
+            "EUR" => "€",
+            "USD" => "$",
+            "GBP" => "£",
+            "JPY" => "¥",
+            _ => return None,
+        })
+    }
 }
 
 impl TryFrom<String> for Currency {
@@ -108,6 +131,76 @@ impl Money {
         Ok(Self::new(amount, self.currency))
     }
 
+    /// The amount in major units with thousands grouped and the currency's own number
+    /// of decimals, without the currency: `1,234.50` (EUR), `1,500` (JPY).
+    pub fn major(&self) -> String {
+        let decimals = self.currency.minor_digits();
+        let sign = if self.amount_minor < 0 { "-" } else { "" };
+        let minor = self.amount_minor.unsigned_abs();
+        let scale = 10_u64.pow(decimals);
+        let whole = minor / scale;
+        let digits = whole.to_string();
+        let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+        for (index, digit) in digits.chars().enumerate() {
+            if index > 0 && (digits.len() - index).is_multiple_of(3) {
+                grouped.push(',');
+            }
+            grouped.push(digit);
+        }
+        if decimals == 0 {
+            format!("{sign}{grouped}")
+        } else {
+            let width = decimals as usize;
+            format!("{sign}{grouped}.{:0width$}", minor % scale)
+        }
+    }
+
+    /// As a price tag: `€14.50`, `¥1,500`, or `12.345 KWD` for a currency without a
+    /// common sign.
+    pub fn price_tag(&self) -> String {
+        match self.currency.symbol() {
+            Some(symbol) if self.amount_minor < 0 => {
+                format!("-{symbol}{}", self.major().trim_start_matches('-'))
+            }
+            Some(symbol) => format!("{symbol}{}", self.major()),
+            None => self.to_string(),
+        }
+    }
+
+    /// Parses an amount typed in major units (`14.5`, `14.50`, `1,500`) of `currency`,
+    /// refusing more decimals than the currency has, and negative or absurd amounts.
+    pub fn parse_major(text: &str, currency: Currency) -> Result<Self, String> {
+        let text: String = text.trim().chars().filter(|c| *c != ',').collect();
+        let decimals = currency.minor_digits();
+        let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+        let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+        if whole.is_empty() || !digits(whole) || !digits(fraction) {
+            return Err(format!("{text:?} is not an amount like 14.50"));
+        }
+        if fraction.len() > decimals as usize {
+            return Err(format!(
+                "{currency} has {decimals} decimal place(s); {text:?} has more"
+            ));
+        }
+        let scale = 10_i64.pow(decimals);
+        let whole: i64 = whole
+            .parse()
+            .map_err(|_| format!("{text:?} is too large"))?;
+        let padded = format!("{fraction:0<width$}", width = decimals as usize);
+        let fraction: i64 = if padded.is_empty() {
+            0
+        } else {
+            padded
+                .parse()
+                .map_err(|_| format!("{text:?} is not an amount"))?
+        };
+        whole
+            .checked_mul(scale)
+            .and_then(|minor| minor.checked_add(fraction))
+            .map(|minor| Self::new(minor, currency))
+            .ok_or_else(|| format!("{text:?} is too large"))
+    }
+
     /// This amount times `quantity`, if it fits.
     pub fn checked_mul(self, quantity: i64) -> Result<Self, MoneyError> {
         let amount = self
@@ -119,17 +212,9 @@ impl Money {
 }
 
 impl fmt::Display for Money {
-    /// `14.50 EUR`: two decimal places, which is right for the currencies Bazaar seeds.
+    /// `1,234.50 EUR`, `1,500 JPY`: [`Money::major`] and the code.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.amount_minor < 0 { "-" } else { "" };
-        let units = self.amount_minor.unsigned_abs();
-        write!(
-            f,
-            "{sign}{}.{:02} {}",
-            units / 100,
-            units % 100,
-            self.currency
-        )
+        write!(f, "{} {}", self.major(), self.currency)
     }
 }
 
@@ -178,10 +263,57 @@ mod tests {
         assert!(Currency::parse("").is_err());
     }
 
+    fn currency(code: &str) -> Currency {
+        Currency::parse(code).expect("a currency")
+    }
+
     #[test]
-    fn displays_with_two_decimals() {
-        assert_eq!(Money::new(1450, Currency::EUR).to_string(), "14.50 EUR");
-        assert_eq!(Money::new(-5, Currency::EUR).to_string(), "-0.05 EUR");
+    fn displays_with_the_currencys_own_decimals() {
+        let eur = |minor| Money::new(minor, Currency::EUR);
+        assert_eq!(eur(1450).to_string(), "14.50 EUR");
+        assert_eq!(eur(-5).to_string(), "-0.05 EUR");
+        assert_eq!(eur(0).to_string(), "0.00 EUR");
+        assert_eq!(eur(123_456_789).to_string(), "1,234,567.89 EUR");
+        assert_eq!(eur(i64::MIN).to_string(), "-92,233,720,368,547,758.08 EUR");
+        assert_eq!(Money::new(1500, currency("JPY")).to_string(), "1,500 JPY");
+        assert_eq!(
+            Money::new(12_345, currency("KWD")).to_string(),
+            "12.345 KWD"
+        );
+    }
+
+    #[test]
+    fn price_tags_use_the_currencys_sign() {
+        assert_eq!(Money::new(1450, Currency::EUR).price_tag(), "€14.50");
+        assert_eq!(Money::new(-1450, Currency::EUR).price_tag(), "-€14.50");
+        assert_eq!(Money::new(1500, currency("JPY")).price_tag(), "¥1,500");
+        assert_eq!(
+            Money::new(12_345, currency("KWD")).price_tag(),
+            "12.345 KWD"
+        );
+    }
+
+    #[test]
+    fn amounts_typed_in_major_units_parse_exactly() {
+        let eur = |text| Money::parse_major(text, Currency::EUR);
+        assert_eq!(eur("14.50"), Ok(Money::new(1450, Currency::EUR)));
+        assert_eq!(eur("14.5"), Ok(Money::new(1450, Currency::EUR)));
+        assert_eq!(eur(" 1,234 "), Ok(Money::new(123_400, Currency::EUR)));
+        assert_eq!(eur("0.07"), Ok(Money::new(7, Currency::EUR)));
+        for bad in [
+            "",
+            "-1",
+            "14.505",
+            "1e3",
+            "abc",
+            ".5",
+            "99999999999999999999",
+        ] {
+            assert!(eur(bad).is_err(), "{bad:?}");
+        }
+        let yen = Money::parse_major("1500", currency("JPY"));
+        assert_eq!(yen, Ok(Money::new(1500, currency("JPY"))));
+        assert!(Money::parse_major("15.00", currency("JPY")).is_err());
     }
 
     #[test]

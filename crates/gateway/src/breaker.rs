@@ -6,6 +6,7 @@
 //! until the cool-down ends. Half-open: one trial request goes through; its success
 //! closes the circuit, its failure opens it again.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -122,6 +123,25 @@ fn state_of(inner: &Inner) -> State {
         Inner::Closed { .. } => State::Closed,
         Inner::Open { .. } => State::Open,
         Inner::HalfOpen => State::HalfOpen,
+    }
+}
+
+/// When an upstream's circuit opens and for how long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures (no connection, timeout, 500, 502, 503, 504) that open it.
+    pub failures: u32,
+    /// How long it stays open before one trial request is let through.
+    pub open_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            open_ms: 5_000,
+        }
     }
 }
 

@@ -8,10 +8,15 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use contracts::identity::Role;
 use http::Uri;
 use platform::net::IpRange;
 use serde::{Deserialize, Serialize};
+
+pub use crate::access::ProtectRule;
+pub use crate::balance::HealthConfig;
+pub use crate::breaker::BreakerConfig;
+pub use crate::ratelimit::{RateLimitConfig, RateLimitStore};
+pub use crate::retry::RetryConfig;
 
 /// How the gateway runs. Every field has a default suitable for `bazaar up`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,6 +35,9 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Upstream>,
     /// Routes beyond the default `/api/<upstream>` one per upstream.
     pub routes: Vec<Route>,
+    /// The upstream that serves `/` and every path outside `/api` and `/console`: the
+    /// web shop (`storefront`). Unset: those paths are 404.
+    pub site: Option<String>,
     /// A TOML file with more `upstreams` and `routes`, overriding those above by name
     /// and prefix; re-read when it changes and on SIGHUP.
     pub routes_file: Option<PathBuf>,
@@ -39,6 +47,10 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed (a load balancer in front), as
     /// addresses or ranges. Empty: the peer is the client.
     pub trusted_proxies: Vec<IpRange>,
+    /// The shop's forwarding secret (`auth.forwarding_secret`, copied here), sent to
+    /// every upstream in `Bazaar-Forwarded-By` so that it believes the client address
+    /// the gateway forwards. What a client sends in that header is dropped.
+    pub forwarding_secret: Option<platform::config::Secret>,
     /// The largest request body accepted; larger ones are refused with 413.
     pub max_body_bytes: usize,
     /// Requests in flight across all routes before new ones are shed with 503.
@@ -46,6 +58,11 @@ pub struct Config {
     /// Whether the gateway records its own metrics (per upstream, breakers, limits)
     /// and the RED metrics of its routes.
     pub metrics: bool,
+    /// A private address serving `/metrics` (and the health checks) for Prometheus,
+    /// e.g. `0.0.0.0:9080` in a container. The public address never serves metrics.
+    /// Unset: no metrics endpoint of the gateway's own (in one process, every other
+    /// service's `/metrics` shows the whole process, the gateway's series included).
+    pub metrics_listen: Option<SocketAddr>,
     /// Per-client request rates.
     pub rate_limit: RateLimitConfig,
     /// Retries of failed idempotent requests.
@@ -66,12 +83,15 @@ impl Default for Config {
             connect_timeout_ms: 1_000,
             upstreams: BTreeMap::new(),
             routes: Vec::new(),
+            site: None,
             routes_file: None,
-            protected: default_protected(),
+            protected: crate::access::default_protected(),
             trusted_proxies: Vec::new(),
+            forwarding_secret: None,
             max_body_bytes: 1024 * 1024,
             max_in_flight: 4096,
             metrics: true,
+            metrics_listen: None,
             rate_limit: RateLimitConfig::default(),
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
@@ -242,124 +262,6 @@ pub struct Route {
     pub retries: Option<u32>,
 }
 
-/// Requests per minute a client may make, by who it is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RateLimitConfig {
-    /// Whether requests are limited at all.
-    pub enabled: bool,
-    /// Per client address, for requests without a valid access token.
-    pub anonymous_per_minute: u32,
-    /// Per signed-in customer.
-    pub customer_per_minute: u32,
-    /// Per signed-in admin.
-    pub admin_per_minute: u32,
-    /// Where the counts live.
-    pub store: RateLimitStore,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            anonymous_per_minute: 600,
-            customer_per_minute: 1200,
-            admin_per_minute: 6000,
-            store: RateLimitStore::Local,
-        }
-    }
-}
-
-/// Where rate limit counts live.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum RateLimitStore {
-    /// In this process: each gateway replica limits on its own.
-    #[default]
-    Local,
-    /// In Redis, shared by every gateway replica. If Redis cannot be reached, each
-    /// replica falls back to limiting on its own rather than refusing everyone.
-    Redis {
-        /// The server, e.g. `redis://redis:6379`.
-        url: String,
-        /// Prefix of every key, e.g. `bazaar:ratelimit:`.
-        #[serde(default = "rate_limit_prefix")]
-        key_prefix: String,
-    },
-}
-
-fn rate_limit_prefix() -> String {
-    "bazaar:ratelimit:".to_owned()
-}
-
-/// Retries of failed requests that are safe to send again.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Further attempts after a failure, unless the route says otherwise.
-    pub attempts: u32,
-    /// Retries allowed as a percentage of recent requests, so that retries cannot
-    /// multiply the load on a struggling upstream.
-    pub budget_percent: u32,
-    /// Retries per second allowed whatever the traffic, so a quiet gateway still
-    /// retries.
-    pub min_per_second: u32,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            attempts: 1,
-            budget_percent: 20,
-            min_per_second: 10,
-        }
-    }
-}
-
-/// When an upstream's circuit opens and for how long.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BreakerConfig {
-    /// Consecutive failures (no connection, timeout, 500, 502, 503, 504) that open it.
-    pub failures: u32,
-    /// How long it stays open before one trial request is let through.
-    pub open_ms: u64,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        Self {
-            failures: 5,
-            open_ms: 5_000,
-        }
-    }
-}
-
-/// How instances are checked.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
-    /// How often each instance's `path` is asked; 0 turns active checks off.
-    pub interval_ms: u64,
-    /// The path that answers 200 when an instance can serve.
-    pub path: String,
-    /// Consecutive failed requests after which an instance is ejected.
-    pub eject_after: u32,
-    /// How long an ejected instance gets no traffic.
-    pub eject_ms: u64,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        Self {
-            interval_ms: 2_000,
-            path: "/health/ready".to_owned(),
-            eject_after: 3,
-            eject_ms: 10_000,
-        }
-    }
-}
-
 /// Which browser origins may call the API.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -370,60 +272,6 @@ pub struct CorsConfig {
     pub max_age_secs: u64,
 }
 
-/// A path prefix (and, optionally, methods) that needs a signed-in user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProtectRule {
-    /// The path prefix, matched at segment boundaries: `/api/identity/me` matches
-    /// `/api/identity/me/password` but not `/api/identity/meadow`.
-    pub prefix: String,
-    /// The methods it applies to; empty means all.
-    #[serde(default)]
-    pub methods: Vec<String>,
-    /// The role required, if any.
-    #[serde(default)]
-    pub role: Option<Role>,
-    /// Path prefixes under `prefix` that stay public, e.g. a service's
-    /// `/openapi.json` and `/health` under a fully protected prefix.
-    #[serde(default)]
-    pub except: Vec<String>,
-}
-
-impl ProtectRule {
-    fn new(prefix: &str, methods: &[&str], role: Option<Role>) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-            methods: methods.iter().map(|method| (*method).to_owned()).collect(),
-            role,
-            except: Vec::new(),
-        }
-    }
-
-    /// The rule for a whole service's API under `prefix`, leaving its OpenAPI document,
-    /// health and metrics public.
-    fn whole_service(prefix: &str) -> Self {
-        let public = ["/openapi.json", "/health", "/metrics"];
-        Self {
-            except: public
-                .iter()
-                .map(|path| format!("{prefix}{path}"))
-                .collect(),
-            ..Self::new(prefix, &[], None)
-        }
-    }
-
-    /// Whether the rule applies to `method` on `path`.
-    pub fn matches(&self, method: &http::Method, path: &str) -> bool {
-        under(path, &self.prefix)
-            && !self.except.iter().any(|public| under(path, public))
-            && (self.methods.is_empty()
-                || self
-                    .methods
-                    .iter()
-                    .any(|allowed| allowed.eq_ignore_ascii_case(method.as_str())))
-    }
-}
-
 /// Whether `path` is `prefix` or below it, at a segment boundary.
 pub(crate) fn under(path: &str, prefix: &str) -> bool {
     let prefix = prefix.trim_end_matches('/');
@@ -431,24 +279,6 @@ pub(crate) fn under(path: &str, prefix: &str) -> bool {
         || path
             .strip_prefix(prefix)
             .is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// What the shop protects at the edge by default; each service checks again.
-fn default_protected() -> Vec<ProtectRule> {
-    let writes = ["POST", "PUT", "PATCH", "DELETE"];
-    vec![
-        ProtectRule::new("/api/identity/me", &[], None),
-        ProtectRule::new("/api/identity/users", &[], None),
-        ProtectRule::new("/api/identity/keys", &[], Some(Role::Admin)),
-        ProtectRule::new("/api/catalog", &writes, Some(Role::Admin)),
-        ProtectRule::new("/api/inventory/stock", &writes, Some(Role::Admin)),
-        ProtectRule::whole_service("/api/cart"),
-        ProtectRule::whole_service("/api/orders"),
-        ProtectRule::new("/api/payments/methods", &[], None),
-        ProtectRule::new("/api/payments/orders", &[], None),
-        ProtectRule::new("/api/payments/ledger", &[], Some(Role::Admin)),
-        ProtectRule::whole_service("/api/notifications"),
-    ]
 }
 
 /// The base URL of an upstream instance: `http://host:port`, no path.
@@ -510,22 +340,6 @@ impl std::fmt::Display for UpstreamUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rules_match_at_segment_boundaries_and_by_method() {
-        let rule = ProtectRule::new("/api/identity/me", &[], None);
-        assert!(rule.matches(&http::Method::GET, "/api/identity/me"));
-        assert!(rule.matches(&http::Method::POST, "/api/identity/me/password"));
-        assert!(!rule.matches(&http::Method::GET, "/api/identity/meadow"));
-        let writes = ProtectRule::new("/api/catalog/", &["POST", "delete"], Some(Role::Admin));
-        assert!(writes.matches(&http::Method::DELETE, "/api/catalog/products/x"));
-        assert!(!writes.matches(&http::Method::GET, "/api/catalog/products"));
-        let orders = ProtectRule::whole_service("/api/orders");
-        assert!(orders.matches(&http::Method::POST, "/api/orders"));
-        assert!(orders.matches(&http::Method::GET, "/api/orders/0190"));
-        assert!(!orders.matches(&http::Method::GET, "/api/orders/openapi.json"));
-        assert!(!orders.matches(&http::Method::GET, "/api/orders/health/ready"));
-    }
 
     #[test]
     fn upstreams_are_plain_http_base_urls() {

@@ -35,7 +35,7 @@ const TRACES_LISTED: usize = 25;
 /// `GET /console`.
 pub async fn overview(State(gateway): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if let Err(problem) = admit(&gateway, &headers).await {
-        return problem.into_response();
+        return refused(&gateway, &headers, problem, "/console");
     }
     let spans = platform::telemetry::recent_spans()
         .map(|recent| recent.snapshot())
@@ -62,7 +62,7 @@ pub async fn trace(
     headers: HeaderMap,
 ) -> Response {
     if let Err(problem) = admit(&gateway, &headers).await {
-        return problem.into_response();
+        return refused(&gateway, &headers, problem, "/console");
     }
     if trace_id.len() != 32 || !trace_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
         return Problem::invalid_field("id", "a trace id is 32 hexadecimal digits").into_response();
@@ -84,6 +84,27 @@ pub async fn trace(
     waterfall(&mut page, &spans);
     page.push_str("</body></html>");
     Html(page).into_response()
+}
+
+/// The answer to someone the console did not let in. A browser that is not signed in
+/// (it asks for HTML and sends no bearer token) is sent to the shop's sign-in page,
+/// which comes back here afterwards, when the gateway serves a shop; anyone else gets
+/// the problem.
+fn refused(gateway: &Shared, headers: &HeaderMap, problem: Problem, back: &str) -> Response {
+    let browser = headers
+        .get(http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+        && !headers.contains_key(http::header::AUTHORIZATION);
+    if browser && problem.status == 401 && gateway.config.site.is_some() {
+        let location = format!("/sign-in?next={}", back.replace('/', "%2F"));
+        return (
+            http::StatusCode::SEE_OTHER,
+            [(http::header::LOCATION, location)],
+        )
+            .into_response();
+    }
+    problem.into_response()
 }
 
 /// Lets admins in: a bearer token, or the token in the [`TOKEN_COOKIE`] cookie.

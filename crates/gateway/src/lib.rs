@@ -27,6 +27,7 @@
 //! ([`console`]). The gateway owns no data and no business rule.
 
 pub mod access;
+pub mod balance;
 pub mod breaker;
 pub mod config;
 pub mod console;
@@ -44,6 +45,7 @@ use axum::Router;
 use axum::routing::{any, get};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use http::HeaderValue;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -82,6 +84,8 @@ pub struct Shared {
     limiter: Option<Limiter>,
     in_flight: Arc<Semaphore>,
     budget: Budget,
+    /// The forwarding secret as the header value sent upstream, if there is one.
+    forwarded_by: Option<HeaderValue>,
     /// A digest of the routes file as it was last read.
     loaded: std::sync::Mutex<Option<u64>>,
 }
@@ -103,8 +107,8 @@ fn stamp(path: &std::path::Path) -> Option<u64> {
 
 impl Gateway {
     /// A gateway over `config`, checking tokens with `verifier`. Fails if the routes
-    /// file cannot be read or names an upstream it does not define, or if the rate
-    /// limit store cannot be reached.
+    /// file cannot be read or names an upstream it does not define; a rate limit store
+    /// that cannot be reached yet is connected to later (the limits are local till then).
     pub async fn new(config: &Config, verifier: Verifier) -> anyhow::Result<Self> {
         if config.metrics {
             // Metric handles are registered with the table: the recorder must exist first.
@@ -119,22 +123,17 @@ impl Gateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(platform::http::CLIENT_IDLE_TIMEOUT)
             .pool_max_idle_per_host(1024)
             .build(connector);
         let limiter = if config.rate_limit.enabled {
             Some(match &config.rate_limit.store {
                 config::RateLimitStore::Local => Limiter::Local(Local::default()),
-                config::RateLimitStore::Redis { url, key_prefix } => {
-                    Limiter::Shared(SharedLimits::connect(url, key_prefix).await.with_context(
-                        || {
-                            format!(
-                                "connecting to the rate limit store at {}",
-                                platform::config::redact_password(url)
-                            )
-                        },
-                    )?)
-                }
+                config::RateLimitStore::Redis { url, key_prefix } => Limiter::Shared(
+                    SharedLimits::connect(url.expose(), key_prefix).with_context(|| {
+                        format!("the rate limit store's URL {}", url.redacted())
+                    })?,
+                ),
             })
         } else {
             None
@@ -149,6 +148,12 @@ impl Gateway {
                 limiter,
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
                 budget: Budget::new(config.retry.budget_percent, config.retry.min_per_second),
+                forwarded_by: config
+                    .forwarding_secret
+                    .as_ref()
+                    .map(|secret| HeaderValue::from_str(secret.expose()))
+                    .transpose()
+                    .context("the forwarding secret must be printable ASCII")?,
                 loaded: std::sync::Mutex::new(loaded),
             }),
         })
@@ -162,6 +167,7 @@ impl Gateway {
             .table
             .load()
             .pools()
+            .filter(|pool| config.site.as_ref() != Some(&pool.name))
             .map(|pool| {
                 let url = format!("/api/{}/openapi.json", pool.name);
                 Url::new(leak(pool.name.clone()), leak(url))
@@ -170,6 +176,8 @@ impl Gateway {
         let swagger = SwaggerUi::new("/api/docs").config(utoipa_swagger_ui::Config::new(docs));
         let mut routes = Router::new()
             .route("/api/{*path}", any(proxy::forward))
+            .route("/", any(proxy::forward))
+            .route("/{*path}", any(proxy::forward))
             .route("/console", get(console::overview))
             .route("/console/traces/{id}", get(console::trace))
             .with_state(Arc::clone(&self.shared))
@@ -179,8 +187,12 @@ impl Gateway {
         }
         let options = platform::http::AppOptions {
             record_metrics: config.metrics,
+            serve_metrics: false,
+            ..platform::http::AppOptions::default()
         };
         platform::http::app_with(NAME, routes, Readiness::new(), options)
+            .layer(axum::middleware::from_fn(proxy::heads_bounded))
+            .layer(axum::middleware::from_fn(proxy::own_answers_secured))
     }
 
     /// Re-reads the routes file and swaps the new table in; requests in flight finish
@@ -310,9 +322,23 @@ pub async fn build(
     shutdown: &Shutdown,
 ) -> anyhow::Result<Service> {
     let gateway = Gateway::new(config, verifier).await?;
+    let mut workers = gateway.workers(shutdown);
+    if let Some(address) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("the gateway's metrics cannot listen on {address}"))?;
+        let app =
+            platform::http::health(NAME, Readiness::new()).merge(platform::http::metrics_routes());
+        let shutdown = shutdown.clone();
+        workers.push(Box::pin(async move {
+            if let Err(error) = platform::http::serve(listener, app, shutdown).await {
+                tracing::error!(%error, "the gateway's metrics listener stopped");
+            }
+        }));
+    }
     Ok(Service {
         router: gateway.router(),
-        workers: gateway.workers(shutdown),
+        workers,
     })
 }
 

@@ -25,10 +25,11 @@ use platform::problem::Problem;
 
 use crate::Shared;
 use crate::access::Client;
+use crate::balance::Endpoint;
 use crate::breaker::{Admission, State as BreakerState};
 use crate::ratelimit::Decision;
 use crate::retry::is_idempotent;
-use crate::table::{CompiledRoute, Endpoint};
+use crate::table::CompiledRoute;
 
 /// The W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -36,6 +37,38 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const TRACK_HEADER: &str = "x-bazaar-track";
 /// The cookie naming the release a browser wants.
 pub const TRACK_COOKIE: &str = "bazaar-track";
+
+/// Whether `path` (a service's own path, after the route's prefix) is for other
+/// services and operators only: the service's gRPC API (any `application/grpc`
+/// request, or a `/package.Service/Method` path, which a service would answer even
+/// without the content type) or its metrics. Clients reach services through their
+/// REST APIs only; a service's gRPC methods trust that their caller is another
+/// service acting for the customer it names.
+pub fn is_internal(path: &str, headers: &HeaderMap) -> bool {
+    let grpc_content = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/grpc")
+        });
+    let first = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    // `bazaar.cart.v1.Cart`, not `.well-known` or `openapi.json` (which has no method).
+    let grpc_path = first.contains('.')
+        && first.starts_with(|c: char| c.is_ascii_alphabetic())
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+        && path.trim_start_matches('/').len() > first.len();
+    let metrics = first == "metrics";
+    grpc_content || grpc_path || metrics
+}
 
 /// Answers any request under `/api/`.
 pub async fn forward(
@@ -111,6 +144,14 @@ impl Shared {
         let Some((route, rest)) = route else {
             return Err(Problem::not_found("no route for this path").into_response());
         };
+        if is_internal(rest, &parts.headers) {
+            self.count(
+                "gateway_internal_refused_total",
+                "upstream",
+                &route.pool.name,
+            );
+            return Err(Problem::not_found("no route for this path").into_response());
+        }
         let target = match parts.uri.query() {
             Some(query) => format!("{rest}?{query}"),
             None => rest.to_owned(),
@@ -158,6 +199,13 @@ impl Shared {
             authority.as_deref(),
             &self.config.trusted_proxies,
         );
+        // Only the gateway vouches for the client address it forwards.
+        parts.headers.remove(platform::net::FORWARDED_BY);
+        if let Some(secret) = &self.forwarded_by {
+            parts
+                .headers
+                .insert(platform::net::FORWARDED_BY, secret.clone());
+        }
         let attempt = Attempt {
             method: parts.method,
             target,
@@ -436,20 +484,91 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// What an API answer should tell a browser, unless the service said otherwise: don't
 /// sniff types, don't frame, don't leak the URL, run nothing.
 fn secure(headers: &mut HeaderMap) {
+    secure_with(headers, "default-src 'none'; frame-ancestors 'none'");
+}
+
+/// [`secure`] with `policy` as the default content security policy.
+pub(crate) fn secure_with(headers: &mut HeaderMap, policy: &'static str) {
     let defaults = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
+        (header::CONTENT_SECURITY_POLICY, policy),
     ];
     for (name, value) in defaults {
         headers
             .entry(name)
             .or_insert(HeaderValue::from_static(value));
     }
+}
+
+/// The security headers of the gateway's own answers (its console, API docs, health
+/// checks, 404s), which do not pass through [`secure`]: the API docs run Swagger UI's
+/// own scripts and styles, the console its inline styles, anything else nothing.
+pub async fn own_answers_secured(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let policy = if path.starts_with("/api/docs") {
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+         script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+    } else if path.starts_with("/console") {
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+         frame-ancestors 'none'"
+    } else {
+        "default-src 'none'; frame-ancestors 'none'"
+    };
+    let mut response = next.run(request).await;
+    secure_with(response.headers_mut(), policy);
+    response
+}
+
+/// The longest request target the gateway takes, about what browsers and CDNs take.
+pub const MAX_URI: usize = 8 * 1024;
+
+/// The most header bytes (names and values) the gateway takes in one request.
+pub const MAX_HEADERS: usize = 32 * 1024;
+
+/// Refuses a request whose target or headers are larger than any client of the shop
+/// sends, with 414 or 431 and a problem saying which bound it broke, before it costs
+/// a route, a token check or an upstream anything.
+pub async fn heads_bounded(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let target = request.uri();
+    let uri = target
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len())
+        + target
+            .authority()
+            .map_or(0, |authority| authority.as_str().len());
+    if uri > MAX_URI {
+        return Problem::new(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            format!("the request target is {uri} bytes; the gateway takes at most {MAX_URI}"),
+        )
+        .into_response();
+    }
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers > MAX_HEADERS {
+        return Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            format!(
+                "the request's headers are {headers} bytes; the gateway takes at most \
+                 {MAX_HEADERS}"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Rewrites the request headers for the upstream: hop-by-hop headers out, `Host` to the

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
 
 /// How many requests a client may make per period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,40 +153,73 @@ pub struct Shared {
     script: redis::Script,
     prefix: String,
     fallback: Local,
+    /// Until when Redis is not asked, after it failed: an outage costs one slow
+    /// request a second, not every request a timeout.
+    resting_until: std::sync::Mutex<Option<Instant>>,
 }
 
+/// How long Redis rests after a failure before it is asked again.
+const STORE_REST: Duration = Duration::from_secs(1);
+/// The longest a check waits for Redis before the local limits answer.
+const STORE_WAIT: Duration = Duration::from_millis(300);
+
 impl Shared {
-    /// Connects to Redis at `url`; keys start with `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+    /// The store in Redis at `url`; keys start with `prefix`. It connects on first use
+    /// and reconnects by itself, so a Redis that is down when the gateway starts is not
+    /// fatal: the limits are this replica's alone until Redis answers. Fails only for a
+    /// URL that is not one.
+    pub fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_millis(250)));
-        let connection = ConnectionManager::new_with_config(client, config).await?;
+            .set_response_timeout(Some(Duration::from_millis(250)))
+            // A request never waits out reconnection backoff; the rest does the pacing.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(100));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             connection,
             script: redis::Script::new(SCRIPT),
             prefix: prefix.to_owned(),
             fallback: Local::default(),
+            resting_until: std::sync::Mutex::new(None),
         })
     }
 
     /// Counts a request by `key` against `quota`.
     pub async fn check(&self, key: &str, quota: Quota) -> Decision {
+        let resting = {
+            let until = self
+                .resting_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            until.is_some_and(|until| Instant::now() < until)
+        };
+        if resting {
+            return self.fallback.check(key, quota, Instant::now());
+        }
         let mut connection = self.connection.clone();
-        let answer: redis::RedisResult<i64> = self
-            .script
-            .key(format!("{}{key}", self.prefix))
+        let mut invocation = self.script.key(format!("{}{key}", self.prefix));
+        invocation
             .arg(quota.interval_us())
-            .arg(micros(quota.period))
-            .invoke_async(&mut connection)
-            .await;
+            .arg(micros(quota.period));
+        let answer =
+            tokio::time::timeout(STORE_WAIT, invocation.invoke_async::<i64>(&mut connection)).await;
         match answer {
-            Ok(wait) if wait < 0 => Decision::Allow,
-            Ok(wait) => Decision::Deny(Duration::from_micros(wait.unsigned_abs())),
-            Err(error) => {
-                tracing::warn!(%error, "rate limits fall back to this replica alone");
+            Ok(Ok(wait)) if wait < 0 => Decision::Allow,
+            Ok(Ok(wait)) => Decision::Deny(Duration::from_micros(wait.unsigned_abs())),
+            Ok(Err(_)) | Err(_) => {
+                let reason = match &answer {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => format!("no answer within {STORE_WAIT:?}"),
+                };
+                tracing::warn!(reason, "rate limits fall back to this replica alone");
                 metrics::counter!("gateway_rate_limit_store_errors_total").increment(1);
+                *self
+                    .resting_until
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Instant::now() + STORE_REST);
                 self.fallback.check(key, quota, Instant::now())
             }
         }
@@ -208,6 +242,56 @@ impl Limiter {
             Self::Shared(shared) => shared.check(key, quota).await,
         }
     }
+}
+
+/// Requests per minute a client may make, by who it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Whether requests are limited at all.
+    pub enabled: bool,
+    /// Per client address, for requests without a valid access token.
+    pub anonymous_per_minute: u32,
+    /// Per signed-in customer.
+    pub customer_per_minute: u32,
+    /// Per signed-in admin.
+    pub admin_per_minute: u32,
+    /// Where the counts live.
+    pub store: RateLimitStore,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            anonymous_per_minute: 600,
+            customer_per_minute: 1200,
+            admin_per_minute: 6000,
+            store: RateLimitStore::Local,
+        }
+    }
+}
+
+/// Where rate limit counts live.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RateLimitStore {
+    /// In this process: each gateway replica limits on its own.
+    #[default]
+    Local,
+    /// In Redis, shared by every gateway replica. If Redis cannot be reached, each
+    /// replica falls back to limiting on its own rather than refusing everyone.
+    Redis {
+        /// The server, e.g. `redis://redis:6379` (its password never printed).
+        url: platform::config::RedisUrl,
+        /// Prefix of every key, e.g. `bazaar:ratelimit:`.
+        #[serde(default = "rate_limit_prefix")]
+        key_prefix: String,
+    },
+}
+
+fn rate_limit_prefix() -> String {
+    "bazaar:ratelimit:".to_owned()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use http::{HeaderMap, Method};
+use serde::{Deserialize, Serialize};
 
 /// Whether sending the request twice has the effect of sending it once: the methods
 /// HTTP defines as idempotent, and a POST carrying an `Idempotency-Key` (which the
@@ -85,6 +86,30 @@ impl Budget {
             tokens.refilled = now;
         }
         tokens
+    }
+}
+
+/// Retries of failed requests that are safe to send again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Further attempts after a failure, unless the route says otherwise.
+    pub attempts: u32,
+    /// Retries allowed as a percentage of recent requests, so that retries cannot
+    /// multiply the load on a struggling upstream.
+    pub budget_percent: u32,
+    /// Retries per second allowed whatever the traffic, so a quiet gateway still
+    /// retries.
+    pub min_per_second: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 1,
+            budget_percent: 20,
+            min_per_second: 10,
+        }
     }
 }
 

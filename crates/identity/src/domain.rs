@@ -14,28 +14,53 @@ impl Email {
     pub const MAX_LEN: usize = 254;
 
     /// Parses and normalises an address, or says what is wrong with it.
+    ///
+    /// One person must not hold look-alike accounts, so the address is normalised to
+    /// one form: NFKC (fullwidth `ａｄａ` is `ada`), lower case, the domain in its ASCII
+    /// form (IDNA, UTS 46: an internationalised domain becomes its `xn--` name). What
+    /// could only disguise an address is refused: invisible characters (zero-width
+    /// spaces and joiners, soft hyphens, direction overrides), quoted local parts, and
+    /// local parts outside ASCII (where a Cyrillic `а` would pass for a Latin `a`).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let email = text.trim().to_lowercase();
+        use unicode_normalization::UnicodeNormalization as _;
+        let shape = || "must be an email address like name@example.com".to_owned();
+        let text = text.trim();
+        if text.chars().any(is_invisible) {
+            return Err("must not contain invisible characters".to_owned());
+        }
+        let email: String = text.nfkc().collect::<String>().to_lowercase();
         if email.len() > Self::MAX_LEN {
             return Err(format!("must be at most {} characters", Self::MAX_LEN));
         }
-        let Some((local, domain)) = email.split_once('@') else {
-            return Err("must be an email address like name@example.com".to_owned());
+        let Some((local, domain)) = email.rsplit_once('@') else {
+            return Err(shape());
         };
+        if local.contains('"') {
+            return Err("must not be a quoted address".to_owned());
+        }
+        if !local
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && byte != b'@')
+        {
+            return Err(
+                "the part before @ must be ASCII letters, digits and punctuation".to_owned(),
+            );
+        }
+        let domain = idna::domain_to_ascii(domain).map_err(|_| shape())?;
         let plausible = (1..=64).contains(&local.len())
             && domain.len() >= 3
             && domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains("..")
-            && !domain.contains('@')
-            && email
-                .chars()
-                .all(|c| c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control()));
-        if plausible {
+            && domain
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.');
+        let email = format!("{local}@{domain}");
+        if plausible && email.len() <= Self::MAX_LEN {
             Ok(Self(email))
         } else {
-            Err("must be an email address like name@example.com".to_owned())
+            Err(shape())
         }
     }
 
@@ -47,6 +72,31 @@ impl Email {
     fn local_part(&self) -> &str {
         self.0.split('@').next().unwrap_or_default()
     }
+}
+
+/// Characters that show nothing (or reorder what is shown): a way to make two
+/// addresses look the same.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+        )
 }
 
 /// The password rules, in the spirit of NIST SP 800-63B: long enough, not absurdly long,
@@ -139,6 +189,35 @@ mod tests {
         assert_eq!(
             email("  Ada.Lovelace@Example.COM ").as_str(),
             "ada.lovelace@example.com"
+        );
+    }
+
+    #[test]
+    fn look_alike_addresses_are_one_address_or_refused() {
+        // The same address, written otherwise: one account.
+        for same in [
+            "ａｄａ@example.com",
+            "ada@ｅｘａｍｐｌｅ.com",
+            "ADA@EXAMPLE.COM",
+        ] {
+            assert_eq!(email(same).as_str(), "ada@example.com", "{same:?}");
+        }
+        // Disguises: refused.
+        for disguised in [
+            "ad\u{200B}a@example.com",
+            "ad\u{00AD}a@example.com",
+            "ada\u{202E}@example.com",
+            "\u{FEFF}ada@example.com",
+            "\"ada\"@example.com",
+            "\"a da\"@example.com",
+            "\u{0430}da@example.com",
+        ] {
+            assert!(Email::parse(disguised).is_err(), "{disguised:?} accepted");
+        }
+        // An internationalised domain is kept, in its ASCII form.
+        assert_eq!(
+            email("ada@bücher.example").as_str(),
+            "ada@xn--bcher-kva.example"
         );
     }
 

@@ -3,14 +3,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use contracts::identity::{ChangePassword, Credentials, RefreshRequest, TokenResponse, User};
+use contracts::identity::{
+    ChangePassword, Confirmation, Credentials, RefreshRequest, RegistrationAccepted, TokenResponse,
+    User,
+};
 use platform::auth::{Admin, AuthUser};
-use platform::http::BearerAuth;
+use platform::http::{BearerAuth, EdgeResponses, Json};
 use platform::problem::{FieldError, Problem};
 use utoipa::OpenApi;
 
@@ -26,9 +29,9 @@ use crate::store::UserRecord;
         description = "Accounts and tokens. Access tokens are EdDSA-signed JWTs; verify them with the JWKS."
     ),
     servers((url = "/api/identity", description = "through the gateway")),
-    paths(register, token, refresh, logout, me, change_password, get_user, rotate_keys, jwks, openid_configuration),
-    components(schemas(Credentials, RefreshRequest, ChangePassword, TokenResponse, User, Problem, FieldError)),
-    modifiers(&BearerAuth),
+    paths(register, confirm, token, refresh, logout, me, change_password, get_user, rotate_keys, jwks, openid_configuration),
+    components(schemas(Credentials, RegistrationAccepted, Confirmation, RefreshRequest, ChangePassword, TokenResponse, User, Problem, FieldError)),
+    modifiers(&BearerAuth, &EdgeResponses),
     tags((name = "identity", description = "Accounts and tokens"))
 )]
 pub struct ApiDoc;
@@ -37,6 +40,7 @@ pub struct ApiDoc;
 pub fn router(identity: Arc<Identity>) -> Router {
     Router::new()
         .route("/register", post(register))
+        .route("/confirm", post(confirm))
         .route("/token", post(token))
         .route("/refresh", post(refresh))
         .route("/logout", post(logout))
@@ -50,31 +54,81 @@ pub fn router(identity: Arc<Identity>) -> Router {
             get(openid_configuration),
         )
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .layer(axum::middleware::from_fn(not_stored))
         .with_state(identity)
+}
+
+/// Accounts and tokens are personal: no cache keeps an answer (RFC 6749 asks it of
+/// token answers, and `/me` must not outlive a sign-out in a shared cache), except the
+/// public documents under `/.well-known` and the API description.
+async fn not_stored(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let public = {
+        let path = request.uri().path();
+        path.starts_with("/.well-known/") || path == "/openapi.json"
+    };
+    let mut response = next.run(request).await;
+    if !public {
+        response
+            .headers_mut()
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 type Ctx = State<Arc<Identity>>;
 type Peer = ConnectInfo<SocketAddr>;
 
-/// Creates a customer account.
+/// Registers a customer account. The answer is the same whether the address had an
+/// account or not; an email to the address says which, with a link that confirms a new
+/// account (`POST /confirm`). An account signs in once confirmed.
 #[utoipa::path(post, path = "/register", tag = "identity", request_body = Credentials,
     responses(
-        (status = 201, description = "The account", body = User),
+        (status = 202, description = "An email is on its way to the address", body = RegistrationAccepted),
         (status = 400, description = "Invalid email or password, named in the problem", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The email is taken", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts from this address", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn register(
     State(identity): Ctx,
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
-    platform::http::Json(body): platform::http::Json<Credentials>,
+    Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse, Problem> {
     let address = client_ip(&identity, peer, &headers);
-    let user = ops::register(&identity, &body.email, &body.password, address)
+    let email = ops::register(&identity, &body.email, &body.password, address)
         .await
         .map_err(problem)?;
-    Ok((StatusCode::CREATED, Json(user_view(user))))
+    let accepted = RegistrationAccepted {
+        email: email.as_str().to_owned(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Confirms a new account's address with the token from the emailed link and the
+/// password it was registered with, and signs in.
+#[utoipa::path(post, path = "/confirm", tag = "identity", request_body = Confirmation,
+    responses(
+        (status = 200, description = "Confirmed and signed in", body = TokenResponse),
+        (status = 400, description = "The token is invalid, used or expired, or the password is not the one registered", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn confirm(
+    State(identity): Ctx,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Json(body): Json<Confirmation>,
+) -> Result<impl IntoResponse, Problem> {
+    let address = client_ip(&identity, peer, &headers);
+    let token = bounded_token("token", CONFIRMATION_TOKEN, &body.token)?;
+    bounded_password(&identity, &body.password)?;
+    let tokens = ops::confirm(&identity, token, &body.password, address)
+        .await
+        .map_err(problem)?;
+    Ok(no_store(Json(tokens)))
 }
 
 /// Signs in: email and password for an access token and a refresh token.
@@ -82,24 +136,18 @@ async fn register(
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
         (status = 400, description = "Wrong email or password (the same answer for both)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The password is right, but the address is not confirmed yet", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts for this account or address", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn token(
     State(identity): Ctx,
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
-    platform::http::Json(body): platform::http::Json<Credentials>,
+    Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse, Problem> {
     let address = client_ip(&identity, peer, &headers);
-    if body.password.chars().count() > identity.config.password_max_chars {
-        return Err(Problem::invalid_field(
-            "password",
-            format!(
-                "must be at most {} characters",
-                identity.config.password_max_chars
-            ),
-        ));
-    }
+    bounded_password(&identity, &body.password)?;
     let tokens = ops::login(&identity, &body.email, &body.password, address)
         .await
         .map_err(problem)?;
@@ -116,12 +164,16 @@ async fn refresh(
     State(identity): Ctx,
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
-    platform::http::Json(body): platform::http::Json<RefreshRequest>,
+    Json(body): Json<RefreshRequest>,
 ) -> Result<impl IntoResponse, Problem> {
     let address = client_ip(&identity, peer, &headers);
-    let tokens = ops::refresh(&identity, bounded_token(&body.refresh_token)?, address)
-        .await
-        .map_err(problem)?;
+    let tokens = ops::refresh(
+        &identity,
+        bounded_token("refresh_token", REFRESH_TOKEN, &body.refresh_token)?,
+        address,
+    )
+    .await
+    .map_err(problem)?;
     Ok(no_store(Json(tokens)))
 }
 
@@ -130,11 +182,14 @@ async fn refresh(
     responses((status = 204, description = "Signed out")))]
 async fn logout(
     State(identity): Ctx,
-    platform::http::Json(body): platform::http::Json<RefreshRequest>,
+    Json(body): Json<RefreshRequest>,
 ) -> Result<StatusCode, Problem> {
-    ops::logout(&identity, bounded_token(&body.refresh_token)?)
-        .await
-        .map_err(problem)?;
+    ops::logout(
+        &identity,
+        bounded_token("refresh_token", REFRESH_TOKEN, &body.refresh_token)?,
+    )
+    .await
+    .map_err(problem)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,13 +212,14 @@ async fn me(State(identity): Ctx, user: AuthUser) -> Result<Json<User>, Problem>
         (status = 204, description = "Changed"),
         (status = 400, description = "Wrong current password, or a new one that breaks the policy", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn change_password(
     State(identity): Ctx,
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     user: AuthUser,
-    platform::http::Json(body): platform::http::Json<ChangePassword>,
+    Json(body): Json<ChangePassword>,
 ) -> Result<StatusCode, Problem> {
     let address = client_ip(&identity, peer, &headers);
     ops::change_password(
@@ -244,16 +300,40 @@ async fn openid_configuration(State(identity): Ctx) -> Json<serde_json::Value> {
 }
 
 fn client_ip(identity: &Identity, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
-    platform::net::client_address(peer, headers, &identity.config.trusted_proxies)
+    platform::net::vouched_client_address(
+        peer,
+        headers,
+        &identity.config.trusted_proxies,
+        identity.config.forwarding_secret.as_ref(),
+    )
 }
 
-/// Refresh tokens are 43 characters; anything far longer is refused before hashing.
-fn bounded_token(token: &str) -> Result<&str, Problem> {
-    if token.is_empty() || token.len() > 256 {
+/// A password longer than any the policy allows is refused before it is hashed.
+fn bounded_password(identity: &Identity, password: &str) -> Result<(), Problem> {
+    let max = identity.config.password_max_chars;
+    if password.chars().count() > max {
         return Err(Problem::invalid_field(
-            "refresh_token",
-            "must be a refresh token from /token or /refresh",
+            "password",
+            format!("must be at most {max} characters"),
         ));
+    }
+    Ok(())
+}
+
+/// What a malformed refresh token is told.
+const REFRESH_TOKEN: &str = "must be a refresh token from /token or /refresh";
+/// What a malformed confirmation token is told.
+const CONFIRMATION_TOKEN: &str = "must be the token from the confirmation link";
+
+/// Tokens are 43 characters; anything far longer is refused before hashing, `field`
+/// named and told `expected`.
+fn bounded_token<'a>(
+    field: &'static str,
+    expected: &'static str,
+    token: &'a str,
+) -> Result<&'a str, Problem> {
+    if token.is_empty() || token.len() > 256 {
+        return Err(Problem::invalid_field(field, expected));
     }
     Ok(token)
 }
@@ -268,13 +348,9 @@ fn no_store(body: Json<TokenResponse>) -> impl IntoResponse {
 
 fn problem(error: Error) -> Problem {
     match error {
-        Error::Invalid(fields) => Problem::validation(
-            fields
-                .into_iter()
-                .map(|invalid| FieldError::new(invalid.field, invalid.reason))
-                .collect(),
-        ),
+        Error::Invalid(fields) => Problem::validation(fields),
         Error::EmailTaken => Problem::conflict(error.to_string()),
+        Error::Unconfirmed => Problem::new(StatusCode::FORBIDDEN, "unconfirmed", error.to_string()),
         Error::InvalidGrant(reason) => {
             Problem::new(StatusCode::BAD_REQUEST, "invalid-grant", reason)
         }
@@ -283,6 +359,7 @@ fn problem(error: Error) -> Problem {
             wait.as_secs().saturating_add(1),
         ),
         Error::NotFound => Problem::not_found("no such account"),
+        Error::Busy(busy) => Problem::unavailable(busy.to_string(), 1),
         Error::Internal(error) => error.into(),
     }
 }

@@ -7,15 +7,16 @@ use std::time::Duration;
 use contracts::identity::{AUDIENCE, AccessClaims, Role, TokenResponse};
 use jsonwebtoken::jwk::JwkSet;
 use platform::auth::{AuthUser, SigningKey};
+use platform::problem::FieldError;
 
 use platform::clock::now_secs as now;
 
 use crate::config::Config;
 use crate::domain::{Email, PasswordPolicy};
-use crate::password;
-use crate::store::{RefreshRecord, Store, UserRecord};
+use crate::password::{self, Busy, HashError, Hasher};
+use crate::store::{Pending, RefreshRecord, Renewal, Store, UserRecord};
 use crate::throttle::Throttle;
-use crate::tokens::{new_refresh_token, refresh_token_hash};
+use crate::tokens::{new_token, token_hash};
 
 /// Everything the use cases need, built once at start.
 pub struct Identity {
@@ -29,15 +30,8 @@ pub struct Identity {
     pub policy: PasswordPolicy,
     /// Sign-in throttling.
     pub throttle: Throttle,
-}
-
-/// A field of a request that failed to parse, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
-    /// The JSON field.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
+    /// Argon2id on a bounded set of threads.
+    pub hasher: Hasher,
 }
 
 /// Why a use case refused.
@@ -45,10 +39,16 @@ pub struct Invalid {
 pub enum Error {
     /// Some fields are invalid.
     #[error("invalid request")]
-    Invalid(Vec<Invalid>),
+    Invalid(Vec<FieldError>),
     /// Another account has this email.
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// The password is right, but the account's address is not confirmed yet.
+    #[error(
+        "this account's email address is not confirmed yet: follow the link in the email \
+         we sent to it, or register again for a new link"
+    )]
+    Unconfirmed,
     /// The credentials or refresh token do not grant a token.
     #[error("{0}")]
     InvalidGrant(&'static str),
@@ -58,6 +58,9 @@ pub enum Error {
     /// No such resource, or not the caller's.
     #[error("not found")]
     NotFound,
+    /// Password hashing is at capacity: nothing was done; retry in a moment.
+    #[error(transparent)]
+    Busy(#[from] Busy),
     /// Something failed inside.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -67,71 +70,204 @@ pub enum Error {
 const BAD_CREDENTIALS: &str = "the email or password is wrong";
 /// What a refused refresh says, whatever the reason.
 const BAD_REFRESH: &str = "the refresh token is invalid, expired or revoked";
+/// What a refused confirmation says, whatever the reason.
+const BAD_CONFIRMATION: &str = "the confirmation link is invalid, used or expired, or the \
+     password is not the one registered; register again for a new link";
 
 impl Identity {
-    /// The context over `store`.
-    pub fn new(store: Store, config: Config, issuer: String) -> Self {
-        Self {
+    /// The context over `store`; starts the password hashing threads.
+    pub fn new(store: Store, config: Config, issuer: String) -> anyhow::Result<Self> {
+        Ok(Self {
             policy: PasswordPolicy {
                 min_chars: config.password_min_chars,
                 max_chars: config.password_max_chars,
             },
             throttle: Throttle::new(&config),
+            hasher: Hasher::new(config.hashing_limits())?,
             store,
             config,
             issuer,
+        })
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy(busy) => Self::Busy(busy),
+            HashError::Failed(error) => Self::Internal(error),
         }
     }
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
-    Error::Invalid(vec![Invalid {
-        field,
-        reason: reason.into(),
-    }])
+/// Counts an attempt from `address`, refusing it when the address is over its limit.
+fn attempt(identity: &Identity, address: IpAddr) -> Result<(), Error> {
+    identity.throttle.attempt(address).map_err(Error::Throttled)
 }
 
-/// Creates an account with `roles`, after the password policy: what registration and
-/// the admin command share.
+fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+    Error::Invalid(vec![FieldError::new(field, reason)])
+}
+
+/// The email parsed and the password checked against the policy, then hashed.
+async fn credentials(
+    identity: &Identity,
+    email: &str,
+    password: &str,
+) -> Result<(Email, String), Error> {
+    let email = Email::parse(email).map_err(|reason| invalid("email", reason))?;
+    identity
+        .policy
+        .check(password, &email)
+        .map_err(|reason| invalid("password", reason))?;
+    let hash = identity.hasher.hash(password.to_owned()).await?;
+    Ok((email, hash))
+}
+
+fn new_user(email: &Email, password_hash: String, roles: Vec<Role>) -> UserRecord {
+    UserRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        email: email.as_str().to_owned(),
+        password_hash,
+        roles,
+        created_at: now(),
+        confirmed_at: None,
+    }
+}
+
+/// Creates a confirmed account with `roles`, after the password policy: what the admin
+/// command does, for an address whose owner it knows.
 pub async fn create_user(
     identity: &Identity,
     email: &str,
     password: &str,
     roles: Vec<Role>,
 ) -> Result<UserRecord, Error> {
-    let email = Email::parse(email).map_err(|reason| invalid("email", reason))?;
-    identity
-        .policy
-        .check(password, &email)
-        .map_err(|reason| invalid("password", reason))?;
-    let user = UserRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        email: email.as_str().to_owned(),
-        password_hash: password::hash(password.to_owned()).await?,
-        roles,
-        created_at: now(),
-    };
+    let (email, hash) = credentials(identity, email, password).await?;
+    let mut user = new_user(&email, hash, roles);
+    user.confirmed_at = Some(user.created_at);
     identity
         .store
-        .insert_user(&user)
+        .insert_user(&user, None)
         .await?
         .map_err(|_| Error::EmailTaken)?;
     tracing::info!(user = user.id, "account created");
     Ok(user)
 }
 
-/// Self-service registration: a customer account.
+/// Self-service registration of a customer account, answered alike whether the address
+/// had an account or not: it writes to the address instead. A new address gets an
+/// unconfirmed account and a link that confirms it; an unconfirmed account gets the new
+/// password and a new link (whoever can read the address's mail owns it); a confirmed
+/// one gets word that someone tried. The password is hashed in every case, so the time
+/// taken tells nothing either. Returns the normalised address.
 pub async fn register(
     identity: &Identity,
     email: &str,
     password: &str,
     address: IpAddr,
-) -> Result<UserRecord, Error> {
+) -> Result<Email, Error> {
+    attempt(identity, address)?;
+    let (email, hash) = credentials(identity, email, password).await?;
+    let pending = Pending {
+        token: new_token()?,
+        expires_at: now().saturating_add(
+            i64::try_from(identity.config.confirmation_ttl_secs).unwrap_or(i64::MAX),
+        ),
+    };
+    let now = now();
+    let mailed_before = now
+        .saturating_sub(i64::try_from(identity.config.registration_email_secs).unwrap_or(i64::MAX));
+    // Two registrations of one new address may race: the loser finds the winner's
+    // account the second time round.
+    for _ in 0..3 {
+        match identity.store.user_by_email(&email).await? {
+            None => {
+                let user = new_user(&email, hash.clone(), vec![Role::Customer]);
+                if identity
+                    .store
+                    .insert_user(&user, Some(&pending))
+                    .await?
+                    .is_ok()
+                {
+                    tracing::info!(user = user.id, "account created; waiting for confirmation");
+                    return Ok(email);
+                }
+            }
+            Some(user) if user.confirmed_at.is_none() => {
+                let store = &identity.store;
+                match store
+                    .renew_pending(&user, &hash, &pending, now, mailed_before)
+                    .await?
+                {
+                    Renewal::Renewed => {
+                        tracing::info!(user = user.id, "unconfirmed account registered again");
+                        return Ok(email);
+                    }
+                    Renewal::TooSoon => {
+                        tracing::info!(
+                            user = user.id,
+                            "unconfirmed account registered again too soon; nothing sent"
+                        );
+                        return Ok(email);
+                    }
+                    Renewal::Moved => {}
+                }
+            }
+            Some(user) => {
+                let mailed = identity
+                    .store
+                    .tell_registered(&user, now, mailed_before)
+                    .await?;
+                tracing::info!(user = user.id, mailed, "registration of a taken address");
+                return Ok(email);
+            }
+        }
+    }
+    Err(anyhow::anyhow!("registering {} kept racing", email.as_str()).into())
+}
+
+/// Confirms a new account's address with the token mailed to it and the password it
+/// was registered with, and signs in.
+///
+/// The password is asked for as well because the link alone would hand the account to
+/// whoever registered the address: someone who registered another's address first, and
+/// whose link its owner then follows, would know the password of the owner's account.
+/// A wrong password counts against the account as at sign-in.
+pub async fn confirm(
+    identity: &Identity,
+    token: &str,
+    password: &str,
+    address: IpAddr,
+) -> Result<TokenResponse, Error> {
+    attempt(identity, address)?;
+    let hash = token_hash(token);
+    let Some(user) = identity.store.pending(&hash, now()).await? else {
+        return Err(Error::InvalidGrant(BAD_CONFIRMATION));
+    };
     identity
         .throttle
-        .attempt(address)
+        .account_open(&user.email, address)
         .map_err(Error::Throttled)?;
-    create_user(identity, email, password, vec![Role::Customer]).await
+    let matches = identity
+        .hasher
+        .verify(password.to_owned(), user.password_hash.clone())
+        .await?;
+    if !matches {
+        identity.throttle.failed(&user.email, address);
+        return Err(Error::InvalidGrant(BAD_CONFIRMATION));
+    }
+    let Some(user) = identity.store.confirm(&user, &hash, now()).await? else {
+        return Err(Error::InvalidGrant(BAD_CONFIRMATION));
+    };
+    tracing::info!(user = user.id, "account confirmed");
+    sign_in(identity, &user).await
+}
+
+/// Deletes the unconfirmed accounts whose link expired; returns how many. The identity
+/// service's periodic step.
+pub async fn forget_unconfirmed(identity: &Identity) -> anyhow::Result<usize> {
+    identity.store.forget_unconfirmed(now()).await
 }
 
 /// Signs in with email and password: a new access token and a new refresh token family.
@@ -142,10 +278,7 @@ pub async fn login(
     address: IpAddr,
 ) -> Result<TokenResponse, Error> {
     let email = Email::parse(email).map_err(|reason| invalid("email", reason))?;
-    identity
-        .throttle
-        .attempt(address)
-        .map_err(Error::Throttled)?;
+    attempt(identity, address)?;
     identity
         .throttle
         .account_open(email.as_str(), address)
@@ -156,15 +289,25 @@ pub async fn login(
         || password::DUMMY_HASH.to_owned(),
         |user| user.password_hash.clone(),
     );
-    let matches = password::verify(password.to_owned(), hash).await?;
+    let matches = identity.hasher.verify(password.to_owned(), hash).await?;
     let Some(user) = user.filter(|_| matches) else {
         identity.throttle.failed(email.as_str(), address);
         return Err(Error::InvalidGrant(BAD_CREDENTIALS));
     };
+    identity.throttle.succeeded(email.as_str(), address);
+    if user.confirmed_at.is_none() {
+        // Said only to whoever knows the password: it tells them nothing new.
+        return Err(Error::Unconfirmed);
+    }
+    sign_in(identity, &user).await
+}
+
+/// A new session for `user`: a new refresh token family and an access token.
+async fn sign_in(identity: &Identity, user: &UserRecord) -> Result<TokenResponse, Error> {
     let family = uuid::Uuid::now_v7().to_string();
     let (refresh_token, record) = refresh_record(identity, &user.id, family)?;
     identity.store.insert_refresh(&record).await?;
-    issue(identity, &user, refresh_token).await
+    issue(identity, user, refresh_token).await
 }
 
 /// Exchanges a refresh token for new tokens. A token that was already exchanged is
@@ -175,19 +318,19 @@ pub async fn refresh(
     token: &str,
     address: IpAddr,
 ) -> Result<TokenResponse, Error> {
-    identity
-        .throttle
-        .attempt(address)
-        .map_err(Error::Throttled)?;
+    attempt(identity, address)?;
     let now = now();
-    let Some(record) = identity
-        .store
-        .refresh_by_hash(&refresh_token_hash(token))
-        .await?
-    else {
+    let Some(record) = identity.store.refresh_by_hash(&token_hash(token)).await? else {
         return Err(Error::InvalidGrant(BAD_REFRESH));
     };
     if record.revoked_at.is_some() || record.expires_at <= now {
+        return Err(Error::InvalidGrant(BAD_REFRESH));
+    }
+    if session_age(&record.family_id, now)
+        .is_none_or(|age| age >= identity.config.session_max_age_secs)
+    {
+        // A session ends, however often it was refreshed: sign in again.
+        identity.store.revoke_family(&record.family_id, now).await?;
         return Err(Error::InvalidGrant(BAD_REFRESH));
     }
     if record.used_at.is_some() {
@@ -218,11 +361,7 @@ pub async fn refresh(
 /// Signs out: revokes the refresh token's family. Unknown tokens are ignored, so the
 /// answer tells nothing.
 pub async fn logout(identity: &Identity, token: &str) -> Result<(), Error> {
-    if let Some(record) = identity
-        .store
-        .refresh_by_hash(&refresh_token_hash(token))
-        .await?
-    {
+    if let Some(record) = identity.store.refresh_by_hash(&token_hash(token)).await? {
         identity
             .store
             .revoke_family(&record.family_id, now())
@@ -245,16 +384,17 @@ pub async fn change_password(
         .await?
         .ok_or(Error::NotFound)?;
     // A stolen access token must not become a password oracle.
-    identity
-        .throttle
-        .attempt(address)
-        .map_err(Error::Throttled)?;
+    attempt(identity, address)?;
     identity
         .throttle
         .account_open(&user.email, address)
         .map_err(Error::Throttled)?;
-    if !password::verify(current.to_owned(), user.password_hash.clone()).await? {
-        identity.throttle.failed(&user.email, address);
+    if !identity
+        .hasher
+        .verify(current.to_owned(), user.password_hash.clone())
+        .await?
+    {
+        identity.throttle.failed_in_session(&user.email, address);
         return Err(invalid("current_password", "does not match your password"));
     }
     let email =
@@ -263,7 +403,7 @@ pub async fn change_password(
         .policy
         .check(new, &email)
         .map_err(|reason| invalid("new_password", reason))?;
-    let hash = password::hash(new.to_owned()).await?;
+    let hash = identity.hasher.hash(new.to_owned()).await?;
     identity
         .store
         .change_password(&user.id, &hash, now())
@@ -313,17 +453,26 @@ pub async fn signing_key(identity: &Identity) -> anyhow::Result<SigningKey> {
     }
 }
 
+/// How long ago, in seconds, the session of `family_id` began: a family's id is a
+/// UUID v7 made at sign-in, so it carries its own start. None for an id of another
+/// kind (which no sign-in made).
+fn session_age(family_id: &str, now: i64) -> Option<u64> {
+    let started = uuid::Uuid::parse_str(family_id).ok()?.get_timestamp()?;
+    let (seconds, _) = started.to_unix();
+    u64::try_from(now).ok()?.checked_sub(seconds).or(Some(0))
+}
+
 fn refresh_record(
     identity: &Identity,
     user_id: &str,
     family_id: String,
 ) -> anyhow::Result<(String, RefreshRecord)> {
-    let token = new_refresh_token()?;
+    let token = new_token()?;
     let now = now();
     let ttl = i64::try_from(identity.config.refresh_token_ttl_secs).unwrap_or(i64::MAX);
     let record = RefreshRecord {
         id: uuid::Uuid::now_v7().to_string(),
-        token_hash: refresh_token_hash(&token),
+        token_hash: token_hash(&token),
         family_id,
         user_id: user_id.to_owned(),
         created_at: now,

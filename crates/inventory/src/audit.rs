@@ -17,7 +17,8 @@ pub struct StockFact {
     pub sold: i64,
     /// Units held by reservations in state `held`, summed from their lines.
     pub held_by_reservations: i64,
-    /// Units sold by reservations in state `committed`, summed from their lines.
+    /// Units sold by reservations in state `committed` and not returned, summed from
+    /// their lines.
     pub sold_by_reservations: i64,
 }
 
@@ -33,7 +34,8 @@ impl StockFact {
 pub struct ReservationFact {
     /// The order.
     pub order_id: String,
-    /// `held`, `committed`, `released`, `expired` or `rejected`.
+    /// `held`, `committed`, `released`, `expired` or `rejected`; or `returned` for a
+    /// committed one whose stock went back on sale.
     pub state: String,
 }
 
@@ -43,10 +45,12 @@ pub async fn snapshot(db: &Database) -> anyhow::Result<(Vec<StockFact>, Vec<Rese
     let rows = sqlx::query(
         "SELECT s.product_id, s.received, s.reserved, s.sold, \
          CAST(COALESCE(SUM(CASE WHEN r.state = 'held' THEN l.quantity ELSE 0 END), 0) AS BIGINT) AS held, \
-         CAST(COALESCE(SUM(CASE WHEN r.state = 'committed' THEN l.quantity ELSE 0 END), 0) AS BIGINT) AS committed \
+         CAST(COALESCE(SUM(CASE WHEN r.state = 'committed' AND x.order_id IS NULL \
+         THEN l.quantity ELSE 0 END), 0) AS BIGINT) AS committed \
          FROM stock s \
          LEFT JOIN reservation_lines l ON l.product_id = s.product_id \
          LEFT JOIN reservations r ON r.order_id = l.order_id \
+         LEFT JOIN stock_returns x ON x.order_id = l.order_id \
          GROUP BY s.product_id, s.received, s.reserved, s.sold \
          ORDER BY s.product_id",
     )
@@ -65,9 +69,13 @@ pub async fn snapshot(db: &Database) -> anyhow::Result<(Vec<StockFact>, Vec<Rese
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let rows = sqlx::query("SELECT order_id, state FROM reservations ORDER BY order_id")
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT r.order_id, CASE WHEN x.order_id IS NULL THEN r.state ELSE 'returned' END AS state \
+         FROM reservations r LEFT JOIN stock_returns x ON x.order_id = r.order_id \
+         ORDER BY r.order_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
     let reservations = rows
         .iter()
         .map(|row| {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The address for the REST API.
+    /// The address for the REST and gRPC API.
     pub listen: SocketAddr,
     /// Inventory's own database. Unset means the SQLite file `inventory.db` in the
     /// shop's data folder.

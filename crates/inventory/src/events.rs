@@ -4,7 +4,9 @@
 use contracts::messaging::Envelope;
 use contracts::messaging::Message as _;
 use contracts::messaging::catalog::{ProductCreatedV1, ProductDeletedV1};
-use contracts::messaging::inventory::{CommitStockV1, ReleaseStockV1, ReserveStockV1};
+use contracts::messaging::inventory::{
+    CommitStockV1, ReleaseStockV1, ReserveStockV1, ReturnStockV1,
+};
 use futures_util::future::BoxFuture;
 use platform::bus::SubscriptionSpec;
 use platform::inbox::Handler;
@@ -25,7 +27,7 @@ pub fn catalog_events() -> SubscriptionSpec {
     SubscriptionSpec::new("inventory.catalog-events", "catalog.>")
 }
 
-/// Applies reserve, release and commit commands.
+/// Applies reserve, release, commit and return commands.
 pub struct Commands;
 
 impl Handler for Commands {
@@ -46,6 +48,9 @@ impl Handler for Commands {
                 }
                 kind if kind == CommitStockV1::TYPE => {
                     ops::commit(connection, &envelope.decode()?, &origin, now).await
+                }
+                kind if kind == ReturnStockV1::TYPE => {
+                    ops::return_stock(connection, &envelope.decode()?, &origin, now).await
                 }
                 other => {
                     // A newer command this version does not know: acknowledge and move on

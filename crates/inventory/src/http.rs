@@ -1,12 +1,12 @@
 //! Inventory's REST API: availability for shoppers, stock levels and adjustments for
 //! admins.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use platform::auth::Admin;
 use platform::db::Database;
-use platform::http::BearerAuth;
+use platform::http::{BearerAuth, EdgeResponses, Json};
 use platform::problem::{FieldError, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -20,7 +20,7 @@ use crate::store::{self, AdjustError, Levels};
     servers((url = "/api/inventory", description = "through the gateway")),
     paths(availability, list_stock, adjust),
     components(schemas(Availability, StockLevels, Adjustment, Problem, FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EdgeResponses),
     tags((name = "inventory", description = "Stock"))
 )]
 pub struct ApiDoc;
@@ -63,12 +63,13 @@ struct StockLevels {
 #[serde(deny_unknown_fields)]
 struct Adjustment {
     /// Units to add, or to remove when negative; not zero, at most a million either way.
+    #[schema(minimum = -1_000_000, maximum = 1_000_000)]
     delta: i64,
 }
 
 /// How many units of a product can be bought now.
 #[utoipa::path(get, path = "/stock/{product}", tag = "inventory",
-    params(("product" = String, Path, description = "The product's id")),
+    params(("product" = uuid::Uuid, Path, description = "The product's id")),
     responses(
         (status = 200, description = "Availability", body = Availability),
         (status = 400, description = "Not a product id", body = Problem, content_type = "application/problem+json"),
@@ -111,7 +112,7 @@ async fn list_stock(
 /// Receives or writes off stock; admins only. Stock never drops below what is reserved
 /// and sold.
 #[utoipa::path(post, path = "/stock/{product}/adjustments", tag = "inventory", security(("bearer" = [])),
-    params(("product" = String, Path, description = "The product's id")),
+    params(("product" = uuid::Uuid, Path, description = "The product's id")),
     request_body = Adjustment,
     responses(
         (status = 200, description = "The stock after the adjustment", body = StockLevels),
@@ -123,7 +124,7 @@ async fn adjust(
     Admin(admin): Admin,
     State(db): State<Database>,
     Path(product): Path<String>,
-    platform::http::Json(body): platform::http::Json<Adjustment>,
+    Json(body): Json<Adjustment>,
 ) -> Result<Json<StockLevels>, Problem> {
     let product_id = product_id(&product)?;
     if body.delta == 0 || body.delta.abs() > 1_000_000 {

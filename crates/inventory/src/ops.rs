@@ -4,8 +4,8 @@
 
 use contracts::messaging::Message;
 use contracts::messaging::inventory::{
-    CommitRefusedV1, CommitStockV1, ReleaseStockV1, ReserveStockV1, StockCommittedV1,
-    StockRejectedV1, StockReleasedV1, StockReservedV1,
+    CommitRefusedV1, CommitStockV1, ReleaseStockV1, ReserveStockV1, ReturnStockV1,
+    StockCommittedV1, StockRejectedV1, StockReleasedV1, StockReservedV1, StockReturnedV1,
 };
 use platform::outbox::{self, Origin};
 use sqlx::AnyConnection;
@@ -19,8 +19,7 @@ async fn answer<M: Message>(
     message: &M,
     origin: &Origin,
 ) -> anyhow::Result<()> {
-    let envelope = outbox::envelope(crate::NAME, message, origin)?;
-    outbox::enqueue(connection, &envelope).await
+    outbox::send(connection, crate::NAME, message, origin).await
 }
 
 /// Holds the stock of an order, all lines or none, and answers `StockReserved` or
@@ -171,6 +170,22 @@ pub async fn commit(
             answer(connection, &CommitRefusedV1 { order_id, state }, origin).await
         }
     }
+}
+
+/// Puts an order's sold stock back on sale, because its payment could not be taken,
+/// and answers `StockReturned`; also when it was returned before, or nothing was sold
+/// (then there is nothing to give back, which is what the saga wants to hear).
+pub async fn return_stock(
+    connection: &mut AnyConnection,
+    command: &ReturnStockV1,
+    origin: &Origin,
+    now: i64,
+) -> anyhow::Result<()> {
+    let order_id = command.order_id.clone();
+    if store::return_sold(&mut *connection, &order_id, now).await? {
+        tracing::info!(order = order_id, "sold stock returned to sale");
+    }
+    answer(connection, &StockReturnedV1 { order_id }, origin).await
 }
 
 /// Ends one held reservation whose hold ran out, answering `StockReleased` (reason

@@ -146,6 +146,46 @@ pub async fn reservation(
     .transpose()
 }
 
+/// Puts the stock an order bought back on sale, once: `true` if it was given back now,
+/// `false` if it was before or the order's reservation was never committed (nothing
+/// was sold).
+pub async fn return_sold(
+    connection: &mut AnyConnection,
+    order_id: &str,
+    now: i64,
+) -> anyhow::Result<bool> {
+    if !matches!(
+        reservation(&mut *connection, order_id).await?,
+        Some((State::Committed, _))
+    ) {
+        return Ok(false);
+    }
+    // Claimed by the insert: of two concurrent returns, only one gets the row.
+    let claimed = sqlx::query(
+        "INSERT INTO stock_returns (order_id, returned_at) VALUES ($1, $2) \
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id.to_owned())
+    .bind(now)
+    .execute(&mut *connection)
+    .await
+    .context("recording a return")?
+    .rows_affected();
+    if claimed != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE stock SET sold = sold - l.quantity, updated_at = $2 \
+         FROM reservation_lines l WHERE l.order_id = $1 AND stock.product_id = l.product_id",
+    )
+    .bind(order_id.to_owned())
+    .bind(now)
+    .execute(&mut *connection)
+    .await
+    .context("returning sold stock")?;
+    Ok(true)
+}
+
 /// The products of `lines` that cannot be reserved now (short or discontinued).
 pub async fn shortages(
     connection: &mut AnyConnection,

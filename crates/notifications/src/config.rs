@@ -21,6 +21,10 @@ pub struct Config {
     pub mailer: MailerConfig,
     /// The `From` of every email, an RFC 5322 mailbox.
     pub from: String,
+    /// The shop's address as customers reach it (the gateway), for the links in emails,
+    /// e.g. `https://shop.example.com`. Unset: the gateway's address when it runs in
+    /// the same process, else `http://127.0.0.1:8080`.
+    pub shop_url: Option<String>,
     /// How failed sends are retried.
     pub retry: RetryConfig,
     /// The most emails one round of the sender sends.
@@ -37,6 +41,7 @@ impl Default for Config {
             max_connections: 8,
             mailer: MailerConfig::default(),
             from: "Bazaar <shop@bazaar.localhost>".to_owned(),
+            shop_url: None,
             retry: RetryConfig::default(),
             send_batch: 50,
             poll_ms: 500,

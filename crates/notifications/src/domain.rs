@@ -3,15 +3,18 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use platform::page::PageLimit;
+use platform::problem::FieldError;
 
 /// What a notification tells the customer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// Their account was created.
     Welcome,
+    /// A link that confirms the account registered with their address.
+    ConfirmAddress,
+    /// Someone tried to register their address, which has an account already.
+    AlreadyRegistered,
     /// Their order is paid and confirmed.
     OrderConfirmed,
     /// Their order ended without a sale.
@@ -22,8 +25,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::Welcome,
+        Self::ConfirmAddress,
+        Self::AlreadyRegistered,
         Self::OrderConfirmed,
         Self::OrderCancelled,
         Self::OrderRefunded,
@@ -33,6 +38,8 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Welcome => "welcome",
+            Self::ConfirmAddress => "confirm_address",
+            Self::AlreadyRegistered => "already_registered",
             Self::OrderConfirmed => "order_confirmed",
             Self::OrderCancelled => "order_cancelled",
             Self::OrderRefunded => "order_refunded",
@@ -113,7 +120,7 @@ impl fmt::Display for NotificationId {
 /// Where the next page of a customer's notifications starts: after this (creation
 /// time, id), newest first.
 ///
-/// On the wire it is opaque: URL-safe base64 of `created_at_ms|id`.
+/// On the wire it is `<created_at_ms>.<id>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
     /// The last notification's creation time, Unix ms.
@@ -123,39 +130,29 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The opaque form handed to clients.
+    /// The form handed to clients: `<created ms>.<id>`, which the API document gives
+    /// as a pattern; any value of that form is a position to continue after.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}|{}", self.created_at_ms, self.id))
+        format!("{}.{}", self.created_at_ms, self.id)
     }
 
-    /// Decodes a cursor that this service issued.
+    /// Reads a cursor of the form [`Cursor::encode`] gives.
     pub fn decode(text: &str) -> Result<Self, String> {
         const MALFORMED: &str = "malformed cursor; pass back next_cursor exactly as received";
-        if text.len() > 128 {
+        let (created, id) = text.split_once('.').ok_or(MALFORMED)?;
+        let well_formed = (1..=18).contains(&created.len())
+            && created.bytes().all(|byte| byte.is_ascii_digit())
+            && id.len() == 36
+            && id
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte) || byte == b'-');
+        if !well_formed {
             return Err(MALFORMED.to_owned());
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| MALFORMED.to_owned())?;
-        let text = String::from_utf8(bytes).map_err(|_| MALFORMED.to_owned())?;
-        let (created, id) = text.split_once('|').ok_or(MALFORMED)?;
-        let created_at_ms = created
-            .parse::<i64>()
-            .ok()
-            .filter(|ms| *ms >= 0)
-            .ok_or(MALFORMED)?;
+        let created_at_ms = created.parse::<i64>().map_err(|_| MALFORMED.to_owned())?;
         let id = NotificationId::parse(id).ok_or(MALFORMED)?;
         Ok(Self { created_at_ms, id })
     }
-}
-
-/// A field of a request that failed to parse, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
-    /// The request field.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
 }
 
 /// A parsed, valid request for a page of notifications.
@@ -169,23 +166,17 @@ pub struct PageQuery {
 
 impl PageQuery {
     /// Parses `limit` and `cursor`, reporting every invalid one.
-    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, Vec<Invalid>> {
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, Vec<FieldError>> {
         let mut invalid = Vec::new();
         let limit = PageLimit::parse_optional(limit).unwrap_or_else(|reason| {
-            invalid.push(Invalid {
-                field: "limit",
-                reason,
-            });
+            invalid.push(FieldError::new("limit", reason));
             PageLimit::default()
         });
         let after = match cursor.map(Cursor::decode) {
             None => None,
             Some(Ok(cursor)) => Some(cursor),
             Some(Err(reason)) => {
-                invalid.push(Invalid {
-                    field: "cursor",
-                    reason,
-                });
+                invalid.push(FieldError::new("cursor", reason));
                 None
             }
         };
@@ -222,11 +213,34 @@ mod tests {
     }
 
     #[test]
+    fn every_cursor_of_the_documented_form_is_read() {
+        for text in [
+            "0.00000000-0000-0000-0000-000000000000",
+            "999999999999999999.ffffffff-ffff-ffff-ffff-ffffffffffff",
+            "1700000000123.01a24de4-ffdc-7583-8435-c9208c583895",
+        ] {
+            assert!(Cursor::decode(text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
     fn garbage_cursors_are_rejected() {
-        let no_id = URL_SAFE_NO_PAD.encode("12|not-a-uuid");
-        let negative = URL_SAFE_NO_PAD.encode(format!("-5|{}", NotificationId::generate()));
+        let id = NotificationId::generate();
+        let negative = format!("-5.{id}");
+        let too_long = format!("{}.{id}", "9".repeat(19));
+        let upper = format!("12.{}", id.as_str().to_uppercase());
         let long = "A".repeat(200);
-        for bad in ["", "%%%", "bm9waXBl", &no_id, &negative, &long] {
+        for bad in [
+            "",
+            "%%%",
+            "bm9waXBl",
+            "12.not-a-uuid",
+            "12",
+            &negative,
+            &too_long,
+            &upper,
+            &long,
+        ] {
             assert!(Cursor::decode(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -234,7 +248,10 @@ mod tests {
     #[test]
     fn every_bad_field_is_named() {
         let invalid = PageQuery::parse(Some("0"), Some("%%%")).expect_err("invalid");
-        let fields: Vec<&str> = invalid.iter().map(|invalid| invalid.field).collect();
+        let fields: Vec<&str> = invalid
+            .iter()
+            .map(|invalid| invalid.field.as_str())
+            .collect();
         assert_eq!(fields, ["limit", "cursor"]);
         assert_eq!(PageQuery::parse(None, None), Ok(PageQuery::default()));
     }

@@ -1,6 +1,7 @@
-//! What notifications consumes, each through the inbox: identity's registrations (to
-//! learn addresses and greet new customers) and the orders service's public events (to
-//! tell customers what became of their orders).
+//! What notifications consumes, each through the inbox: identity's registration
+//! requests (to send the link that confirms an address, or word that it has an account
+//! already), its registrations (to learn addresses and greet new customers), and the
+//! orders service's public events (to tell customers what became of their orders).
 //!
 //! Each event records at most one notification, rendered there and then, in the same
 //! transaction as the inbox record. The tables' unique keys back that up beyond the
@@ -9,7 +10,9 @@
 
 use std::sync::Arc;
 
-use contracts::messaging::identity::UserRegisteredV1;
+use contracts::messaging::identity::{
+    RegistrationOutcome, RegistrationRequestedV1, UserRegisteredV1,
+};
 use contracts::messaging::orders::{OrderCancelledV1, OrderConfirmedV1, OrderRefundedV1};
 use contracts::messaging::{Envelope, Message as _};
 use futures_util::future::BoxFuture;
@@ -33,18 +36,53 @@ pub fn order_events() -> SubscriptionSpec {
     SubscriptionSpec::new("notifications.order-events", "orders.*.v1")
 }
 
-/// The consumers of both subscriptions, applying messages with [`Events`].
-pub async fn consumers(db: &Database, bus: Arc<dyn Bus>) -> anyhow::Result<Vec<Consumer>> {
+/// The subscription to identity's registration requests.
+pub fn registration_requests() -> SubscriptionSpec {
+    SubscriptionSpec::new(
+        "notifications.registration-requests",
+        RegistrationRequestedV1::TYPE,
+    )
+}
+
+/// The consumers of the three subscriptions (identity's events, the orders', the
+/// registration requests, in that order), applying messages with `events`.
+pub async fn consumers(
+    db: &Database,
+    bus: Arc<dyn Bus>,
+    events: Events,
+) -> anyhow::Result<Vec<Consumer>> {
+    let events = Arc::new(events);
     let mut consumers = Vec::new();
-    for spec in [identity_events(), order_events()] {
-        consumers.push(Consumer::new(db.clone(), bus.clone(), &spec, Arc::new(Events)).await?);
+    for spec in [identity_events(), order_events(), registration_requests()] {
+        consumers.push(Consumer::new(db.clone(), bus.clone(), &spec, events.clone()).await?);
     }
     Ok(consumers)
 }
 
+/// Where the shop is when no `shop_url` is configured and no gateway runs alongside.
+pub const DEFAULT_SHOP_URL: &str = "http://127.0.0.1:8080";
+
 /// Turns events into notifications.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Events;
+#[derive(Clone, Debug)]
+pub struct Events {
+    /// The shop's address as customers reach it, for links; no trailing `/`.
+    shop_url: Arc<str>,
+}
+
+impl Events {
+    /// Events whose emails link to `shop_url`.
+    pub fn new(shop_url: &str) -> Self {
+        Self {
+            shop_url: shop_url.trim_end_matches('/').into(),
+        }
+    }
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self::new(DEFAULT_SHOP_URL)
+    }
+}
 
 impl Handler for Events {
     fn handle<'a>(
@@ -67,6 +105,33 @@ impl Handler for Events {
                     .await?;
                     let email = templates::welcome(&registered.email);
                     record(connection, envelope, &registered.user_id, None, &email, now).await
+                }
+                kind if kind == RegistrationRequestedV1::TYPE => {
+                    let requested: RegistrationRequestedV1 = envelope.decode()?;
+                    // The address is known now, so the email can leave at once; an
+                    // account never confirmed keeps it without ever being written to
+                    // again.
+                    store::remember_customer(
+                        connection,
+                        &requested.user_id,
+                        &requested.email,
+                        now,
+                        now,
+                    )
+                    .await?;
+                    let email = match &requested.outcome {
+                        RegistrationOutcome::Confirm {
+                            token,
+                            expires_at_ms,
+                        } => {
+                            let link = format!("{}/confirm?token={token}", self.shop_url);
+                            templates::confirm_address(&requested.email, &link, *expires_at_ms)
+                        }
+                        RegistrationOutcome::AlreadyRegistered => {
+                            templates::already_registered(&requested.email, &self.shop_url)
+                        }
+                    };
+                    record(connection, envelope, &requested.user_id, None, &email, now).await
                 }
                 kind if kind == OrderConfirmedV1::TYPE => {
                     let confirmed: OrderConfirmedV1 = envelope.decode()?;

@@ -1,17 +1,17 @@
 //! Notifications' REST API: a signed-in customer reads the emails Bazaar sent (or is
 //! about to send) them, and nobody else's.
 
+use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
-use axum::{Json, Router};
 use platform::auth::AuthUser;
 use platform::db::Database;
-use platform::http::{BearerAuth, Query};
+use platform::http::{BearerAuth, EdgeResponses, Json, Query};
 use platform::problem::{FieldError, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::domain::{Cursor, Invalid, NotificationId, PageQuery};
+use crate::domain::{Cursor, NotificationId, PageQuery};
 use crate::store::{self, Notification};
 
 /// The longest query string accepted, in bytes.
@@ -28,7 +28,7 @@ const MAX_QUERY_BYTES: usize = 1024;
     servers((url = "/api/notifications", description = "through the gateway")),
     paths(list_notifications, get_notification),
     components(schemas(NotificationView, NotificationPage, Problem, FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EdgeResponses),
     tags((name = "notifications", description = "A customer's emails"))
 )]
 pub struct ApiDoc;
@@ -81,8 +81,12 @@ struct NotificationPage {
 #[into_params(parameter_in = Query)]
 struct ListParams {
     /// Page size, 1 to 100. Default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `next_cursor` of the previous page, to continue after it.
+    #[param(
+        pattern = r"^[0-9]{1,18}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     cursor: Option<String>,
 }
 
@@ -106,8 +110,8 @@ async fn list_notifications(
             format!("must be at most {MAX_QUERY_BYTES} bytes"),
         ));
     }
-    let query =
-        PageQuery::parse(params.limit.as_deref(), params.cursor.as_deref()).map_err(invalid)?;
+    let query = PageQuery::parse(params.limit.as_deref(), params.cursor.as_deref())
+        .map_err(Problem::validation)?;
     let mut items = store::page(db.pool(), &user.id, &query).await?;
     let limit = query.limit.get() as usize;
     let next_cursor = if items.len() > limit {
@@ -131,7 +135,7 @@ async fn list_notifications(
 /// One of the signed-in customer's emails. Another customer's is answered 404, exactly
 /// like one that does not exist.
 #[utoipa::path(get, path = "/{id}", tag = "notifications", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The email's id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "The email's id (UUID)")),
     responses(
         (status = 200, description = "The email", body = NotificationView),
         (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
@@ -149,15 +153,6 @@ async fn get_notification(
         .await?
         .map(|notification| Json(view(notification)))
         .ok_or_else(|| Problem::not_found(format!("you have no notification {id}")))
-}
-
-fn invalid(fields: Vec<Invalid>) -> Problem {
-    Problem::validation(
-        fields
-            .into_iter()
-            .map(|invalid| FieldError::new(invalid.field, invalid.reason))
-            .collect(),
-    )
 }
 
 fn view(notification: Notification) -> NotificationView {

@@ -1,6 +1,8 @@
 //! Notifications: the emails Bazaar writes to its customers.
 //!
-//! It learns customers' addresses from identity's registrations and greets them; it
+//! It writes to the address of every registration (a link that confirms a new account,
+//! or word that the address has one already, so that registering tells only the
+//! address's owner which), learns customers' addresses and greets them; it
 //! hears from the orders service when an order is confirmed, cancelled or refunded and
 //! writes to its customer. Each event becomes at most one notification (even when the
 //! bus delivers it twice, or two events announce the same confirmation), rendered when
@@ -55,7 +57,12 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
     let mailer = mailer::from_config(&config.mailer)?;
     let db = open_database(config).await?;
     let sender = Sender::new(db.clone(), mailer, settings);
-    let consumers = events::consumers(&db, context.bus.clone()).await?;
+    let shop_url = config
+        .shop_url
+        .as_deref()
+        .unwrap_or(events::DEFAULT_SHOP_URL);
+    let consumers =
+        events::consumers(&db, context.bus.clone(), events::Events::new(shop_url)).await?;
     let routes = http::router(db.clone()).layer(axum::Extension(context.verifier.clone()));
     let mut workers: Vec<BoxFuture<'static, ()>> =
         vec![Box::pin(sender.run(context.shutdown.clone()))];

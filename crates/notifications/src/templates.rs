@@ -39,6 +39,50 @@ pub fn welcome(email: &str) -> Email {
     }
 }
 
+/// Asks the owner of `email` to confirm the account registered with it, by following
+/// `link` before `expires_at_ms`.
+pub fn confirm_address(email: &str, link: &str, expires_at_ms: i64) -> Email {
+    let until = chrono::DateTime::from_timestamp_millis(expires_at_ms).map_or_else(
+        || "soon".to_owned(),
+        |at| at.format("%Y-%m-%d %H:%M UTC").to_string(),
+    );
+    Email {
+        kind: Kind::ConfirmAddress,
+        subject: "Confirm your Bazaar account".to_owned(),
+        body: format!(
+            "Hello,\n\n\
+             Someone, we hope you, asked for a Bazaar account for {}.\n\
+             To create it, follow this link before {until}, and enter the password you\n\
+             chose when you registered:\n\n\
+             {}\n\n\
+             If it was not you, ignore this email, and do not enter a password of yours\n\
+             there: without the link and the password, no account is made.\n\n\
+             {SIGNATURE}",
+            plain(email, 254),
+            plain(link, 2048)
+        ),
+    }
+}
+
+/// Tells the owner of `email`, which has an account, that someone tried to register it
+/// again; `shop_url` is where to sign in.
+pub fn already_registered(email: &str, shop_url: &str) -> Email {
+    Email {
+        kind: Kind::AlreadyRegistered,
+        subject: "You already have a Bazaar account".to_owned(),
+        body: format!(
+            "Hello,\n\n\
+             Someone, we hope you, tried to create a Bazaar account for {}.\n\
+             This address has an account already, so nothing was changed.\n\
+             To use it, sign in at {}/sign-in\n\n\
+             If it was not you, ignore this email: your account and password are as they were.\n\n\
+             {SIGNATURE}",
+            plain(email, 254),
+            plain(shop_url.trim_end_matches('/'), 2048)
+        ),
+    }
+}
+
 /// Confirms a paid order: each line with its quantity, unit price and line price, and
 /// the total charged.
 pub fn order_confirmed(event: &OrderConfirmedV1) -> Email {
@@ -68,7 +112,7 @@ pub fn order_confirmed(event: &OrderConfirmedV1) -> Email {
              {lines}\n\
              Total charged: {}\n\n\
              {SIGNATURE}",
-            plain(&event.order_id, 64),
+            short(&event.order_id),
             format_money(event.total)
         ),
     }
@@ -85,7 +129,7 @@ pub fn order_cancelled(event: &OrderCancelledV1) -> Email {
              {}\n\n\
              Nothing was charged.\n\n\
              {SIGNATURE}",
-            plain(&event.order_id, 64),
+            short(&event.order_id),
             cancellation_reason(&event.reason)
         ),
     }
@@ -102,7 +146,7 @@ pub fn order_refunded(event: &OrderRefundedV1) -> Email {
              Depending on your bank, it can take a few days to appear on your statement.\n\n\
              {SIGNATURE}",
             format_money(event.amount),
-            plain(&event.order_id, 64)
+            short(&event.order_id)
         ),
     }
 }
@@ -123,51 +167,16 @@ pub fn cancellation_reason(code: &str) -> &'static str {
     }
 }
 
-/// `amount` in its currency's major units, e.g. `1,234.50 EUR` or `1,500 JPY`, computed
-/// from the integer minor units with the currency's ISO 4217 number of decimals.
+/// `amount` in its currency's major units, e.g. `1,234.50 EUR` or `1,500 JPY`.
 pub fn format_money(amount: Money) -> String {
-    let decimals = minor_unit_digits(amount.currency.as_str());
-    let sign = if amount.amount_minor < 0 { "-" } else { "" };
-    let minor = amount.amount_minor.unsigned_abs();
-    let scale = 10_u64.pow(decimals);
-    let major = group_thousands(minor / scale);
-    if decimals == 0 {
-        format!("{sign}{major} {}", amount.currency)
-    } else {
-        let fraction = minor % scale;
-        let width = decimals as usize;
-        format!("{sign}{major}.{fraction:0width$} {}", amount.currency)
-    }
+    amount.to_string()
 }
 
 const SIGNATURE: &str = "Bazaar\n";
 
-/// How many digits a currency's minor unit has (ISO 4217); 2 for those not listed.
-fn minor_unit_digits(code: &str) -> u32 {
-    match code {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        "CLF" | "UYW" => 4,
-        _ => 2,
-    }
-}
-
-fn group_thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
-}
-
-/// The first 8 characters of an order id: enough to tell orders apart in a subject.
+/// The order's number, as the shop shows it: orders of the same minute read apart.
 fn short(order_id: &str) -> String {
-    plain(order_id, usize::MAX).chars().take(8).collect()
+    contracts::orders::order_number(&plain(order_id, 64))
 }
 
 /// `text` on one line, control characters replaced by spaces, at most `max` characters.
@@ -238,14 +247,18 @@ mod tests {
                 },
             ],
             total: eur(122_900),
+            cart_revision: None,
         });
         assert_eq!(email.kind, Kind::OrderConfirmed);
-        assert_eq!(email.subject, "Your Bazaar order 0192f0c4 is confirmed");
+        assert_eq!(
+            email.subject,
+            "Your Bazaar order BZ-34567-89ABC is confirmed"
+        );
         assert_eq!(
             email.body,
             "Hello,\n\n\
              Thank you for your order. It is paid, and we are getting it ready.\n\n\
-             Order 0192f0c4-aaaa-7bbb-8ccc-123456789abc\n\n\
+             Order BZ-34567-89ABC\n\n\
              \x20 2 x Enamel mug, 14.50 EUR each: 29.00 EUR\n\
              \x20 1 x Cast iron teapot, 1,200.00 EUR each: 1,200.00 EUR\n\n\
              Total charged: 1,229.00 EUR\n\n\
@@ -265,6 +278,7 @@ mod tests {
                 unit_price: eur(2),
             }],
             total: eur(1),
+            cart_revision: None,
         });
         let expected = format!("{}..., 0.02 EUR each: -", "x".repeat(77));
         assert!(email.body.contains(&expected), "{}", email.body);
@@ -285,13 +299,16 @@ mod tests {
         assert_eq!(sentences.len(), codes.len(), "two reasons share a sentence");
         assert!(!sentences.contains(cancellation_reason("meteor_strike")));
         let email = order_cancelled(&OrderCancelledV1 {
-            order_id: "o-42".to_owned(),
+            order_id: "0192f0c4-aaaa-7bbb-8ccc-0000000000a2".to_owned(),
             customer_id: "c-1".to_owned(),
             reason: "out_of_stock".to_owned(),
         });
-        assert_eq!(email.subject, "Your Bazaar order o-42 was cancelled");
+        assert_eq!(
+            email.subject,
+            "Your Bazaar order BZ-00000-000A2 was cancelled"
+        );
         assert!(email.body.contains(
-            "Your order o-42 was cancelled.\nSome of what you ordered was no longer in stock.\n"
+            "Your order BZ-00000-000A2 was cancelled.\nSome of what you ordered was no longer in stock.\n"
         ));
         assert!(email.body.contains("Nothing was charged."));
     }
@@ -299,7 +316,7 @@ mod tests {
     #[test]
     fn a_refund_names_the_amount() {
         let email = order_refunded(&OrderRefundedV1 {
-            order_id: "o-7".to_owned(),
+            order_id: "0192f0c4-aaaa-7bbb-8ccc-0000000000b7".to_owned(),
             customer_id: "c-1".to_owned(),
             amount: eur(5900),
         });
@@ -307,8 +324,33 @@ mod tests {
         assert!(
             email
                 .body
-                .contains("We have refunded 59.00 EUR for your order o-7.")
+                .contains("We have refunded 59.00 EUR for your order BZ-00000-000B7.")
         );
+    }
+
+    #[test]
+    fn a_confirmation_carries_its_link_and_when_it_expires() {
+        let email = confirm_address(
+            "ada@example.com",
+            "http://shop.test/confirm?token=abc",
+            1_800_000_000_000,
+        );
+        assert_eq!(email.kind, Kind::ConfirmAddress);
+        assert!(
+            email
+                .body
+                .contains("\nhttp://shop.test/confirm?token=abc\n")
+        );
+        assert!(email.body.contains("before 2027-01-15 08:00 UTC"));
+        assert!(email.body.contains("ada@example.com"));
+    }
+
+    #[test]
+    fn word_of_an_existing_account_says_where_to_sign_in() {
+        let email = already_registered("ada@example.com", "http://shop.test/");
+        assert_eq!(email.kind, Kind::AlreadyRegistered);
+        assert!(email.body.contains("sign in at http://shop.test/sign-in\n"));
+        assert!(!email.body.contains("token"));
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub struct OrderFact {
     pub total: Money,
     /// When its current saga step is due, if the saga is not over.
     pub due_at_ms: Option<i64>,
+    /// How many events it has: the audit judges an order only if this did not change
+    /// while it read the other services.
+    pub version: i64,
+    /// When it reached its status (for an order that is over, when it ended).
+    pub since_ms: i64,
 }
 
 /// Every order, folded from its events.
@@ -34,6 +39,8 @@ pub async fn snapshot(
         if let Some(order) = store::load(&mut connection, &order_id).await? {
             facts.push(OrderFact {
                 due_at_ms: deadlines.due(&order),
+                version: order.version,
+                since_ms: order.step_started_at_ms,
                 order_id,
                 customer_id: order.customer_id,
                 status: order.status,

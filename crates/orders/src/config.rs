@@ -11,7 +11,7 @@ use crate::saga::Deadlines;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The address for the REST and gRPC API.
+    /// The address for the REST API.
     pub listen: SocketAddr,
     /// The service's own database. Unset means the SQLite file `orders.db` in the
     /// shop's data folder.

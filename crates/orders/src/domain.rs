@@ -32,11 +32,14 @@ pub enum Status {
     Refunding,
     /// A confirmed order whose payment was refunded in full. An end.
     Refunded,
+    /// A confirmed order whose refund the card network refused for good: the money is
+    /// still the shop's, for an operator to give back another way. An end.
+    RefundFailed,
 }
 
 impl Status {
     /// Every status.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Placed,
         Self::StockReserved,
         Self::PaymentHeld,
@@ -47,6 +50,7 @@ impl Status {
         Self::Cancelled,
         Self::Refunding,
         Self::Refunded,
+        Self::RefundFailed,
     ];
 
     /// The name used in the API and the database, e.g. `stock_reserved`.
@@ -62,6 +66,7 @@ impl Status {
             Self::Cancelled => "cancelled",
             Self::Refunding => "refunding",
             Self::Refunded => "refunded",
+            Self::RefundFailed => "refund_failed",
         }
     }
 
@@ -75,7 +80,11 @@ impl Status {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Confirmed | Self::Rejected | Self::Cancelled | Self::Refunded
+            Self::Confirmed
+                | Self::Rejected
+                | Self::Cancelled
+                | Self::Refunded
+                | Self::RefundFailed
         )
     }
 }
@@ -95,6 +104,9 @@ pub enum OrderEvent {
         total: Money,
         /// The payment method's token.
         payment_method: String,
+        /// The revision of the cart the order was placed from (absent in older events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cart_revision: Option<i64>,
     },
     /// Inventory holds the stock until `expires_at_ms`.
     StockReserved {
@@ -132,6 +144,13 @@ pub enum OrderEvent {
         /// What was taken.
         amount: Money,
     },
+    /// The card network refused a capture or a refund for good.
+    PaymentFailed {
+        /// `capture` or `refund`.
+        operation: String,
+        /// The network's reason code.
+        reason: String,
+    },
     /// The order is being cancelled; the compensations named are under way.
     CancellationStarted {
         /// A short reason code, e.g. `payment_declined`.
@@ -140,6 +159,9 @@ pub enum OrderEvent {
         release_stock: bool,
         /// Whether the payment must be voided.
         void_payment: bool,
+        /// Whether sold stock must be returned to sale (absent in older events: no).
+        #[serde(default)]
+        return_stock: bool,
     },
     /// Inventory released the held stock (or never held any).
     StockReleased {
@@ -148,6 +170,8 @@ pub enum OrderEvent {
     },
     /// Payments voided the authorization (or there was none).
     PaymentVoided,
+    /// Inventory put the sold stock back on sale.
+    StockReturned,
     /// Every compensation is done: the order is cancelled.
     Cancelled {
         /// The reason code of the cancellation.
@@ -185,9 +209,11 @@ impl OrderEvent {
             Self::PaymentDeclined { .. } => "payment_declined",
             Self::StockCommitted => "stock_committed",
             Self::PaymentCaptured { .. } => "payment_captured",
+            Self::PaymentFailed { .. } => "payment_failed",
             Self::CancellationStarted { .. } => "cancellation_started",
             Self::StockReleased { .. } => "stock_released",
             Self::PaymentVoided => "payment_voided",
+            Self::StockReturned => "stock_returned",
             Self::Cancelled { .. } => "cancelled",
             Self::RefundRequested { .. } => "refund_requested",
             Self::PaymentRefunded { .. } => "payment_refunded",
@@ -209,6 +235,8 @@ pub struct Order {
     pub total: Money,
     /// The payment method's token.
     pub payment_method: String,
+    /// The revision of the cart it was placed from, if recorded.
+    pub cart_revision: Option<i64>,
     /// Where it is.
     pub status: Status,
     /// How many events it has; the next one is number `version + 1`.
@@ -227,6 +255,8 @@ pub struct Order {
     pub awaiting_release: bool,
     /// A cancellation still waits for payments to void the authorization.
     pub awaiting_void: bool,
+    /// A cancellation still waits for inventory to put sold stock back on sale.
+    pub awaiting_return: bool,
     /// How many times the current step's command was re-sent.
     pub attempts: u32,
     /// When the current step began or was last re-sent, ms since the epoch.
@@ -256,6 +286,7 @@ impl Order {
                 lines,
                 total,
                 payment_method,
+                cart_revision,
             },
             at,
         )) = history.next()
@@ -268,6 +299,7 @@ impl Order {
             lines: lines.clone(),
             total: *total,
             payment_method: payment_method.clone(),
+            cart_revision: *cart_revision,
             status: Status::Placed,
             version: 1,
             reservation_expires_at_ms: None,
@@ -277,6 +309,7 @@ impl Order {
             cancel_reason: None,
             awaiting_release: false,
             awaiting_void: false,
+            awaiting_return: false,
             attempts: 0,
             step_started_at_ms: at,
             placed_at_ms: at,
@@ -313,18 +346,27 @@ impl Order {
                 self.attempts = 0;
             }
             OrderEvent::PaymentCaptured { .. } => self.status = Status::Confirmed,
+            OrderEvent::PaymentFailed { operation, .. } => {
+                // A refused capture is followed by the cancellation that undoes it.
+                if operation == "refund" {
+                    self.status = Status::RefundFailed;
+                }
+            }
             OrderEvent::CancellationStarted {
                 reason,
                 release_stock,
                 void_payment,
+                return_stock,
             } => {
                 self.status = Status::Cancelling;
                 self.cancel_reason = Some(reason.clone());
                 self.awaiting_release = *release_stock;
                 self.awaiting_void = *void_payment;
+                self.awaiting_return = *return_stock;
             }
             OrderEvent::StockReleased { .. } => self.awaiting_release = false,
             OrderEvent::PaymentVoided => self.awaiting_void = false,
+            OrderEvent::StockReturned => self.awaiting_return = false,
             OrderEvent::Cancelled { reason } => {
                 self.status = Status::Cancelled;
                 self.cancel_reason = Some(reason.clone());

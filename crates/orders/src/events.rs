@@ -3,10 +3,11 @@
 
 use contracts::messaging::inventory::{
     CommitRefusedV1, StockCommittedV1, StockRejectedV1, StockReleasedV1, StockReservedV1,
+    StockReturnedV1,
 };
 use contracts::messaging::payments::{
-    PaymentAuthorizedV1, PaymentCapturedV1, PaymentDeclinedV1, PaymentHeldV1, PaymentRefundedV1,
-    PaymentVoidedV1,
+    PaymentAuthorizedV1, PaymentCapturedV1, PaymentDeclinedV1, PaymentFailedV1, PaymentHeldV1,
+    PaymentRefundedV1, PaymentVoidedV1,
 };
 use contracts::messaging::{Envelope, Message};
 use futures_util::future::BoxFuture;
@@ -55,6 +56,10 @@ pub fn input(envelope: &Envelope) -> anyhow::Result<Option<(String, Input)>> {
             decoded::<StockCommittedV1>(envelope)?.order_id,
             Input::StockCommitted,
         ),
+        StockReturnedV1::TYPE => (
+            decoded::<StockReturnedV1>(envelope)?.order_id,
+            Input::StockReturned,
+        ),
         CommitRefusedV1::TYPE => (
             decoded::<CommitRefusedV1>(envelope)?.order_id,
             Input::CommitRefused,
@@ -82,6 +87,11 @@ pub fn input(envelope: &Envelope) -> anyhow::Result<Option<(String, Input)>> {
         PaymentRefundedV1::TYPE => {
             let m: PaymentRefundedV1 = decoded(envelope)?;
             (m.order_id, Input::PaymentRefunded { amount: m.amount })
+        }
+        PaymentFailedV1::TYPE => {
+            let m: PaymentFailedV1 = decoded(envelope)?;
+            let (operation, reason) = (m.operation, m.reason);
+            (m.order_id, Input::PaymentFailed { operation, reason })
         }
         _ => return Ok(None),
     }))

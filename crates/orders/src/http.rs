@@ -2,15 +2,16 @@
 //! own orders and their timelines, cancel before payment; admins list every order,
 //! decide on held payments and refund.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use contracts::orders::OrderId;
 use platform::auth::{Admin, AuthUser};
 use platform::clock::now_ms;
 use platform::db::Database;
-use platform::http::{BearerAuth, Query};
+use platform::http::{BearerAuth, EdgeResponses, Json, Query};
 use platform::outbox::{Origin, Waker};
 use platform::page::PageLimit;
 use platform::problem::{FieldError, Problem};
@@ -30,14 +31,14 @@ use crate::saga::Input;
     servers((url = "/api/orders", description = "through the gateway")),
     paths(place, list, get_order, cancel, review, refund),
     components(schemas(PlaceOrder, OrderView, OrderPage, OrderDetail, TimelineEntry, Status, Review, Problem, FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EdgeResponses),
     tags((name = "orders", description = "Orders and the checkout"))
 )]
 pub struct ApiDoc;
 
-/// What the handlers share.
+/// What the handlers share: the orders service, as its handlers see it.
 #[derive(Clone)]
-pub struct AppState {
+pub struct Orders {
     /// The service's database.
     pub db: Database,
     /// Clients for the cart and payments.
@@ -51,7 +52,7 @@ pub struct AppState {
 }
 
 /// The REST routes.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: Orders) -> Router {
     Router::new()
         .route("/", post(place).get(list))
         .route("/{id}", get(get_order))
@@ -121,23 +122,26 @@ async fn view_of(
 /// Places an order for the signed-in customer's cart. The work continues after the
 /// answer: poll the order's URL to watch it.
 #[utoipa::path(post, path = "/", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "A unique value per order; a retry with the same key and body gets the same order")),
+    params(("Idempotency-Key" = String, Header, pattern = r"^[!-~]{1,255}$", description = "A unique value per order; a retry with the same key and body gets the same order")),
     request_body = PlaceOrder,
     responses(
         (status = 202, description = "Placed (or placed before with this key); the Location header is the order's URL", body = OrderView),
         (status = 400, description = "A missing or invalid Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An empty cart, an unknown payment method, or a key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An empty cart, a cart that costs nothing, an unknown payment method, or a key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cart or payments is not answering", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn place(
     user: AuthUser,
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     headers: HeaderMap,
     origin: Origin,
-    platform::http::Json(body): platform::http::Json<PlaceOrder>,
+    Json(body): Json<PlaceOrder>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
+    // The customer's own token goes with the lookups: cart and payments answer only
+    // for the customer it names.
+    let bearer = platform::auth::bearer_token(&headers).map_err(Problem::from)?;
     let token = body.payment_method.trim();
     if token.is_empty() || token.len() > 100 {
         return Err(Problem::invalid_field(
@@ -156,7 +160,7 @@ async fn place(
         None => {
             if !state
                 .lookups
-                .has_payment_method(&user.id, token)
+                .has_payment_method(&user.id, token, bearer)
                 .await
                 .map_err(unavailable)?
             {
@@ -165,11 +169,24 @@ async fn place(
                     "payment_method is not one of your payment methods",
                 ));
             }
-            let basket = state.lookups.basket(&user.id).await.map_err(unavailable)?;
+            let basket = state
+                .lookups
+                .basket(&user.id, bearer)
+                .await
+                .map_err(unavailable)?;
             if basket.lines.is_empty() {
                 return Err(Problem::unprocessable(
                     "empty-cart",
                     "your cart is empty: add products before placing an order",
+                ));
+            }
+            if basket.total.amount_minor <= 0 {
+                // A card cannot be charged nothing: such an order would only ever be
+                // declined, after reserving its stock.
+                return Err(Problem::unprocessable(
+                    "free-order",
+                    "this order costs nothing, and a card cannot pay nothing: add \
+                     something with a price",
                 ));
             }
             if basket.lines.len() > state.max_lines {
@@ -223,14 +240,22 @@ struct OrderDetail {
 #[serde(deny_unknown_fields)]
 struct ListParams {
     /// Orders per page, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: the id of the last order it held.
+    #[param(format = Uuid)]
     cursor: Option<String>,
     /// Only orders in this status, e.g. `payment_held`.
+    #[param(
+        pattern = r"^(?:placed|stock_reserved|payment_held|paid|confirmed|rejected|cancelling|cancelled|refunding|refunded|refund_failed)$"
+    )]
     status: Option<String>,
+    /// `true`: only the caller's own orders (an admin otherwise sees every customer's).
+    mine: Option<bool>,
 }
 
-/// The signed-in customer's orders, newest first; an admin sees every customer's.
+/// The signed-in customer's orders, newest first; an admin sees every customer's,
+/// unless asking for `mine`.
 #[utoipa::path(get, path = "/", tag = "orders", security(("bearer" = [])),
     params(ListParams),
     responses(
@@ -239,7 +264,7 @@ struct ListParams {
     ))]
 async fn list(
     user: AuthUser,
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<OrderPage>, Problem> {
     let limit = PageLimit::parse_optional(params.limit.as_deref())
@@ -265,8 +290,9 @@ async fn list(
                 })
         })
         .transpose()?;
+    let own_only = !user.is_admin() || params.mine == Some(true);
     let filter = Filter {
-        customer_id: (!user.is_admin()).then(|| user.id.clone()),
+        customer_id: own_only.then(|| user.id.clone()),
         status,
         before,
     };
@@ -289,21 +315,21 @@ async fn list(
 }
 
 fn order_id(text: &str) -> Result<String, Problem> {
-    uuid::Uuid::parse_str(text)
+    OrderId::parse(text)
         .map(|id| id.to_string())
-        .map_err(|_| Problem::invalid_field("id", "must be an order id (a UUID)"))
+        .map_err(|invalid| Problem::invalid_field("id", invalid.to_string()))
 }
 
 /// One order with its timeline: the customer's own, or any for an admin.
 #[utoipa::path(get, path = "/{id}", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The order's id")),
+    params(("id" = uuid::Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "The order and its timeline", body = OrderDetail),
         (status = 404, description = "No such order of yours", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_order(
     user: AuthUser,
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderDetail>, Problem> {
     let id = order_id(&id)?;
@@ -315,7 +341,7 @@ async fn get_order(
 }
 
 async fn act(
-    state: &AppState,
+    state: &Orders,
     id: &str,
     customer: Option<&str>,
     input: Input,
@@ -350,7 +376,7 @@ async fn act(
 
 /// Cancels one of the signed-in customer's orders, if it is not paid yet.
 #[utoipa::path(post, path = "/{id}/cancel", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The order's id")),
+    params(("id" = uuid::Uuid, Path, description = "The order's id")),
     responses(
         (status = 202, description = "Cancelling", body = OrderView),
         (status = 404, description = "No such order of yours", body = Problem, content_type = "application/problem+json"),
@@ -358,7 +384,7 @@ async fn act(
     ))]
 async fn cancel(
     user: AuthUser,
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     Path(id): Path<String>,
     origin: Origin,
 ) -> Result<Response, Problem> {
@@ -375,7 +401,7 @@ struct Review {
 
 /// Decides on an order whose payment is held for review; admins only.
 #[utoipa::path(post, path = "/{id}/review", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The order's id")),
+    params(("id" = uuid::Uuid, Path, description = "The order's id")),
     request_body = Review,
     responses(
         (status = 202, description = "The decision is on its way to payments", body = OrderView),
@@ -385,10 +411,10 @@ struct Review {
     ))]
 async fn review(
     Admin(admin): Admin,
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     Path(id): Path<String>,
     origin: Origin,
-    platform::http::Json(body): platform::http::Json<Review>,
+    Json(body): Json<Review>,
 ) -> Result<Response, Problem> {
     let input = Input::Review {
         approve: body.approve,
@@ -399,7 +425,7 @@ async fn review(
 
 /// Refunds a confirmed order in full; admins only.
 #[utoipa::path(post, path = "/{id}/refund", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The order's id")),
+    params(("id" = uuid::Uuid, Path, description = "The order's id")),
     responses(
         (status = 202, description = "Refunding", body = OrderView),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
@@ -408,7 +434,7 @@ async fn review(
     ))]
 async fn refund(
     Admin(admin): Admin,
-    State(state): State<AppState>,
+    State(state): State<Orders>,
     Path(id): Path<String>,
     origin: Origin,
 ) -> Result<Response, Problem> {

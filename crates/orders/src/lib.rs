@@ -81,7 +81,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         workers.push(Box::pin(consumer.run(context.shutdown.clone())));
     }
     let deadline = Duration::from_millis(config.call_timeout_ms);
-    let state = http::AppState {
+    let state = http::Orders {
         db: db.clone(),
         lookups: lookups::Lookups::new(&config.cart_url, &config.payments_url, deadline)?,
         settings: settings.clone(),

@@ -40,11 +40,14 @@ impl Lookups {
         })
     }
 
-    /// The customer's cart priced now; empty lines if the cart is empty.
-    pub async fn basket(&self, customer_id: &str) -> Result<Basket, LookupError> {
+    /// The customer's cart priced now; empty lines if the cart is empty. Asked with
+    /// `bearer`, the customer's own access token.
+    pub async fn basket(&self, customer_id: &str, bearer: &str) -> Result<Basket, LookupError> {
         let request = GetCartRequest {
             customer_id: customer_id.to_owned(),
         };
+        let request = platform::grpc::on_behalf_of(request, bearer)
+            .map_err(|status| LookupError::Unavailable("cart", status.message().to_owned()))?;
         let cart = self
             .cart
             .clone()
@@ -74,19 +77,27 @@ impl Lookups {
             },
             None => return Err(malformed(&"a cart with lines but no total")),
         };
-        Ok(Basket { lines, total })
+        Ok(Basket {
+            lines,
+            total,
+            cart_revision: Some(cart.revision),
+        })
     }
 
-    /// Whether `token` is one of the customer's payment methods.
+    /// Whether `token` is one of the customer's payment methods. Asked with `bearer`,
+    /// the customer's own access token.
     pub async fn has_payment_method(
         &self,
         customer_id: &str,
         token: &str,
+        bearer: &str,
     ) -> Result<bool, LookupError> {
         let request = GetPaymentMethodRequest {
             customer_id: customer_id.to_owned(),
             token: token.to_owned(),
         };
+        let request = platform::grpc::on_behalf_of(request, bearer)
+            .map_err(|status| LookupError::Unavailable("payments", status.message().to_owned()))?;
         let answer = self
             .payments
             .clone()

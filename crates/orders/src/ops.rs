@@ -6,7 +6,9 @@
 use anyhow::Context as _;
 use contracts::Money;
 use contracts::messaging::Message;
-use contracts::messaging::inventory::{CommitStockV1, Line, ReleaseStockV1, ReserveStockV1};
+use contracts::messaging::inventory::{
+    CommitStockV1, Line, ReleaseStockV1, ReserveStockV1, ReturnStockV1,
+};
 use contracts::messaging::orders::{
     OrderCancelledV1, OrderConfirmedV1, OrderLine, OrderRefundedV1,
 };
@@ -37,8 +39,7 @@ async fn send<M: Message>(
     message: &M,
     origin: &Origin,
 ) -> anyhow::Result<()> {
-    let envelope = outbox::envelope(crate::NAME, message, origin)?;
-    outbox::enqueue(connection, &envelope).await
+    outbox::send(connection, crate::NAME, message, origin).await
 }
 
 /// Sends `command` for `order`.
@@ -74,6 +75,7 @@ async fn dispatch(
         }
         Command::ReleaseStock => send(connection, &ReleaseStockV1 { order_id }, origin).await,
         Command::CommitStock => send(connection, &CommitStockV1 { order_id }, origin).await,
+        Command::ReturnStock => send(connection, &ReturnStockV1 { order_id }, origin).await,
         Command::AuthorizePayment => {
             let authorize = AuthorizePaymentV1 {
                 order_id,
@@ -115,6 +117,7 @@ async fn announce(
                 customer_id,
                 lines: order.lines.clone(),
                 total: order.total,
+                cart_revision: order.cart_revision,
             };
             send(connection, &confirmed, origin).await
         }
@@ -131,6 +134,16 @@ async fn announce(
                 reason,
             };
             send(connection, &cancelled, origin).await
+        }
+        Status::RefundFailed => {
+            // Money the shop must give back by hand: the operator alert counts these.
+            metrics::counter!("orders_refund_failed_total").increment(1);
+            tracing::error!(
+                order = order_id,
+                total = %order.total,
+                "the card network refused the refund: give the money back another way"
+            );
+            Ok(())
         }
         Status::Refunded => {
             metrics::counter!("orders_refunded_total").increment(1);
@@ -352,6 +365,7 @@ pub async fn run_due(db: &Database, settings: &Settings, now: i64) -> anyhow::Re
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
     /// The payment method's token, from `POST /api/payments/methods`.
+    #[schema(pattern = r"^pm_[0-9a-f]{32}$")]
     pub payment_method: String,
 }
 
@@ -375,6 +389,8 @@ pub struct Basket {
     pub lines: Vec<OrderLine>,
     /// Their sum.
     pub total: Money,
+    /// The revision of the cart they were read from.
+    pub cart_revision: Option<i64>,
 }
 
 /// What became of a placement.
@@ -452,6 +468,7 @@ pub async fn place(
             lines: basket.lines,
             total: basket.total,
             payment_method: request.payment_method.clone(),
+            cart_revision: basket.cart_revision,
         }],
         commands: vec![Command::ReserveStock],
     };

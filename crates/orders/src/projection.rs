@@ -133,9 +133,13 @@ fn describe(event: &OrderEvent) -> String {
         OrderEvent::PaymentDeclined { reason } => format!("Payment declined ({reason})"),
         OrderEvent::StockCommitted => "Stock committed".to_owned(),
         OrderEvent::PaymentCaptured { amount } => format!("Payment of {amount} captured"),
+        OrderEvent::PaymentFailed { operation, reason } => {
+            format!("The card network refused the {operation} for good ({reason})")
+        }
         OrderEvent::CancellationStarted { reason, .. } => format!("Cancelling ({reason})"),
         OrderEvent::StockReleased { .. } => "Stock released".to_owned(),
         OrderEvent::PaymentVoided => "Payment voided".to_owned(),
+        OrderEvent::StockReturned => "Stock returned to sale".to_owned(),
         OrderEvent::Cancelled { reason } => format!("Cancelled ({reason})"),
         OrderEvent::RefundRequested { .. } => "Refund requested".to_owned(),
         OrderEvent::PaymentRefunded { amount } => format!("{amount} refunded"),

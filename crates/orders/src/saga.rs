@@ -1,6 +1,6 @@
 //! The checkout saga: what an order does next, given what just happened; pure.
 //!
-//! Orders orchestrates the checkout (DESIGN.md §5): reserve stock, authorize the
+//! Orders orchestrates the checkout (ARCHITECTURE.md: `crates/orders`, and the checkout's invariant): reserve stock, authorize the
 //! payment (fraud rules first), commit the stock and capture the payment. Every answer
 //! from inventory or payments, every deadline and every customer or admin request is an
 //! [`Input`]; [`react`] turns it into the events to record and the [`Command`]s to send.
@@ -28,6 +28,8 @@ pub enum Command {
     ReleaseStock,
     /// Inventory: the held stock is sold.
     CommitStock,
+    /// Inventory: the sold stock goes back on sale (its payment could not be taken).
+    ReturnStock,
     /// Payments: fraud check and authorize.
     AuthorizePayment,
     /// Payments: an admin's decision on a held payment.
@@ -52,6 +54,7 @@ impl Command {
             Self::ReserveStock => "reserve_stock",
             Self::ReleaseStock => "release_stock",
             Self::CommitStock => "commit_stock",
+            Self::ReturnStock => "return_stock",
             Self::AuthorizePayment => "authorize_payment",
             Self::ReviewPayment { .. } => "review_payment",
             Self::CapturePayment => "capture_payment",
@@ -83,6 +86,8 @@ pub enum Input {
     StockCommitted,
     /// Inventory refused to commit: the hold had ended.
     CommitRefused,
+    /// Inventory put the sold stock back on sale.
+    StockReturned,
     /// Payments authorized.
     PaymentAuthorized,
     /// Payments authorized, pending review.
@@ -106,6 +111,13 @@ pub enum Input {
     PaymentRefunded {
         /// What was given back.
         amount: Money,
+    },
+    /// The card network refused a capture or a refund for good.
+    PaymentFailed {
+        /// `capture` or `refund`.
+        operation: String,
+        /// The network's reason code.
+        reason: String,
     },
     /// The customer asks to cancel.
     CustomerCancel,
@@ -235,10 +247,17 @@ pub fn awaited(order: &Order) -> Vec<Command> {
             if order.awaiting_void {
                 commands.push(Command::VoidPayment);
             }
+            if order.awaiting_return {
+                commands.push(Command::ReturnStock);
+            }
             commands
         }
         Status::Refunding => vec![Command::RefundPayment],
-        Status::Confirmed | Status::Rejected | Status::Cancelled | Status::Refunded => Vec::new(),
+        Status::Confirmed
+        | Status::Rejected
+        | Status::Cancelled
+        | Status::Refunded
+        | Status::RefundFailed => Vec::new(),
     }
 }
 
@@ -250,6 +269,7 @@ fn cancel(reason: &str, release_stock: bool, void_payment: bool) -> Decision {
         reason: reason.clone(),
         release_stock,
         void_payment,
+        return_stock: false,
     }];
     let mut commands = Vec::new();
     if release_stock {
@@ -269,7 +289,7 @@ fn compensated(order: &Order, event: OrderEvent) -> Decision {
     let mut after = order.clone();
     after.apply(&event, 0);
     let mut events = vec![event];
-    if !after.awaiting_release && !after.awaiting_void {
+    if !after.awaiting_release && !after.awaiting_void && !after.awaiting_return {
         let reason = order.cancel_reason.clone().unwrap_or_default();
         events.push(OrderEvent::Cancelled { reason });
     }
@@ -345,6 +365,36 @@ pub fn react(order: &Order, input: Input, deadlines: &Deadlines) -> Result<Decis
         },
         Input::PaymentCaptured { amount } if status == S::Paid && order.stock_committed => {
             Decision::new(vec![OrderEvent::PaymentCaptured { amount }], vec![])
+        }
+        // Nothing was taken and the authorization is spent (payments voided it): the
+        // stock sold to this order goes back on sale and the order is cancelled.
+        Input::PaymentFailed { operation, reason }
+            if operation == "capture" && status == S::Paid && order.stock_committed =>
+        {
+            Decision::new(
+                vec![
+                    OrderEvent::PaymentFailed { operation, reason },
+                    OrderEvent::CancellationStarted {
+                        reason: "payment_failed".to_owned(),
+                        release_stock: false,
+                        void_payment: false,
+                        return_stock: true,
+                    },
+                ],
+                vec![Command::ReturnStock],
+            )
+        }
+        // The money stays captured: an end, for an operator to settle.
+        Input::PaymentFailed { operation, reason }
+            if operation == "refund" && status == S::Refunding =>
+        {
+            Decision::new(
+                vec![OrderEvent::PaymentFailed { operation, reason }],
+                vec![],
+            )
+        }
+        Input::StockReturned if status == S::Cancelling && order.awaiting_return => {
+            compensated(order, OrderEvent::StockReturned)
         }
         Input::PaymentVoided if status == S::Cancelling && order.awaiting_void => {
             compensated(order, OrderEvent::PaymentVoided)
@@ -425,6 +475,7 @@ mod tests {
             }],
             total: EUR(1000),
             payment_method: "pm".to_owned(),
+            cart_revision: None,
         };
         Order::fold("o", [(&placed, 0)]).expect("a history")
     }
@@ -637,5 +688,64 @@ mod tests {
             },
         ]);
         assert_eq!(order.status, Status::Cancelled);
+    }
+
+    #[test]
+    fn a_refused_capture_returns_the_stock_and_cancels() {
+        let refused = || Input::PaymentFailed {
+            operation: "capture".to_owned(),
+            reason: "authorization_lapsed".to_owned(),
+        };
+        let paid_and_sold = vec![
+            Input::StockReserved { expires_at_ms: 900 },
+            Input::PaymentAuthorized,
+            Input::StockCommitted,
+        ];
+        let (order, sent) = run([paid_and_sold.clone(), vec![refused()]].concat());
+        assert_eq!(order.status, Status::Cancelling);
+        assert_eq!(sent.last(), Some(&Command::ReturnStock));
+        // Until inventory answers, a deadline sends the return again, not the capture.
+        assert_eq!(awaited(&order), [Command::ReturnStock]);
+        let (order, _) = run([
+            paid_and_sold,
+            vec![
+                refused(),
+                refused(),
+                Input::StockReturned,
+                Input::StockReturned,
+            ],
+        ]
+        .concat());
+        assert_eq!(order.status, Status::Cancelled);
+        assert_eq!(order.cancel_reason.as_deref(), Some("payment_failed"));
+        assert!(order.status.is_terminal());
+    }
+
+    #[test]
+    fn a_refused_refund_ends_the_order_for_an_operator() {
+        let deadlines = Deadlines::default();
+        let (order, sent) = run(vec![
+            Input::StockReserved { expires_at_ms: 900 },
+            Input::PaymentAuthorized,
+            Input::StockCommitted,
+            Input::PaymentCaptured { amount: EUR(1000) },
+            Input::Refund {
+                by: "admin".to_owned(),
+            },
+            Input::PaymentFailed {
+                operation: "refund".to_owned(),
+                reason: "card_closed".to_owned(),
+            },
+        ]);
+        assert_eq!(order.status, Status::RefundFailed);
+        assert!(order.status.is_terminal());
+        assert_eq!(sent.last(), Some(&Command::RefundPayment));
+        assert_eq!(deadlines.due(&order), None, "nothing is re-sent");
+        // A refused capture cannot arrive for a refund, nor change a settled order.
+        let late = Input::PaymentFailed {
+            operation: "capture".to_owned(),
+            reason: "authorization_lapsed".to_owned(),
+        };
+        assert!(react(&order, late, &deadlines).expect("allowed").is_empty());
     }
 }

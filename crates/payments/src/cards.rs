@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use platform::problem::FieldError;
+
 /// Approved by the simulator (any other valid number not listed here is too).
 pub const APPROVED: &str = "4242424242424242";
 /// Declined by the simulator with `card_declined`.
@@ -20,9 +22,15 @@ pub const INSUFFICIENT_FUNDS: &str = "4000000000009995";
 pub const TRANSIENT: &str = "4000000000000119";
 /// Approved by the simulator after `slow_ms`.
 pub const SLOW: &str = "4000000000000077";
+/// Authorized by the simulator, but the authorization lapses at once: its capture and
+/// its void are refused for good with `authorization_lapsed`.
+pub const LAPSING: &str = "4000000000000267";
+/// Authorized and captured by the simulator, but a refund is refused for good with
+/// `card_closed`.
+pub const REFUND_REFUSED: &str = "4000000000000358";
 
 /// How far ahead an expiry may lie: cards are not issued for longer.
-const MAX_YEARS_AHEAD: i32 = 20;
+pub const MAX_YEARS_AHEAD: i32 = 20;
 
 /// A card's network, told from its first digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,15 +98,6 @@ impl YearMonth {
     }
 }
 
-/// One invalid field of a card.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidField {
-    /// The field: `number`, `exp_month`, `exp_year` or `cvc`.
-    pub field: &'static str,
-    /// What is wrong with it. Never contains the value.
-    pub message: String,
-}
-
 /// Card details that passed every check. Only the vault sees the number and code.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Card {
@@ -116,13 +115,12 @@ impl Card {
         exp_year: i64,
         cvc: &str,
         today: YearMonth,
-    ) -> Result<Self, Vec<InvalidField>> {
+    ) -> Result<Self, Vec<FieldError>> {
+        // The field (`number`, `exp_month`, `exp_year` or `cvc`) and what is wrong
+        // with it; never the value.
         let mut invalid = Vec::new();
-        let mut refuse = |field, message: &str| {
-            invalid.push(InvalidField {
-                field,
-                message: message.to_owned(),
-            });
+        let mut refuse = |field: &str, message: &str| {
+            invalid.push(FieldError::new(field, message));
         };
         let digits: String = number.chars().filter(|c| *c != ' ').collect();
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -244,11 +242,11 @@ mod tests {
         month: 6,
     };
 
-    fn fields(result: Result<Card, Vec<InvalidField>>) -> Vec<&'static str> {
+    fn fields(result: Result<Card, Vec<FieldError>>) -> Vec<String> {
         result
             .err()
             .unwrap_or_default()
-            .iter()
+            .into_iter()
             .map(|invalid| invalid.field)
             .collect()
     }

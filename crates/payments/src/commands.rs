@@ -185,6 +185,8 @@ fn count(effect: &Effect) {
                 .increment(amount.amount_minor.unsigned_abs());
         }
         Effect::Voided => metrics::counter!("payments_voided_total").increment(1),
+        // Counted with its reason where the processor refused it.
+        Effect::CaptureFailed => {}
         Effect::Refunded(amount) => {
             metrics::counter!("payments_refunded_minor_total", "currency" => amount.currency.as_str().to_owned())
                 .increment(amount.amount_minor.unsigned_abs());

@@ -96,6 +96,23 @@ pub struct Payment {
 }
 
 impl Payment {
+    /// The payment of `order_id` as it is made at `now_ms`, in `state`, with nothing
+    /// from the processor yet; `charge` is `None` for a tombstone.
+    pub fn new(order_id: &str, state: State, charge: Option<Charge>, now_ms: i64) -> Self {
+        Self {
+            order_id: order_id.to_owned(),
+            state,
+            charge,
+            hold_reasons: Vec::new(),
+            decline_reason: None,
+            authorization_id: None,
+            capture_id: None,
+            refund_id: None,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+
     /// The customer who pays, unless it is a tombstone.
     pub fn customer_id(&self) -> Option<&str> {
         self.charge

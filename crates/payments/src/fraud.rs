@@ -42,6 +42,35 @@ impl Default for FraudRules {
     }
 }
 
+impl FraudRules {
+    /// Whether the rules make sense: no negative threshold (which would hold or decline
+    /// every payment), and declining starts at or above holding. The error names the
+    /// setting.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("hold_above_minor", self.hold_above_minor),
+            ("decline_above_minor", self.decline_above_minor),
+            (
+                "new_account_hold_above_minor",
+                self.new_account_hold_above_minor,
+            ),
+        ] {
+            if value < 0 {
+                return Err(format!(
+                    "payments.fraud.{name} must not be negative, not {value}"
+                ));
+            }
+        }
+        if self.decline_above_minor < self.hold_above_minor {
+            return Err(format!(
+                "payments.fraud.decline_above_minor ({}) must not be below hold_above_minor ({})",
+                self.decline_above_minor, self.hold_above_minor
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What the rules know about one payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Facts {
@@ -115,6 +144,26 @@ pub fn assess(rules: &FraudRules, facts: &Facts) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_that_would_stop_every_payment_are_refused() {
+        assert_eq!(FraudRules::default().check(), Ok(()));
+        let negative = FraudRules {
+            new_account_hold_above_minor: -1,
+            ..FraudRules::default()
+        };
+        assert!(
+            negative
+                .check()
+                .is_err_and(|reason| reason.contains("new_account_hold_above_minor"))
+        );
+        let inverted = FraudRules {
+            decline_above_minor: 10,
+            hold_above_minor: 100,
+            ..FraudRules::default()
+        };
+        assert!(inverted.check().is_err());
+    }
 
     const DAY_MS: i64 = 86_400_000;
 

@@ -1,5 +1,6 @@
 //! Payments' internal gRPC API: whether a payment method may be used, for orders to
-//! refuse an order with a wrong token at once.
+//! refuse an order with a wrong token at once; asked on the customer's behalf (their
+//! access token travels with the call).
 
 use contracts::proto::payments::v1::payments_server::{Payments as PaymentsApi, PaymentsServer};
 use contracts::proto::payments::v1::{GetPaymentMethodRequest, GetPaymentMethodResponse};
@@ -24,10 +25,11 @@ impl PaymentsApi for PaymentsGrpc {
         &self,
         request: Request<GetPaymentMethodRequest>,
     ) -> Result<Response<GetPaymentMethodResponse>, Status> {
-        let request = request.into_inner();
-        if request.customer_id.is_empty() {
+        if request.get_ref().customer_id.is_empty() {
             return Err(Status::invalid_argument("customer_id: required"));
         }
+        platform::grpc::authorize_for(&request, &request.get_ref().customer_id).await?;
+        let request = request.into_inner();
         // Anything that is not a live token of this customer's is simply not found.
         let method = ops::method(&self.payments, &request.customer_id, &request.token)
             .await

@@ -4,21 +4,22 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use contracts::Money;
+use contracts::orders::OrderId;
 use platform::auth::{Admin, AuthUser};
 use platform::clock::now_ms;
-use platform::http::BearerAuth;
+use platform::http::{BearerAuth, EdgeResponses, Json};
 use platform::problem::{FieldError, Problem};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::cards::{Card, InvalidField, YearMonth};
+use crate::cards::{self, Card, YearMonth};
 use crate::domain::{Method, Payment};
 use crate::ledger::{Balance, Kind};
 use crate::ops::{self, Payments, RegisterError, Viewer};
@@ -30,13 +31,35 @@ use crate::ops::{self, Payments, RegisterError, Viewer};
     servers((url = "/api/payments", description = "through the gateway")),
     paths(register_method, list_methods, get_method, delete_method, get_payment, balances),
     components(schemas(NewMethod, MethodView, MethodList, PaymentView, BalanceView, Problem, FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EdgeResponses, &ExpiryYears),
     tags(
         (name = "methods", description = "A customer's saved cards"),
         (name = "payments", description = "Orders' payments and the ledger"),
     )
 )]
 pub struct ApiDoc;
+
+/// Gives `exp_year` the years a card is accepted for, which move with the calendar:
+/// this year to [`cards::MAX_YEARS_AHEAD`] years ahead, as of when the document is
+/// made (at start).
+struct ExpiryYears;
+
+impl utoipa::Modify for ExpiryYears {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let this_year = YearMonth::now().year;
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(method))) = components.schemas.get_mut("NewMethod")
+            && let Some(RefOr::T(Schema::Object(year))) = method.properties.get_mut("exp_year")
+        {
+            let years = |year: i32| utoipa::Number::Int(isize::try_from(year).unwrap_or(0));
+            year.minimum = Some(years(this_year));
+            year.maximum = Some(years(this_year + cards::MAX_YEARS_AHEAD));
+        }
+    }
+}
 
 /// The REST routes.
 pub fn router(payments: Payments) -> Router {
@@ -55,16 +78,16 @@ pub fn router(payments: Payments) -> Router {
 #[serde(deny_unknown_fields)]
 struct NewMethod {
     /// The card number: 12 to 19 digits, spaces allowed.
-    #[schema(value_type = String, example = "4242 4242 4242 4242")]
+    #[schema(value_type = String, example = "4242 4242 4242 4242", pattern = r"^[0-9 ]{12,40}$")]
     number: Secret,
     /// Expiry month, 1-12.
-    #[schema(example = 12)]
+    #[schema(example = 12, minimum = 1, maximum = 12)]
     exp_month: i64,
     /// Expiry year, four digits.
     #[schema(example = 2030)]
     exp_year: i64,
     /// The security code: 3 or 4 digits.
-    #[schema(value_type = String, example = "123")]
+    #[schema(value_type = String, example = "123", pattern = r"^[0-9]{3,4}$")]
     cvc: Secret,
 }
 
@@ -146,7 +169,7 @@ struct BalanceView {
 async fn register_method(
     user: AuthUser,
     State(payments): State<Payments>,
-    platform::http::Json(body): platform::http::Json<NewMethod>,
+    Json(body): Json<NewMethod>,
 ) -> Result<Response, Problem> {
     let card = Card::parse(
         &body.number.0,
@@ -160,10 +183,10 @@ async fn register_method(
         Ok(method) => method,
         Err(error @ RegisterError::TooMany) => return Err(Problem::conflict(error.to_string())),
         Err(RegisterError::Refused) => {
-            return Err(invalid_card(vec![InvalidField {
-                field: "number",
-                message: "the card was refused by the card processor".to_owned(),
-            }]));
+            return Err(invalid_card(vec![FieldError::new(
+                "number",
+                "the card was refused by the card processor",
+            )]));
         }
         Err(RegisterError::Unavailable) => {
             return Err(Problem::unavailable(
@@ -200,7 +223,7 @@ async fn list_methods(
 
 /// One of the signed-in customer's saved cards.
 #[utoipa::path(get, path = "/methods/{token}", tag = "methods", security(("bearer" = [])),
-    params(("token" = String, Path, description = "The card's token")),
+    params(("token" = String, Path, pattern = r"^pm_[0-9a-f]{32}$", description = "The card's token")),
     responses(
         (status = 200, description = "The card", body = MethodView),
         (status = 400, description = "Not a token", body = Problem, content_type = "application/problem+json"),
@@ -221,7 +244,7 @@ async fn get_method(
 
 /// Deletes one of the signed-in customer's saved cards.
 #[utoipa::path(delete, path = "/methods/{token}", tag = "methods", security(("bearer" = [])),
-    params(("token" = String, Path, description = "The card's token")),
+    params(("token" = String, Path, pattern = r"^pm_[0-9a-f]{32}$", description = "The card's token")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Not a token", body = Problem, content_type = "application/problem+json"),
@@ -244,7 +267,7 @@ async fn delete_method(
 
 /// An order's payment: its customer's, or any for an admin.
 #[utoipa::path(get, path = "/orders/{order_id}", tag = "payments", security(("bearer" = [])),
-    params(("order_id" = String, Path, description = "The order's id")),
+    params(("order_id" = uuid::Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "The payment", body = PaymentView),
         (status = 400, description = "Not an order id", body = Problem, content_type = "application/problem+json"),
@@ -256,16 +279,9 @@ async fn get_payment(
     State(payments): State<Payments>,
     Path(order_id): Path<String>,
 ) -> Result<Json<PaymentView>, Problem> {
-    let valid = (1..=128).contains(&order_id.len())
-        && order_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if !valid {
-        return Err(Problem::invalid_field(
-            "order_id",
-            "must be an order id: 1 to 128 letters, digits, '-', '_', '.' or ':'",
-        ));
-    }
+    let order_id = OrderId::parse(&order_id)
+        .map_err(|invalid| Problem::invalid_field("order_id", invalid.to_string()))?
+        .to_string();
     let viewer = if user.is_admin() {
         Viewer::Admin
     } else {
@@ -342,26 +358,8 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-fn invalid_card(fields: Vec<InvalidField>) -> Problem {
-    let errors: Vec<FieldError> = fields
-        .into_iter()
-        .map(|invalid| FieldError::new(invalid.field, invalid.message))
-        .collect();
-    let detail = match errors.as_slice() {
-        [only] => format!("{}: {}", only.field, only.message),
-        _ => format!(
-            "invalid card details: {}",
-            errors
-                .iter()
-                .map(|error| error.field.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    Problem {
-        errors,
-        ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-card", detail)
-    }
+fn invalid_card(fields: Vec<FieldError>) -> Problem {
+    Problem::with_fields(StatusCode::UNPROCESSABLE_ENTITY, "invalid-card", fields)
 }
 
 fn check_token(token: &str) -> Result<(), Problem> {

@@ -17,7 +17,8 @@
 //! - [`domain`]: a payment and its states, a saved card.
 //! - [`ledger`]: the append-only double-entry ledger.
 //! - [`store`]: the SQL of payments, methods and customers.
-//! - [`ops`]: the use cases; [`ops::lifecycle`] handles the saga's commands in two phases.
+//! - [`ops`]: the use cases; [`ops::decide`] is the saga commands' decision table, and
+//!   [`ops::lifecycle`] carries it out in two phases.
 //! - [`commands`]: the two-phase consumer of the saga's commands.
 //! - [`events`]: the consumer of identity's registrations.
 //! - [`http`]: payment methods, payments and balances over REST.
@@ -70,6 +71,7 @@ pub async fn build_with(
     context: &Context,
     processor: Arc<dyn CardProcessor>,
 ) -> anyhow::Result<Service> {
+    config.fraud.check().map_err(anyhow::Error::msg)?;
     let db = open(config).await?;
     let relay = Relay::new(
         NAME,

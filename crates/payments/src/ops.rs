@@ -4,9 +4,11 @@
 //! - payment methods: register (the card goes to the processor's vault and only a
 //!   token, the brand, last four digits and expiry stay here), list, read, delete;
 //! - reading a payment and the ledger's balances;
+//! - [`decide`]: the saga commands' decision table; pure.
 //! - [`lifecycle`]: the saga's commands, each in two phases: the processor is asked
 //!   outside any database transaction, then one transaction records the outcome.
 
+pub mod decide;
 pub mod lifecycle;
 
 use std::collections::BTreeMap;

@@ -93,13 +93,18 @@ pub struct Refund {
     pub id: String,
 }
 
-/// Why a card was refused.
+/// Why a card, or an operation on an authorization or a capture, was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeclineCode {
     /// The issuer said no.
     CardDeclined,
     /// Not enough money on the card.
     InsufficientFunds,
+    /// The authorization is no longer there to capture or void (it expired at the
+    /// issuer).
+    AuthorizationLapsed,
+    /// The card can no longer receive money: a refund cannot go back to it.
+    CardClosed,
 }
 
 impl DeclineCode {
@@ -108,6 +113,8 @@ impl DeclineCode {
         match self {
             Self::CardDeclined => "card_declined",
             Self::InsufficientFunds => "insufficient_funds",
+            Self::AuthorizationLapsed => "authorization_lapsed",
+            Self::CardClosed => "card_closed",
         }
     }
 }
@@ -115,7 +122,8 @@ impl DeclineCode {
 /// A processor call that did not succeed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProcessorError {
-    /// A final answer: the card was refused; asking again changes nothing.
+    /// A final answer: the card or the operation was refused; asking again changes
+    /// nothing.
     #[error("the card was declined: {}", code.as_str())]
     Declined {
         /// Why.

@@ -145,6 +145,25 @@ pub async fn payments_since(
     Ok(u64::try_from(row.try_get::<i64, _>("recent")?).unwrap_or_default())
 }
 
+/// Takes the customer's row in `customer_locks` until the transaction ends, so that the
+/// customer's payments are recorded one at a time.
+pub async fn lock_customer(
+    connection: &mut AnyConnection,
+    customer_id: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO customer_locks (customer_id, locked_at) VALUES ($1, $2) \
+         ON CONFLICT (customer_id) DO UPDATE SET locked_at = excluded.locked_at",
+    )
+    .bind(customer_id.to_owned())
+    .bind(now)
+    .execute(connection)
+    .await
+    .context("locking a customer's payments")?;
+    Ok(())
+}
+
 /// Records a new payment; `false` if the order has one already (a concurrent command
 /// recorded it first).
 pub async fn insert_payment(

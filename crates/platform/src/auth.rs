@@ -47,6 +47,7 @@ impl RemoteJwks {
     pub fn new(url: impl Into<String>) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
+            .pool_idle_timeout(crate::http::CLIENT_IDLE_TIMEOUT)
             .build()
             .unwrap_or_default();
         Self {
@@ -93,6 +94,12 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
     /// The least time between two JWKS fetches caused by unknown key ids, in seconds.
     pub jwks_refresh_secs: u64,
+    /// What the shop's own proxies (the gateway, the storefront) present, in
+    /// [`crate::net::FORWARDED_BY`], so that the services behind them believe the client
+    /// address they forward; see [`crate::net::vouched_client_address`]. `bazaar up`
+    /// makes one for its process when none is set; a distributed shop sets it in every
+    /// process (compose and Kubernetes take it from their secrets).
+    pub forwarding_secret: Option<crate::config::Secret>,
 }
 
 impl Default for AuthConfig {
@@ -102,6 +109,7 @@ impl Default for AuthConfig {
             jwks_url: None,
             leeway_secs: 30,
             jwks_refresh_secs: 10,
+            forwarding_secret: None,
         }
     }
 }

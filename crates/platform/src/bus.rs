@@ -68,7 +68,10 @@ pub struct SubscriptionSpec {
     pub name: String,
     /// Subject filter, NATS syntax.
     pub filter: String,
-    /// How long a delivery may go unacknowledged before it is delivered again.
+    /// How long a delivery may go unacknowledged before it is delivered again, if its
+    /// consumer says nothing. (On JetStream a consumer that holds a delivery keeps it
+    /// alive, and one that died lets it go after at most
+    /// [`jetstream::MAX_SERVER_ACK_WAIT`].)
     pub ack_wait: Duration,
     /// Deliveries before a message is dead-lettered.
     pub max_attempts: u32,

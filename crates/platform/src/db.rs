@@ -35,7 +35,9 @@ impl Default for PoolSettings {
     fn default() -> Self {
         Self {
             max_connections: 8,
-            acquire_timeout: Duration::from_secs(5),
+            // Short: when the database is down a request should fail fast with 503,
+            // not hang; a busy pool frees a connection well within it.
+            acquire_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -63,15 +65,8 @@ impl Database {
 
         let engine = url.engine();
         let mut target = url.expose().to_owned();
-        if engine == Engine::Sqlite {
-            let path = target
-                .trim_start_matches("sqlite:")
-                .trim_start_matches("//")
-                .split('?')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            if let Some(folder) = std::path::Path::new(&path).parent()
+        if let Some(path) = url.sqlite_path() {
+            if let Some(folder) = path.parent()
                 && !folder.as_os_str().is_empty()
             {
                 std::fs::create_dir_all(folder)

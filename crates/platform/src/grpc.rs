@@ -6,6 +6,14 @@
 //!
 //! [`channel`] is the client side: a lazily connecting channel to another service with
 //! a connect timeout and a per-call deadline.
+//!
+//! No call is trusted for where it comes from. A method that reads a customer's data
+//! is made on the customer's behalf: the caller forwards the access token of the
+//! request it is serving ([`on_behalf_of`]), and the method verifies it like any
+//! client request and answers only for that customer ([`authorize_for`]). So a caller
+//! reaches only the data of customers who are asking it for something now, and a
+//! client that reaches a service's port directly gains nothing over its REST API. The
+//! gateway forwards no gRPC at all.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -86,6 +94,58 @@ fn with_trace_context(
         request.metadata_mut().insert("traceparent", value);
     }
     Ok(request)
+}
+
+/// `message` as a call made for the customer whose access token is `bearer` (the
+/// token of the request being served, as it arrived).
+pub fn on_behalf_of<T>(message: T, bearer: &str) -> Result<tonic::Request<T>, tonic::Status> {
+    let mut request = tonic::Request::new(message);
+    let value = tonic::metadata::MetadataValue::try_from(format!("Bearer {bearer}"))
+        .map_err(|_| tonic::Status::unauthenticated("the access token is not text"))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// The user a call is made for, verified from its `authorization` metadata with the
+/// service's [`Verifier`](crate::auth::Verifier) (the same extension its REST routes
+/// use); refused unless that user is `customer_id` or an admin. A missing or bad
+/// token is `UNAUTHENTICATED`, another customer's `PERMISSION_DENIED`.
+pub async fn authorize_for<T>(
+    request: &tonic::Request<T>,
+    customer_id: &str,
+) -> Result<crate::auth::AuthUser, tonic::Status> {
+    let Some(verifier) = request.extensions().get::<crate::auth::Verifier>() else {
+        tracing::error!("no Verifier in a gRPC request's extensions; add the layer");
+        return Err(tonic::Status::internal("the service cannot verify callers"));
+    };
+    let token = request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            tonic::Status::unauthenticated(
+                "this method is called on a customer's behalf: send their bearer token",
+            )
+        })?;
+    let claims = verifier
+        .verify(token)
+        .await
+        .map_err(|error| tonic::Status::unauthenticated(error.to_string()))?;
+    let user = crate::auth::AuthUser {
+        id: claims.sub,
+        roles: claims.roles,
+    };
+    if user.id != customer_id && !user.is_admin() {
+        return Err(tonic::Status::permission_denied(
+            "the token is not the customer's whose data is asked for",
+        ));
+    }
+    Ok(user)
 }
 
 /// Parses the `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).

@@ -4,9 +4,9 @@
 //! tracing span and RED metrics per request, panic containment, a body size limit,
 //! `/health/live`, `/health/ready` and `/metrics`, and problem+json for unknown routes.
 //! [`serve`] runs it on a listener the caller bound (port 0 in tests) until shutdown,
-//! draining requests in flight.
+//! draining requests in flight, and closes a connection that takes longer than
+//! [`IDLE_TIMEOUT`] to send a request's head, or stays that long without one.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -123,12 +123,20 @@ pub struct AppOptions {
     /// Whether each request's RED metrics are recorded (on for every service; the
     /// gateway may turn them off to proxy at the lowest cost).
     pub record_metrics: bool,
+    /// Whether `/metrics` is served beside the routes (on for every service, whose
+    /// port is private; off for the gateway, whose port is public).
+    pub serve_metrics: bool,
+    /// Whether a path no route matches is answered with a 404 problem (off for a
+    /// service whose routes bring a fallback of their own, such as HTML pages).
+    pub problem_fallback: bool,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
             record_metrics: true,
+            serve_metrics: true,
+            problem_fallback: true,
         }
     }
 }
@@ -147,27 +155,19 @@ pub fn app_with(
 ) -> Router {
     // Install the recorder now: what is recorded before it exists is lost.
     crate::telemetry::metrics();
-    let health = Router::new()
-        .route(
-            "/health/live",
-            get(|| async { axum::Json(serde_json::json!({ "status": "live" })) }),
-        )
-        .route(
-            "/health/ready",
-            get(move || {
-                let readiness = readiness.clone();
-                async move {
-                    let (code, body) = readiness.report().await;
-                    readiness.record_pool(service);
-                    (code, axum::Json(body))
-                }
-            }),
-        )
-        .route("/metrics", get(render_metrics));
-
-    let app = routes
-        .merge(health)
-        .fallback(|| async { Problem::not_found("no such route") })
+    let health = health(service, readiness);
+    let health = if options.serve_metrics {
+        health.merge(metrics_routes())
+    } else {
+        health
+    };
+    let app = routes.merge(health);
+    let app = if options.problem_fallback {
+        app.fallback(|| async { Problem::not_found("no such route") })
+    } else {
+        app
+    };
+    let app = app
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -219,14 +219,126 @@ pub fn app_with(
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// Serves `app` on `listener` until `shutdown` fires, then drains requests in flight.
+/// How long an HTTP/1 connection may take to send a request's head (a slow sender is
+/// cut off) and may stay open between requests. Clients that keep connections to a
+/// service, the gateway and the storefront, let them go after [`CLIENT_IDLE_TIMEOUT`],
+/// sooner, so that they never send on a connection the server is closing.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the shop's own HTTP clients keep an idle connection to a service.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The largest request head (start line and headers) the server reads: past it the
+/// connection is answered 431 and closed. The gateway refuses far smaller heads, with a
+/// problem body, before any route sees them.
+pub const MAX_HEAD: usize = 256 * 1024;
+
+/// Serves `app` on `listener` until `shutdown` fires, then drains requests in flight:
+/// idle connections close at once, the others after their response.
+///
+/// Each request carries its peer as [`axum::extract::ConnectInfo`]`<SocketAddr>`.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.wait().await })
-    .await
+    serve_with(listener, app, shutdown, IDLE_TIMEOUT).await
+}
+
+/// [`serve`] with `idle_timeout` in place of [`IDLE_TIMEOUT`].
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: Shutdown,
+    idle_timeout: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout)
+        .max_buf_size(MAX_HEAD);
+    builder.http2().timer(TokioTimer::new());
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    wait_after_accept_error(&error).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        // Responses are written whole; waiting to batch small writes only adds latency.
+        let _ = stream.set_nodelay(true);
+        let service =
+            app.clone()
+                .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request
+                });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            // A connection's end (the client left, a timeout, a malformed request) is
+            // the client's business: hyper has answered what could be answered.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// After a failed accept: a connection reset before it was accepted is the client's
+/// and is skipped; anything else (out of file descriptors) is waited out briefly, so
+/// the loop does not spin while nothing can be accepted.
+async fn wait_after_accept_error(error: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accepting a connection failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// `/health/live` and `/health/ready` over `readiness`.
+pub fn health(service: &'static str, readiness: Readiness) -> Router {
+    Router::new()
+        .route(
+            "/health/live",
+            get(|| async { axum::Json(serde_json::json!({ "status": "live" })) }),
+        )
+        .route(
+            "/health/ready",
+            get(move || {
+                let readiness = readiness.clone();
+                async move {
+                    let (code, body) = readiness.report().await;
+                    readiness.record_pool(service);
+                    (code, axum::Json(body))
+                }
+            }),
+        )
+}
+
+/// `/metrics`: the process's Prometheus exposition. Installs the recorder, since what
+/// is recorded before it exists is lost.
+pub fn metrics_routes() -> Router {
+    crate::telemetry::metrics();
+    Router::new().route("/metrics", get(render_metrics))
 }
 
 async fn render_metrics() -> impl IntoResponse {
@@ -334,11 +446,22 @@ where
     }
 }
 
+/// A JSON body, both ways: every service's one `Json`. As an extractor it is
 /// `axum::Json` whose rejection is a problem: 400 for bad JSON, a body that is not a
 /// JSON object, or missing, unknown or mistyped fields (the detail names the field), 413
-/// for a body over the limit, 415 without a JSON content type.
+/// for a body over the limit, 415 without a JSON content type. As a response it is
+/// `application/json`.
+///
+/// A number with no fraction is an integer, as in JSON Schema: `12.0` fills an integer
+/// field like `12` does.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
 
 impl<T, S> FromRequest<S> for Json<T>
 where
@@ -348,21 +471,56 @@ where
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<Object<T>>::from_request(request, state)
+        let axum::Json(mut value) = axum::Json::<serde_json::Value>::from_request(request, state)
             .await
-            .map(|axum::Json(Object(value))| Self(value))
             .map_err(|rejection| {
                 let (status, kind) = match rejection.status() {
                     StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
                     StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
                     }
-                    // Wrong or missing fields are a bad request like any other invalid
-                    // input, not axum's default 422.
+                    // Bad JSON is a bad request like any other invalid input, not
+                    // axum's default 422.
                     _ => (StatusCode::BAD_REQUEST, "validation"),
                 };
                 Problem::new(status, kind, rejection.body_text())
+            })?;
+        integers_where_integral(&mut value);
+        serde_path_to_error::deserialize::<_, Object<T>>(value)
+            .map(|Object(value)| Self(value))
+            .map_err(|error| {
+                // Wrong or missing fields too: the detail names the field.
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "validation",
+                    format!("Failed to deserialize the JSON body into the target type: {error}"),
+                )
             })
+    }
+}
+
+/// Turns every number of `value` that has no fraction (`12.0`) into an integer, so that
+/// it fills an integer field, as JSON Schema counts it an integer.
+fn integers_where_integral(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|_| number.is_f64())
+                && float.fract() == 0.0
+                && float >= i64::MIN as f64
+                && float < i64::MAX as f64
+            {
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    reason = "a whole number inside the range of i64"
+                )]
+                let integer = float as i64;
+                *number = integer.into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integers_where_integral),
+        Value::Object(fields) => fields.values_mut().for_each(integers_where_integral),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
     }
 }
 
@@ -422,4 +580,91 @@ impl utoipa::Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// Documents on every operation the answers that do not depend on the operation, each
+/// a problem: the gateway's in front of every service (429 over a client's rate limit,
+/// 503 when it sheds load, an upstream's circuit is open or a dependency is down) and
+/// the platform's (400 for a parameter or body that does not parse, 413 for a body over
+/// the limit, 415 for one that is not JSON, 401 and 403 where a token is required, 404
+/// where the path names something). An answer the operation documents itself stays.
+pub struct EdgeResponses;
+
+impl utoipa::Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let secured_by_default = openapi
+            .security
+            .as_ref()
+            .is_some_and(|security| !security.is_empty());
+        for (path, item) in &mut openapi.paths.paths {
+            let names_something = path.contains('{');
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let has_parameters = operation
+                    .parameters
+                    .as_ref()
+                    .is_some_and(|parameters| !parameters.is_empty());
+                let has_body = operation.request_body.is_some();
+                let secured = operation
+                    .security
+                    .as_ref()
+                    .map_or(secured_by_default, |security| !security.is_empty());
+                let mut answers = vec![
+                    (
+                        "429",
+                        "Over the client's rate limit; `Retry-After` says when to try again",
+                    ),
+                    (
+                        "503",
+                        "Overloaded, or a service this needs is down; `Retry-After` says when to try again",
+                    ),
+                ];
+                if has_parameters || has_body || names_something {
+                    answers.push((
+                        "400",
+                        "A parameter or the body is invalid; the problem names each field",
+                    ));
+                }
+                if has_body {
+                    answers.push(("413", "The body is larger than the service takes"));
+                    answers.push(("415", "The body is not `application/json`"));
+                }
+                if secured {
+                    answers.push(("401", "No valid access token"));
+                    answers.push(("403", "The token's roles do not allow this"));
+                }
+                if names_something {
+                    answers.push(("404", "Nothing by that name, or nothing the caller may see"));
+                }
+                for (status, description) in answers {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem_response(description));
+                }
+            }
+        }
+    }
+}
+
+/// A response whose body is a [`Problem`].
+fn problem_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            crate::problem::CONTENT_TYPE,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
 }

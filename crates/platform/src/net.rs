@@ -87,6 +87,33 @@ pub fn is_trusted(ranges: &[IpRange], address: IpAddr) -> bool {
     ranges.iter().any(|range| range.contains(address))
 }
 
+/// The header by which a proxy of the shop vouches for the `X-Forwarded-For` it sends:
+/// its value is the shop's forwarding secret (`auth.forwarding_secret`). A proxy strips
+/// it from what its clients send.
+pub const FORWARDED_BY: &str = "bazaar-forwarded-by";
+
+/// [`client_address`], believing the forwarded chain only from a request that carries
+/// `secret` in [`FORWARDED_BY`], when there is a secret. Without one, a trusted peer's
+/// word is enough, so on a host where any local process is a trusted peer (the
+/// embedded shop) a secret is what tells the shop's own proxies from the rest.
+pub fn vouched_client_address(
+    peer: SocketAddr,
+    headers: &http::HeaderMap,
+    trusted_proxies: &[IpRange],
+    secret: Option<&crate::config::Secret>,
+) -> IpAddr {
+    let vouched = secret.is_none_or(|secret| {
+        headers
+            .get(FORWARDED_BY)
+            .is_some_and(|offered| secret.matches(offered.as_bytes()))
+    });
+    if vouched {
+        client_address(peer, headers, trusted_proxies)
+    } else {
+        canonical(peer.ip())
+    }
+}
+
 /// The client's address. A peer outside `trusted_proxies` is the client. A trusted peer
 /// forwarded the request, so `X-Forwarded-For` is read from the right, the hops each
 /// proxy appended, skipping trusted proxies: the first untrusted hop is the client.

@@ -73,6 +73,17 @@ pub fn envelope<M: Message>(
     })
 }
 
+/// Writes `message`, produced by `source` because of `origin`, to the outbox inside the
+/// caller's transaction: [`envelope`] and [`enqueue`] in one, what every use case does.
+pub async fn send<M: Message>(
+    connection: &mut sqlx::AnyConnection,
+    source: &str,
+    message: &M,
+    origin: &Origin,
+) -> anyhow::Result<()> {
+    enqueue(connection, &envelope(source, message, origin)?).await
+}
+
 /// Adds `envelope` to the outbox inside the caller's transaction.
 pub async fn enqueue(
     connection: &mut sqlx::AnyConnection,
@@ -285,7 +296,20 @@ impl Relay {
 
     /// Relays until `shutdown`: straight on while there is work, waiting for a wake-up
     /// (or the idle poll) when there is none, backing off while the bus fails.
+    ///
+    /// On SQLite it first frees every claim ([`Relay::free_claims`]): a SQLite outbox
+    /// belongs to one process, so claims found at start were made by a process that
+    /// died, and its rows go out now rather than after [`RelaySettings::claim_for`].
+    /// PostgreSQL outboxes are shared by replicas, whose claims run out by themselves.
     pub async fn run(self, shutdown: Shutdown) {
+        if self.db.engine() == Engine::Sqlite
+            && let Err(error) = self.free_claims().await
+        {
+            tracing::warn!(
+                service = self.service,
+                "freeing old claims failed: {error:#}"
+            );
+        }
         let mut failures = 0_u32;
         let mut last_cleanup = tokio::time::Instant::now();
         loop {
@@ -382,6 +406,23 @@ impl Relay {
             .into_iter()
             .map(|(_, id, envelope, attempts)| (id, envelope, attempts))
             .collect())
+    }
+
+    /// Frees every claim on unpublished rows, so the next round publishes them. Only
+    /// for an outbox no other live relay uses; returns how many were freed.
+    pub async fn free_claims(&self) -> anyhow::Result<u64> {
+        let freed = sqlx::query(
+            "UPDATE outbox SET claimed_until = NULL \
+             WHERE published_at IS NULL AND claimed_until IS NOT NULL",
+        )
+        .execute(self.db.pool())
+        .await
+        .context("freeing claims")?
+        .rows_affected();
+        if freed > 0 {
+            tracing::info!(service = self.service, freed, "freed a dead relay's claims");
+        }
+        Ok(freed)
     }
 
     async fn release(&self, ids: impl Iterator<Item = String>) -> anyhow::Result<()> {

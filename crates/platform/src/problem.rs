@@ -35,7 +35,8 @@ pub struct Problem {
     pub headers: Option<Box<http::HeaderMap>>,
 }
 
-/// One invalid field of a request.
+/// One invalid field of a request: what every service's parsing reports, and what a
+/// problem lists in `errors`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's name: a query parameter, a path segment, or a JSON pointer into the body.
@@ -74,6 +75,12 @@ impl Problem {
 
     /// 400: one or more fields are invalid; the detail names them all.
     pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self::with_fields(StatusCode::BAD_REQUEST, "validation", errors)
+    }
+
+    /// A problem of `status` and `kind` that names each invalid field; its detail is the
+    /// one field's message, or the list of fields.
+    pub fn with_fields(status: StatusCode, kind: &str, errors: Vec<FieldError>) -> Self {
         let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
         let detail = match errors.as_slice() {
             [only] => format!("{}: {}", only.field, only.message),
@@ -81,7 +88,7 @@ impl Problem {
         };
         Self {
             errors,
-            ..Self::new(StatusCode::BAD_REQUEST, "validation", detail)
+            ..Self::new(status, kind, detail)
         }
     }
 
@@ -163,10 +170,44 @@ impl IntoResponse for Problem {
 /// Unexpected failures become a 500 whose body says nothing of the cause; the cause, with
 /// its whole context chain, is logged here, once, inside the request's span.
 impl From<anyhow::Error> for Problem {
+    /// 503 with `Retry-After` when the cause is a dependency that is not answering (a
+    /// database, Redis): the request may succeed in a moment, and nothing was done.
+    /// Anything else is a 500. Either way the cause is logged, not sent.
     fn from(error: anyhow::Error) -> Self {
+        if is_unavailable(&error) {
+            tracing::warn!(error = format!("{error:#}"), "a dependency is unavailable");
+            return Self::unavailable(
+                "the service cannot reach its storage just now; try again shortly",
+                1,
+            );
+        }
         tracing::error!(error = format!("{error:#}"), "request failed");
         Self::internal()
     }
+}
+
+/// Whether `error` was caused by a dependency that is down or unreachable, rather than
+/// by a bug or bad data: a pool that timed out or closed, a connection that failed.
+pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if let Some(error) = cause.downcast_ref::<sqlx::Error>() {
+            return matches!(
+                error,
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::WorkerCrashed
+            );
+        }
+        if let Some(error) = cause.downcast_ref::<redis::RedisError>() {
+            return error.is_io_error()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal()
+                || error.is_timeout();
+        }
+        cause.downcast_ref::<std::io::Error>().is_some()
+    })
 }
 
 impl std::fmt::Display for Problem {

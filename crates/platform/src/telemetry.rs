@@ -112,7 +112,13 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<Option<Tracing>> {
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match config.format {
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    // Colour only for a person at a terminal: piped into a file or a
+                    // collector, escape codes are noise.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

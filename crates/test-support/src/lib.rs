@@ -1,7 +1,7 @@
 //! Test-only helpers: fresh databases on both engines, a ready HTTP client, a
 //! service's [`context`] over an [`embedded_bus`] of the test's own, [`serve`] to run
 //! the built service on port 0, and [`publish`] and [`next_message`] to talk to it over
-//! the bus as another service would.
+//! the bus as another service would; [`eventually`] waits for what a test cannot drive.
 //!
 //! PostgreSQL tests use the server on `127.0.0.1:5432` when one answers (override with
 //! `BAZAAR_TEST_POSTGRES_URL`). Otherwise they start a throwaway server from the
@@ -14,7 +14,9 @@
 //! test's own, which it can kill and restart.
 
 pub mod duplicating;
+pub mod mail;
 pub mod nats;
+pub mod proxy;
 pub mod redis;
 pub mod security;
 pub mod smtp;
@@ -467,4 +469,30 @@ macro_rules! on_both_engines {
             )+
         }
     };
+}
+
+/// How often [`eventually`] asks again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Asks `probe` until it answers `Ok`, and returns that; panics saying that `what` did
+/// not happen within `within`, with the last thing `probe` saw instead (its `Err`). For
+/// what a test cannot drive step by step: a service's own workers, another process, a
+/// dependency coming back.
+pub async fn eventually<T, Seen, Probe, Fut>(what: &str, within: Duration, mut probe: Probe) -> T
+where
+    Seen: std::fmt::Display,
+    Probe: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Seen>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} did not happen within {within:?}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }

@@ -47,23 +47,17 @@ impl ReceivedMessage {
 
     /// The value of the first header called `name` (case-insensitive), unfolded.
     pub fn header(&self, name: &str) -> Option<String> {
-        let text = self.text();
-        let head = text.split("\r\n\r\n").next().unwrap_or_default();
-        let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
-        unfolded.split("\r\n").find_map(|line| {
-            let (field, value) = line.split_once(':')?;
-            field
-                .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
+        self.mail().header(name)
     }
 
-    /// Everything after the header, as text.
+    /// Everything after the header, as it was sent.
     pub fn body(&self) -> String {
-        let text = self.text();
-        text.split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default()
+        self.mail().raw_body()
+    }
+
+    /// The message, to read.
+    pub fn mail(&self) -> crate::mail::Mail {
+        crate::mail::Mail(self.data.clone())
     }
 }
 

@@ -22,8 +22,20 @@ use super::{machine, read_ready_line};
 use crate::{run, workspace_root};
 
 /// The services whose listen addresses are set to port 0.
-pub(crate) const SERVICES: [&str; 8] = [
+pub(crate) const SERVICES: [&str; 9] = [
     "gateway",
+    "identity",
+    "catalog",
+    "inventory",
+    "payments",
+    "cart",
+    "orders",
+    "notifications",
+    "storefront",
+];
+
+/// The services that own a database (the gateway and the storefront own no data).
+const WITH_DATABASES: [&str; 7] = [
     "identity",
     "catalog",
     "inventory",
@@ -96,7 +108,7 @@ pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
 struct Shop {
     child: Child,
     gateway: String,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     _databases: Vec<TestDatabase>,
     _nats: Option<test_support::nats::NatsServer>,
     _redis: Option<test_support::redis::RedisServer>,
@@ -130,7 +142,7 @@ async fn start(binary: &Path, mode: &str) -> anyhow::Result<Shop> {
     }
     let (mut databases, mut nats, mut redis) = (Vec::new(), None, None);
     if mode == "distributed" {
-        for service in SERVICES.iter().filter(|service| **service != "gateway") {
+        for service in WITH_DATABASES {
             let database = TestDatabase::new(Engine::Postgres).await;
             command.env(
                 format!("BAZAAR__{}__DATABASE_URL", service.to_uppercase()),
@@ -162,7 +174,7 @@ async fn start(binary: &Path, mode: &str) -> anyhow::Result<Shop> {
     Ok(Shop {
         child,
         gateway,
-        _data: data,
+        data,
         _databases: databases,
         _nats: nats,
         _redis: redis,
@@ -205,7 +217,7 @@ async fn one_mode(
     }
     let mut tokens = Vec::new();
     for n in 0..shoppers {
-        tokens.push(sign_up(&client, &base, n).await?);
+        tokens.push(sign_up(&client, &base, &shop.data.path().join("mailbox"), n).await?);
     }
     let started = Instant::now();
     let deadline = started + length;
@@ -247,25 +259,17 @@ async fn one_mode(
     })
 }
 
+/// Registers shopper `n`, confirms the address with the link mailed into `mailbox`,
+/// and saves a card: the access token and the card's token.
 async fn sign_up(
     client: &reqwest::Client,
     base: &str,
+    mailbox: &Path,
     n: usize,
 ) -> anyhow::Result<(String, String)> {
-    let body = json!({"email": format!("shopper{n}@example.com"), "password": "correct horse battery staple"});
-    client
-        .post(format!("{base}/api/identity/register"))
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?;
-    let tokens: Value = client
-        .post(format!("{base}/api/identity/token"))
-        .json(&body)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let email = format!("shopper{n}@example.com");
+    let password = "correct horse battery staple";
+    let tokens = test_support::mail::sign_up(client, base, mailbox, &email, password).await;
     let token = tokens["access_token"]
         .as_str()
         .context("a token")?

@@ -31,27 +31,24 @@ pub(crate) async fn call(request: reqwest::RequestBuilder) -> Option<(u16, Value
     Some((status, response.json().await.unwrap_or(Value::Null)))
 }
 
-/// Signs up buyer `n` through the gateway at `gateway` and saves a card that pays.
-pub(crate) async fn sign_up(client: &reqwest::Client, gateway: &str, n: usize) -> Buyer {
+/// Signs up buyer `n` through the gateway at `gateway` (confirming the address with the
+/// link mailed into the shop's data folder `data_dir`) and saves a card that pays.
+pub(crate) async fn sign_up(
+    client: &reqwest::Client,
+    gateway: &str,
+    data_dir: &Path,
+    n: usize,
+) -> Buyer {
     let email = format!("buyer{n}@example.com");
     let url = |path: &str| format!("http://{gateway}{path}");
-    let body = json!({"email": email, "password": PASSWORD});
-    let registered = client
-        .post(url("/api/identity/register"))
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(registered.status().as_u16(), 201);
-    let tokens: Value = client
-        .post(url("/api/identity/token"))
-        .json(&body)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
+    let tokens = test_support::mail::sign_up(
+        client,
+        &format!("http://{gateway}"),
+        &data_dir.join("mailbox"),
+        &email,
+        PASSWORD,
+    )
+    .await;
     let token = tokens["access_token"].as_str().expect("a token").to_owned();
     let card =
         json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"});
@@ -149,17 +146,15 @@ pub(crate) async fn until_ended(
     id: &str,
 ) -> Value {
     let path = format!("http://{gateway}/api/orders/{id}");
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        if let Some((200, order)) = call(client.get(&path).bearer_auth(&buyer.token)).await {
-            if ENDS.iter().any(|end| order["status"] == *end) {
-                return order;
-            }
-            last = order;
+    let ended = format!("order {id} ending");
+    test_support::eventually(&ended, Duration::from_secs(30), || async {
+        match call(client.get(&path).bearer_auth(&buyer.token)).await {
+            Some((200, order)) if ENDS.iter().any(|end| order["status"] == *end) => Ok(order),
+            Some((_, answer)) => Err(format!("{answer:#}")),
+            None => Err("no answer".to_owned()),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("order {id} is stuck: {last:#}");
+    })
+    .await
 }
 
 /// Runs `bazaar verify` over `config` until it reports clean. Work the shop still has
@@ -170,7 +165,13 @@ pub(crate) async fn verify_until_clean(config: &Path, context: &str) {
     let mut report = String::new();
     for _ in 0..400 {
         let verify = Command::new(env!("CARGO_BIN_EXE_bazaar"))
-            .args(["--config", config.to_str().expect("UTF-8"), "verify"])
+            .args([
+                "--config",
+                config.to_str().expect("UTF-8"),
+                "verify",
+                "--email-grace-secs",
+                "0",
+            ])
             .output()
             .expect("bazaar verify runs");
         report = String::from_utf8_lossy(&verify.stdout).into_owned();
@@ -302,4 +303,118 @@ impl Drop for Replica {
 pub(crate) fn free_address() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     listener.local_addr().expect("bound")
+}
+
+/// The workspace's `target/` folder.
+pub(crate) fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
+}
+
+/// The npm packages the browser tests use: Playwright's driver for Debian's Chromium,
+/// and axe-core for accessibility audits.
+const BROWSER_PACKAGES: [(&str, &str); 2] = [("playwright-core", "1"), ("axe-core", "4")];
+
+/// The folder holding `node_modules` with [`BROWSER_PACKAGES`], installed under
+/// `target/browser` on first use (together: npm removes packages a later `--no-save`
+/// install does not name).
+pub(crate) fn playwright() -> PathBuf {
+    let folder = target_dir().join("browser");
+    let modules = folder.join("node_modules");
+    if BROWSER_PACKAGES
+        .iter()
+        .any(|(package, _)| !modules.join(package).is_dir())
+    {
+        std::fs::create_dir_all(&folder).expect("a folder under target");
+        let installed = Command::new("npm")
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+            ])
+            .arg(&folder)
+            .args(
+                BROWSER_PACKAGES
+                    .iter()
+                    .map(|(package, version)| format!("{package}@{version}")),
+            )
+            .status()
+            .expect("npm runs (install Node.js and npm)");
+        assert!(
+            installed.success(),
+            "npm could not install {BROWSER_PACKAGES:?}"
+        );
+    }
+    modules
+}
+
+/// Debian's Chromium.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The path of Debian's Chromium, which must be installed.
+pub(crate) fn chromium() -> &'static str {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "no Chromium at {CHROMIUM}: apt-get install chromium (cargo xtask ci does)"
+    );
+    CHROMIUM
+}
+
+/// Makes `root@example.com` (password [`PASSWORD`]) an admin of the shop whose data is
+/// in `folder`, through identity's own use case, as `bazaar admin create-user` does.
+pub(crate) async fn create_admin(folder: &Path) {
+    let resolved = bazaar::Config::ephemeral(folder.to_owned()).resolved();
+    let identity = identity::context(&resolved.identity, &resolved.auth)
+        .await
+        .expect("identity's database");
+    identity::ops::create_user(
+        &identity,
+        "root@example.com",
+        PASSWORD,
+        vec![
+            contracts::identity::Role::Customer,
+            contracts::identity::Role::Admin,
+        ],
+    )
+    .await
+    .expect("an admin");
+}
+
+/// Runs `tests/browser/<script>` with `args` in Node, driving Debian's Chromium with
+/// Playwright, beside the shop this runtime keeps serving: the last line of JSON it
+/// printed (its report), or everything it printed if it failed.
+pub(crate) async fn browse(script: &str, args: Vec<String>) -> Result<Value, String> {
+    let modules = playwright();
+    let chromium = chromium();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(&script)
+            .args(&args)
+            .env("NODE_PATH", &modules)
+            .env("CHROMIUM", chromium)
+            .output()
+            .expect("node runs (install Node.js)")
+    })
+    .await
+    .expect("the browser run finished");
+    let printed = || {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    if !output.status.success() {
+        return Err(printed());
+    }
+    output
+        .stdout
+        .split(|byte| *byte == b'\n')
+        .rfind(|line| line.starts_with(b"{"))
+        .and_then(|line| serde_json::from_slice(line).ok())
+        .ok_or_else(printed)
 }

@@ -8,18 +8,19 @@ use std::time::Duration;
 use bazaar::Config;
 use bazaar::ServiceName;
 use bazaar::shop::Shop;
-use contracts::identity::Role;
 use platform::bus::Bus;
 use platform::shutdown::Shutdown;
 use serde_json::{Value, json};
 use test_support::{Engine, TestDatabase};
 
-use crate::{PASSWORD, RunningShop};
+use crate::RunningShop;
 
 /// Test cards of the card processor simulator.
 const APPROVED: &str = "4242424242424242";
 const DECLINED: &str = "4000000000000002";
 const TRANSIENT: &str = "4000000000000119";
+const LAPSING: &str = "4000000000000267";
+const REFUND_REFUSED: &str = "4000000000000358";
 
 /// Where a scenario runs.
 #[derive(Clone, Copy, Debug)]
@@ -64,6 +65,9 @@ on_both_modes!(
     a_hold_that_outlives_the_reservation_voids_and_cancels,
     an_admin_refunds_a_confirmed_order,
     a_customer_cancels_before_payment,
+    a_refused_capture_returns_the_stock_and_cancels,
+    a_refused_refund_ends_the_order_for_an_operator,
+    a_line_added_again_while_the_order_is_in_flight_stays,
 );
 
 /// A shop for one scenario, and what its mode runs on.
@@ -96,7 +100,7 @@ impl Scenario {
                 let database = TestDatabase::new(Engine::Postgres).await;
                 let url = Some(database.url().clone());
                 match service {
-                    ServiceName::Gateway => continue,
+                    ServiceName::Gateway | ServiceName::Storefront => continue,
                     ServiceName::Identity => config.identity.database_url = url,
                     ServiceName::Catalog => config.catalog.database_url = url,
                     ServiceName::Inventory => config.inventory.database_url = url,
@@ -109,7 +113,7 @@ impl Scenario {
             }
             let server = test_support::nats::NatsServer::start();
             config.bus = bazaar::config::BusConfig::Jetstream {
-                url: server.url(),
+                url: server.url().try_into().expect("a NATS URL"),
                 stream: "SHOP".to_owned(),
             };
             nats = Some(server);
@@ -232,37 +236,35 @@ impl Scenario {
     /// timeline.
     pub(crate) async fn wait_for(&self, token: &str, order_id: &str, statuses: &[&str]) -> Value {
         let path = format!("/api/orders/{order_id}");
-        let mut last = Value::Null;
-        for _ in 0..600 {
+        let reached = format!("order {order_id} reaching {statuses:?}");
+        test_support::eventually(&reached, Duration::from_secs(30), || async {
             let (status, order) = self.send(token, "GET", &path, None).await;
             assert_eq!(status, 200, "{order}");
             if statuses.iter().any(|wanted| order["status"] == *wanted) {
-                return order;
+                Ok(order)
+            } else {
+                Err(order)
             }
-            last = order;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("order {order_id} never reached {statuses:?}: {last:#}");
+        })
+        .await
     }
 
     /// Waits until the customer has an email of `kind` about `order_id` that was sent.
     pub(crate) async fn wait_for_email(&self, token: &str, kind: &str, order_id: &str) -> Value {
-        for _ in 0..600 {
+        let sent = format!("a {kind} email about {order_id} being sent");
+        test_support::eventually(&sent, Duration::from_secs(30), || async {
             let (status, page) = self.send(token, "GET", "/api/notifications", None).await;
             assert_eq!(status, 200, "{page}");
             let found = page["items"].as_array().into_iter().flatten().find(|mail| {
                 mail["kind"] == kind
                     && mail["status"] == "sent"
-                    && mail["body"]
-                        .as_str()
-                        .is_some_and(|body| body.contains(order_id))
+                    && mail["body"].as_str().is_some_and(|body| {
+                        body.contains(&contracts::orders::order_number(order_id))
+                    })
             });
-            if let Some(mail) = found {
-                return mail.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no {kind} email about {order_id} was sent");
+            found.cloned().ok_or(page)
+        })
+        .await
     }
 
     /// The id of a seeded product and units available.
@@ -272,15 +274,18 @@ impl Scenario {
             .get_json(&format!("/api/catalog/products/{slug}"))
             .await;
         let id = product["id"].as_str().expect("an id").to_owned();
-        for _ in 0..600 {
+        let learnt = format!("inventory learning of {slug}");
+        let available = test_support::eventually(&learnt, Duration::from_secs(15), || async {
             let response = self.shop.get(&format!("/api/inventory/stock/{id}")).await;
-            if response.status().as_u16() == 200 {
-                let stock: Value = response.json().await.expect("JSON");
-                return (id, stock["available"].as_i64().expect("a count"));
+            let status = response.status();
+            if status.as_u16() != 200 {
+                return Err(status);
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("inventory never learned of {slug}");
+            let stock: Value = response.json().await.expect("JSON");
+            Ok(stock["available"].as_i64().expect("a count"))
+        })
+        .await;
+        (id, available)
     }
 
     pub(crate) async fn available(&self, product: &str) -> i64 {
@@ -293,20 +298,12 @@ impl Scenario {
 
     /// An admin's access token.
     pub(crate) async fn admin(&self) -> String {
-        identity::ops::create_user(
-            &self.shop.identity().await,
-            "root@example.com",
-            PASSWORD,
-            vec![Role::Customer, Role::Admin],
-        )
-        .await
-        .expect("an admin");
-        self.shop.login("root@example.com").await
+        self.shop.admin().await
     }
 
     /// Runs the shop's audit and asserts it is clean.
     pub(crate) async fn assert_invariants(&self) {
-        let report = bazaar::verify::run(&self.config)
+        let report = bazaar::verify::run(&self.config, Duration::ZERO)
             .await
             .expect("the audit runs");
         assert!(report.is_clean(), "{report}");
@@ -525,8 +522,18 @@ async fn thirty_two_buyers_of_the_last_unit_make_one_sale(mode: Mode) {
                     .wait_for(token, &id, &["confirmed", "rejected", "cancelled"])
                     .await
             }
-        }))
-        .await;
+        }));
+    // The audit, run while the orders are in flight, reports no violation: it judges
+    // only what is over.
+    let audits = async {
+        for _ in 0..10 {
+            let report = bazaar::verify::run(&scenario.config, Duration::from_secs(60))
+                .await
+                .expect("the audit runs");
+            assert!(report.is_clean(), "on a live shop: {report}");
+        }
+    };
+    let (orders, ()) = tokio::join!(orders, audits);
     let confirmed = orders
         .iter()
         .filter(|order| order["status"] == "confirmed")
@@ -670,5 +677,102 @@ async fn a_customer_cancels_before_payment(mode: Mode) {
     assert_eq!(scenario.available(&mug).await, stock);
     let (status, _) = scenario.send(&token, "POST", &path, None).await;
     assert_eq!(status, 409, "an order is cancelled once");
+    scenario.assert_invariants().await;
+}
+
+/// The card network refuses the capture for good (the authorization lapsed): nothing is
+/// charged, the stock sold to the order goes back on sale, the order is cancelled and
+/// the customer told; the books agree.
+async fn a_refused_capture_returns_the_stock_and_cancels(mode: Mode) {
+    let scenario = Scenario::start(mode).await;
+    let (mug, stock) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario.shopper("ada@example.com", LAPSING, &mug, 2).await;
+    let (_, placed) = scenario.place(&token, "lapsed", &card).await;
+    let id = placed["id"].as_str().expect("an id");
+    let order = scenario
+        .wait_for(&token, id, &["cancelled", "confirmed"])
+        .await;
+    assert_eq!(order["status"], "cancelled", "{order:#}");
+    assert_eq!(order["reason"], "payment_failed");
+    assert_eq!(scenario.available(&mug).await, stock, "the stock is back");
+    scenario.wait_for_email(&token, "order_cancelled", id).await;
+    scenario.assert_invariants().await;
+}
+
+/// The card network refuses a refund for good: the order ends as `refund_failed`, the
+/// money stays captured for an operator to give back, and nothing is retried for ever.
+async fn a_refused_refund_ends_the_order_for_an_operator(mode: Mode) {
+    let scenario = Scenario::start(mode).await;
+    let admin = scenario.admin().await;
+    let (mug, _) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario
+        .shopper("ada@example.com", REFUND_REFUSED, &mug, 1)
+        .await;
+    let (_, placed) = scenario.place(&token, "no-refund", &card).await;
+    let id = placed["id"].as_str().expect("an id");
+    scenario.wait_for(&token, id, &["confirmed"]).await;
+    let path = format!("/api/orders/{id}/refund");
+    let (status, _) = scenario.send(&admin, "POST", &path, None).await;
+    assert_eq!(status, 202);
+    let order = scenario.wait_for(&token, id, &["refund_failed"]).await;
+    assert_eq!(order["total"], placed["total"]);
+    let (status, payment) = scenario
+        .send(&admin, "GET", &format!("/api/payments/orders/{id}"), None)
+        .await;
+    assert_eq!((status, &payment["state"]), (200, &json!("captured")));
+    scenario.assert_invariants().await;
+}
+
+/// The customer places an order for mugs and a towel set, then, while it waits for
+/// review, takes the mugs out of the cart and puts one back: the confirmation takes out
+/// what the order bought (the towels), and the mug added afterwards stays in the cart
+/// for the next order.
+async fn a_line_added_again_while_the_order_is_in_flight_stays(mode: Mode) {
+    let scenario = Scenario::start_with(
+        mode,
+        |config| config.payments.fraud.hold_above_minor = 0,
+        |bus| bus,
+    )
+    .await;
+    let admin = scenario.admin().await;
+    let (mug, _) = scenario.product("enamel-camp-mug").await;
+    let (towels, _) = scenario.product("linen-tea-towel-set").await;
+    let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 2).await;
+    let towel_line = json!({"product_id": towels, "quantity": 1});
+    let (status, _) = scenario
+        .send(&token, "POST", "/api/cart/items", Some(towel_line))
+        .await;
+    assert_eq!(status, 200);
+    let (_, placed) = scenario.place(&token, "in-flight", &card).await;
+    let id = placed["id"].as_str().expect("an id");
+    scenario.wait_for(&token, id, &["payment_held"]).await;
+    let line = format!("/api/cart/items/{mug}");
+    let (status, _) = scenario.send(&token, "DELETE", &line, None).await;
+    assert_eq!(status, 200);
+    let again = json!({"product_id": mug, "quantity": 1});
+    let (status, _) = scenario
+        .send(&token, "POST", "/api/cart/items", Some(again))
+        .await;
+    assert_eq!(status, 200);
+    let review = format!("/api/orders/{id}/review");
+    let (status, _) = scenario
+        .send(&admin, "POST", &review, Some(json!({"approve": true})))
+        .await;
+    assert_eq!(status, 202);
+    scenario.wait_for(&token, id, &["confirmed"]).await;
+    // The towels leaving the cart show the confirmation has reached it.
+    let left = "the towels leaving the cart";
+    let cart = test_support::eventually(left, Duration::from_secs(10), || async {
+        let cart = scenario.send(&token, "GET", "/api/cart", None).await.1;
+        if cart["lines"].as_array().map(Vec::len) == Some(1) {
+            Ok(cart)
+        } else {
+            Err(cart)
+        }
+    })
+    .await;
+    assert_eq!(cart["lines"][0]["product_id"], json!(mug), "{cart}");
+    assert_eq!(cart["lines"][0]["quantity"], 1, "{cart}");
+    scenario.wait_for_email(&token, "order_confirmed", id).await;
     scenario.assert_invariants().await;
 }

@@ -5,10 +5,12 @@
 //! makes (is the line there, how many lines are there) and the change itself cannot be
 //! interleaved with another change. Each script also resets the cart's TTL.
 //!
-//! Keys: `<prefix>{<customer>}` is the cart, `<prefix>{<customer>}:orders` a sorted set
-//! of the orders already taken out of it (scored by when). The braces put both keys of
-//! a customer in one Redis Cluster hash slot, which a script touching both needs;
-//! customer ids never contain braces, so no two customers' keys can collide.
+//! Keys: `<prefix>{<customer>}` is the cart, `<prefix>{<customer>}:since` the revision
+//! that created each line with the cart's revision under `#rev`, and
+//! `<prefix>{<customer>}:orders` a sorted set of the orders already taken out of it
+//! (scored by when). The braces put a customer's keys in one Redis Cluster hash slot,
+//! which a script touching several needs; customer ids never contain braces, so no two
+//! customers' keys can collide.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -20,25 +22,30 @@ use platform::clock::now_ms;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{CartError, CartStore, check_quantity};
+use super::{CartError, CartStore, Contents, check_quantity};
 use crate::domain::{CustomerId, Limits, Line, ProductId};
 
-/// Adds units to a line, creating it if the cart has room; answers the line's new
-/// quantity, or -1 when the cart is full.
+/// Adds units to a line, creating it (at a new revision) if the cart has room; answers
+/// the line's new quantity, or -1 when the cart is full.
 static ADD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
--- KEYS[1]: the cart. ARGV: product, units to add, most units, most lines, TTL (s).
+-- KEYS[1]: the cart, KEYS[2]: its revisions. ARGV: product, units to add, most units,
+-- most lines, TTL (s), now (ms).
 local held = redis.call('HGET', KEYS[1], ARGV[1])
 if not held then
   if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
     return -1
   end
+  local previous = tonumber(redis.call('HGET', KEYS[2], '#rev') or '0')
+  local revision = string.format('%d', math.max(previous + 1, tonumber(ARGV[6])))
+  redis.call('HSET', KEYS[2], '#rev', revision, ARGV[1], revision)
   held = 0
 end
 local quantity = math.min(tonumber(held) + tonumber(ARGV[2]), tonumber(ARGV[3]))
 redis.call('HSET', KEYS[1], ARGV[1], quantity)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
 return quantity
 ",
     )
@@ -48,12 +55,13 @@ return quantity
 static SET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
--- KEYS[1]: the cart. ARGV: product, units, TTL (s).
+-- KEYS[1]: the cart, KEYS[2]: its revisions. ARGV: product, units, TTL (s).
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 ",
     )
@@ -63,10 +71,29 @@ return 1
 static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
--- KEYS[1]: the cart. ARGV: product, TTL (s).
+-- KEYS[1]: the cart, KEYS[2]: its revisions. ARGV: product, TTL (s).
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
 return removed
+",
+    )
+});
+
+/// Empties the cart but keeps its revision, so a line added next is newer than any
+/// order placed before.
+static CLEAR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+-- KEYS[1]: the cart, KEYS[2]: its revisions. ARGV: TTL (s).
+local revision = redis.call('HGET', KEYS[2], '#rev')
+redis.call('DEL', KEYS[1], KEYS[2])
+if revision then
+  redis.call('HSET', KEYS[2], '#rev', revision)
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return 1
 ",
     )
 });
@@ -76,27 +103,33 @@ return removed
 static REMOVE_ORDERED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
--- KEYS[1]: the cart, KEYS[2]: its processed orders. ARGV: order id, now (ms),
--- forget orders processed before (ms), keep them for (ms), cart TTL (s), then pairs of
--- product and units ordered.
+-- KEYS[1]: the cart, KEYS[2]: its processed orders, KEYS[3]: its revisions. ARGV:
+-- order id, now (ms), forget orders processed before (ms), keep them for (ms), cart
+-- TTL (s), the cart's revision when the order was placed ('' if unknown), then pairs
+-- of product and units ordered.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   return 0
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-for i = 6, #ARGV, 2 do
+local placed_at = tonumber(ARGV[6])
+for i = 7, #ARGV, 2 do
   local held = tonumber(redis.call('HGET', KEYS[1], ARGV[i]))
-  if held then
+  local since = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
+  -- A line created after the order was placed is not what the order bought.
+  if held and not (placed_at and since > placed_at) then
     local left = held - tonumber(ARGV[i + 1])
     if left > 0 then
       redis.call('HSET', KEYS[1], ARGV[i], left)
     else
       redis.call('HDEL', KEYS[1], ARGV[i])
+      redis.call('HDEL', KEYS[3], ARGV[i])
     end
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
 return 1
 ",
     )
@@ -152,6 +185,11 @@ impl RedisCartStore {
         format!("{}{{{customer}}}", self.prefix)
     }
 
+    /// The key of the revisions of the customer's cart and its lines.
+    pub fn revisions_key(&self, customer: &CustomerId) -> String {
+        format!("{}{{{customer}}}:since", self.prefix)
+    }
+
     /// The key of the set of orders already taken out of the customer's cart.
     pub fn orders_key(&self, customer: &CustomerId) -> String {
         format!("{}{{{customer}}}:orders", self.prefix)
@@ -169,9 +207,12 @@ impl RedisCartStore {
         Ok(u64::try_from(millis).ok().map(Duration::from_millis))
     }
 
-    async fn lines_of(&self, customer: &CustomerId) -> anyhow::Result<Vec<Line>> {
-        let stored: HashMap<String, i64> = redis::cmd("HGETALL")
-            .arg(self.cart_key(customer))
+    async fn contents_of(&self, customer: &CustomerId) -> anyhow::Result<Contents> {
+        // MULTI/EXEC, so the lines and the revision are of one moment.
+        let (stored, revision): (HashMap<String, i64>, Option<i64>) = redis::pipe()
+            .atomic()
+            .hgetall(self.cart_key(customer))
+            .hget(self.revisions_key(customer), "#rev")
             .query_async(&mut self.connection.clone())
             .await
             .context("reading a cart")?;
@@ -184,7 +225,10 @@ impl RedisCartStore {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
-        Ok(lines)
+        Ok(Contents {
+            revision: revision.unwrap_or(0),
+            lines,
+        })
     }
 
     async fn add_line(
@@ -196,11 +240,13 @@ impl RedisCartStore {
         check_quantity(self.limits, quantity)?;
         let answer: i64 = ADD
             .key(self.cart_key(customer))
+            .key(self.revisions_key(customer))
             .arg(product.as_str())
             .arg(quantity)
             .arg(self.limits.max_quantity)
             .arg(self.limits.max_lines)
             .arg(self.ttl_secs)
+            .arg(now_ms())
             .invoke_async(&mut self.connection.clone())
             .await
             .context("adding to a cart")?;
@@ -221,6 +267,7 @@ impl RedisCartStore {
         check_quantity(self.limits, quantity)?;
         let set: i64 = SET
             .key(self.cart_key(customer))
+            .key(self.revisions_key(customer))
             .arg(product.as_str())
             .arg(quantity)
             .arg(self.ttl_secs)
@@ -240,6 +287,7 @@ impl RedisCartStore {
     ) -> anyhow::Result<bool> {
         let removed: i64 = REMOVE
             .key(self.cart_key(customer))
+            .key(self.revisions_key(customer))
             .arg(product.as_str())
             .arg(self.ttl_secs)
             .invoke_async(&mut self.connection.clone())
@@ -249,11 +297,13 @@ impl RedisCartStore {
     }
 
     async fn clear_cart(&self, customer: &CustomerId) -> anyhow::Result<()> {
-        let _: i64 = redis::cmd("DEL")
-            .arg(self.cart_key(customer))
-            .query_async(&mut self.connection.clone())
+        let _: i64 = CLEAR
+            .key(self.cart_key(customer))
+            .key(self.revisions_key(customer))
+            .arg(self.ttl_secs)
+            .invoke_async(&mut self.connection.clone())
             .await
-            .context("dropping a cart")?;
+            .context("emptying a cart")?;
         Ok(())
     }
 
@@ -262,6 +312,7 @@ impl RedisCartStore {
         customer: &CustomerId,
         order_id: &str,
         ordered: &[Line],
+        revision: Option<i64>,
     ) -> anyhow::Result<bool> {
         let now = now_ms();
         let retention = i64::try_from(platform::inbox::RETENTION.as_millis()).unwrap_or(i64::MAX);
@@ -269,11 +320,17 @@ impl RedisCartStore {
         invocation
             .key(self.cart_key(customer))
             .key(self.orders_key(customer))
+            .key(self.revisions_key(customer))
             .arg(order_id)
             .arg(now)
             .arg(now.saturating_sub(retention))
             .arg(retention)
-            .arg(self.ttl_secs);
+            .arg(self.ttl_secs)
+            .arg(
+                revision
+                    .map(|revision| revision.to_string())
+                    .unwrap_or_default(),
+            );
         for line in ordered {
             // A negative quantity would add units; an order takes, never gives.
             invocation
@@ -297,8 +354,8 @@ impl RedisCartStore {
 }
 
 impl CartStore for RedisCartStore {
-    fn lines<'a>(&'a self, customer: &'a CustomerId) -> BoxFuture<'a, anyhow::Result<Vec<Line>>> {
-        Box::pin(self.lines_of(customer))
+    fn contents<'a>(&'a self, customer: &'a CustomerId) -> BoxFuture<'a, anyhow::Result<Contents>> {
+        Box::pin(self.contents_of(customer))
     }
 
     fn add<'a>(
@@ -336,8 +393,9 @@ impl CartStore for RedisCartStore {
         customer: &'a CustomerId,
         order_id: &'a str,
         ordered: &'a [Line],
+        revision: Option<i64>,
     ) -> BoxFuture<'a, anyhow::Result<bool>> {
-        Box::pin(self.remove_order(customer, order_id, ordered))
+        Box::pin(self.remove_order(customer, order_id, ordered, revision))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), String>> {

@@ -13,7 +13,7 @@ use platform::clock::now_ms;
 use platform::db::Database;
 use sqlx::{AnyConnection, Row as _};
 
-use super::{CartError, CartStore, check_quantity, left_after};
+use super::{CartError, CartStore, Contents, check_quantity, left_after, next_revision};
 use crate::domain::{CustomerId, Limits, Line, ProductId};
 
 /// How many abandoned carts one statement of the sweep drops at most, so that a large
@@ -86,22 +86,30 @@ impl SqlCartStore {
         Ok(expired)
     }
 
-    async fn lines_of(&self, customer: &CustomerId) -> anyhow::Result<Vec<Line>> {
+    async fn contents_of(&self, customer: &CustomerId) -> anyhow::Result<Contents> {
+        // One statement, so the revision and the lines are of one moment.
         let rows = sqlx::query(
-            "SELECT product_id, quantity FROM cart_lines WHERE customer_id = $1 ORDER BY product_id",
+            "SELECT c.revision, l.product_id, l.quantity FROM carts c \
+             LEFT JOIN cart_lines l ON l.customer_id = c.customer_id \
+             WHERE c.customer_id = $1 ORDER BY l.product_id",
         )
         .bind(customer.as_str().to_owned())
         .fetch_all(self.db.pool())
         .await
         .context("reading a cart")?;
-        rows.iter()
-            .map(|row| {
-                let product: String = row.try_get("product_id")?;
-                let product_id = ProductId::parse(&product)
-                    .with_context(|| format!("stored product id {product:?}"))?;
-                Ok(Line::new(product_id, row.try_get("quantity")?))
-            })
-            .collect()
+        let mut contents = Contents::default();
+        for row in &rows {
+            contents.revision = row.try_get("revision")?;
+            let Some(product) = row.try_get::<Option<String>, _>("product_id")? else {
+                continue;
+            };
+            let product_id = ProductId::parse(&product)
+                .with_context(|| format!("stored product id {product:?}"))?;
+            contents
+                .lines
+                .push(Line::new(product_id, row.try_get("quantity")?));
+        }
+        Ok(contents)
     }
 
     async fn add_line(
@@ -131,12 +139,27 @@ impl SqlCartStore {
                         max: self.limits.max_lines,
                     });
                 }
+                let previous: i64 =
+                    sqlx::query_scalar("SELECT revision FROM carts WHERE customer_id = $1")
+                        .bind(customer.as_str().to_owned())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .context("reading a cart's revision")?;
+                let revision = next_revision(previous, now_ms());
+                sqlx::query("UPDATE carts SET revision = $2 WHERE customer_id = $1")
+                    .bind(customer.as_str().to_owned())
+                    .bind(revision)
+                    .execute(&mut *tx)
+                    .await
+                    .context("moving a cart's revision")?;
                 sqlx::query(
-                    "INSERT INTO cart_lines (customer_id, product_id, quantity) VALUES ($1, $2, $3)",
+                    "INSERT INTO cart_lines (customer_id, product_id, quantity, since) \
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(customer.as_str().to_owned())
                 .bind(product.as_str().to_owned())
                 .bind(quantity)
+                .bind(revision)
                 .execute(&mut *tx)
                 .await
                 .context("adding a line")?;
@@ -178,11 +201,9 @@ impl SqlCartStore {
 
     async fn clear_cart(&self, customer: &CustomerId) -> anyhow::Result<()> {
         let mut tx = self.db.pool().begin().await?;
-        sqlx::query("DELETE FROM carts WHERE customer_id = $1")
-            .bind(customer.as_str().to_owned())
-            .execute(&mut *tx)
-            .await
-            .context("dropping a cart")?;
+        // The cart's row stays, with its revision: a line added next is newer than
+        // any order placed before.
+        refresh(&mut tx, customer).await?;
         sqlx::query("DELETE FROM cart_lines WHERE customer_id = $1")
             .bind(customer.as_str().to_owned())
             .execute(&mut *tx)
@@ -197,6 +218,7 @@ impl SqlCartStore {
         customer: &CustomerId,
         order_id: &str,
         ordered: &[Line],
+        revision: Option<i64>,
     ) -> anyhow::Result<bool> {
         let mut tx = self.db.pool().begin().await?;
         // Recording the order first makes a second call for it wait for the first to
@@ -219,9 +241,13 @@ impl SqlCartStore {
         }
         refresh(&mut tx, customer).await?;
         for line in ordered {
-            let Some(held) = held(&mut tx, customer, &line.product_id).await? else {
+            let Some((held, since)) = held_since(&mut tx, customer, &line.product_id).await? else {
                 continue;
             };
+            if revision.is_some_and(|revision| since > revision) {
+                // Added again after the order was placed: not what the order bought.
+                continue;
+            }
             match left_after(held, line.quantity) {
                 Some(left) => set_line(&mut tx, customer, &line.product_id, left).await?,
                 None => {
@@ -235,8 +261,8 @@ impl SqlCartStore {
 }
 
 impl CartStore for SqlCartStore {
-    fn lines<'a>(&'a self, customer: &'a CustomerId) -> BoxFuture<'a, anyhow::Result<Vec<Line>>> {
-        Box::pin(self.lines_of(customer))
+    fn contents<'a>(&'a self, customer: &'a CustomerId) -> BoxFuture<'a, anyhow::Result<Contents>> {
+        Box::pin(self.contents_of(customer))
     }
 
     fn add<'a>(
@@ -274,8 +300,9 @@ impl CartStore for SqlCartStore {
         customer: &'a CustomerId,
         order_id: &'a str,
         ordered: &'a [Line],
+        revision: Option<i64>,
     ) -> BoxFuture<'a, anyhow::Result<bool>> {
-        Box::pin(self.remove_order(customer, order_id, ordered))
+        Box::pin(self.remove_order(customer, order_id, ordered, revision))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
@@ -321,6 +348,25 @@ async fn held(
         .fetch_optional(connection)
         .await
         .context("reading a line")
+}
+
+/// How many units of `product` the cart holds, and the revision that created the line,
+/// if it has a line for it.
+async fn held_since(
+    connection: &mut AnyConnection,
+    customer: &CustomerId,
+    product: &ProductId,
+) -> anyhow::Result<Option<(i64, i64)>> {
+    let row = sqlx::query(
+        "SELECT quantity, since FROM cart_lines WHERE customer_id = $1 AND product_id = $2",
+    )
+    .bind(customer.as_str().to_owned())
+    .bind(product.as_str().to_owned())
+    .fetch_optional(connection)
+    .await
+    .context("reading a line")?;
+    row.map(|row| Ok((row.try_get("quantity")?, row.try_get("since")?)))
+        .transpose()
 }
 
 async fn set_line(

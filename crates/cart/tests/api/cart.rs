@@ -101,6 +101,34 @@ async fn every_change_answers_the_priced_cart(engine: Engine) {
     assert_eq!(cart["lines"].as_array().expect("lines").len(), 1);
     assert_eq!(cart["total"]["amount_minor"], mug.price.amount_minor * 5);
 
+    // A whole number written with a fraction is the same number, as JSON Schema has it;
+    // a real fraction is refused.
+    let (status, cart) = shop
+        .send(
+            Method::PUT,
+            &format!("/items/{}", mug.id),
+            &alice,
+            Some(json!({"quantity": 4.0})),
+        )
+        .await;
+    assert_eq!(status, 200, "{cart}");
+    assert_eq!(line_of(&cart, &mug.id)["quantity"], 4);
+    let (status, problem) = shop
+        .send(
+            Method::PUT,
+            &format!("/items/{}", mug.id),
+            &alice,
+            Some(json!({"quantity": 4.5})),
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("quantity")),
+        "{problem}"
+    );
+
     // Adding past the most units a line may hold keeps the most.
     let cart = shop.add(&alice, &mug.id, 99).await;
     assert_eq!(line_of(&cart, &mug.id)["quantity"], 99);
@@ -126,10 +154,14 @@ async fn get_cart_over_grpc_is_the_same_priced_cart(engine: Engine) {
     let mut client = CartClient::connect(format!("http://{}", shop.cart))
         .await
         .expect("a gRPC connection");
+    let ask = |customer: &str, bearer: &str| {
+        let request = GetCartRequest {
+            customer_id: customer.to_owned(),
+        };
+        platform::grpc::on_behalf_of(request, bearer).expect("a request")
+    };
     let grpc = client
-        .get_cart(GetCartRequest {
-            customer_id: customer_id.to_owned(),
-        })
+        .get_cart(ask(customer_id, &token))
         .await
         .expect("answered")
         .into_inner();
@@ -163,18 +195,39 @@ async fn get_cart_over_grpc_is_the_same_priced_cart(engine: Engine) {
         rest
     );
 
-    let empty = client
+    // Another customer's token, no token or a forged one read nothing.
+    let other = shop.issuer.customer("0195f3b2-7c1e-7d00-8000-0000000000b0");
+    let foreign = client
+        .get_cart(ask(customer_id, &other))
+        .await
+        .expect_err("refused");
+    assert_eq!(foreign.code(), tonic::Code::PermissionDenied);
+    let anonymous = client
         .get_cart(GetCartRequest {
-            customer_id: "someone-else".to_owned(),
+            customer_id: customer_id.to_owned(),
         })
+        .await
+        .expect_err("refused");
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let forged = client
+        .get_cart(ask(customer_id, &format!("{token}x")))
+        .await
+        .expect_err("refused");
+    assert_eq!(forged.code(), tonic::Code::Unauthenticated);
+    let admin = client
+        .get_cart(ask(customer_id, &shop.issuer.admin()))
+        .await
+        .expect("an admin may read any cart")
+        .into_inner();
+    assert_eq!(admin.lines.len(), 2);
+    let empty = client
+        .get_cart(ask("someone-else", &shop.issuer.customer("someone-else")))
         .await
         .expect("answered")
         .into_inner();
     assert!(empty.lines.is_empty() && empty.total.is_none());
     let refused = client
-        .get_cart(GetCartRequest {
-            customer_id: String::new(),
-        })
+        .get_cart(ask("", &shop.issuer.admin()))
         .await
         .expect_err("refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
@@ -204,6 +257,32 @@ async fn the_redis_store_serves_the_same_cart(engine: Engine) {
         .await
         .expect("answers");
     assert_eq!(ready.status().as_u16(), 200);
+
+    // Redis goes away: reads and writes answer 503 with Retry-After, never 500, and
+    // nothing is half-done; when it is back the cart is there as it was.
+    let link = shop.redis_link.as_ref().expect("carts in Redis");
+    link.cut();
+    for (method, path, body) in [
+        (Method::GET, "/", None),
+        (
+            Method::POST,
+            "/items",
+            Some(json!({"product_id": product.id, "quantity": 1})),
+        ),
+    ] {
+        let (status, problem) = shop.send(method, path, &alice, body).await;
+        assert_eq!(status, 503, "{path} with Redis away: {problem}");
+        assert_eq!(problem["status"], 503);
+    }
+    link.restore();
+    let back = "the cart answering again once Redis is back";
+    let cart = test_support::eventually(back, std::time::Duration::from_secs(10), || async {
+        let (status, cart) = shop.send(Method::GET, "/", &alice, None).await;
+        assert!(status == 200 || status == 503, "{status}: {cart}");
+        if status == 200 { Ok(cart) } else { Err(status) }
+    })
+    .await;
+    assert_eq!(line_of(&cart, &product.id)["quantity"], 3);
 }
 
 async fn the_api_is_documented(engine: Engine) {

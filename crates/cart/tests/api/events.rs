@@ -39,6 +39,7 @@ async fn a_confirmed_order_leaves_the_cart_exactly_once(engine: Engine) {
             mug.price.amount_minor * 2 + pen.price.amount_minor,
             mug.price.currency,
         ),
+        cart_revision: None,
     };
     // Two messages with one order, as when orders publishes a confirmation again.
     let mut ids = Vec::new();

@@ -11,6 +11,7 @@ use platform::bus::embedded::EmbeddedBus;
 use platform::shutdown::Shutdown;
 use reqwest::Method;
 use serde_json::Value;
+use test_support::proxy::Proxy;
 use test_support::redis::{RedisServer, unique_prefix};
 use test_support::{Engine, TestDatabase, TestIssuer, bind, serve_on};
 
@@ -47,6 +48,8 @@ pub(crate) struct TestShop {
     pub(crate) bus: Arc<EmbeddedBus>,
     shutdown: Shutdown,
     _databases: Vec<TestDatabase>,
+    /// The connection to Redis, when carts are kept there: cut it to take Redis away.
+    pub(crate) redis_link: Option<Proxy>,
     _redis: Option<RedisServer>,
     _folder: tempfile::TempDir,
 }
@@ -75,8 +78,8 @@ impl TestShop {
         let catalog_config = catalog::Config {
             listen: catalog,
             database_url: Some(databases[0].url().clone()),
-            max_connections: 4,
             seed_demo_data: true,
+            ..catalog::Config::default()
         };
         let service = catalog::build(&catalog_config, &context)
             .await
@@ -86,9 +89,9 @@ impl TestShop {
         let inventory_config = inventory::Config {
             listen: inventory,
             database_url: Some(databases[1].url().clone()),
-            max_connections: 4,
             initial_stock: INITIAL_STOCK,
             expiry_check_ms: 3_600_000,
+            ..inventory::Config::default()
         };
         let service = inventory::build(&inventory_config, &context)
             .await
@@ -96,12 +99,20 @@ impl TestShop {
         serve_on(inventory_listener, service, &shutdown);
 
         let redis = options.redis.then(RedisServer::new);
-        let store = match &redis {
-            Some(server) => cart::StoreConfig::Redis {
-                url: server.url().to_owned().try_into().expect("a Redis URL"),
+        // Redis is reached through a proxy, so a test can take it away.
+        let redis_link = match &redis {
+            Some(server) => Some(Proxy::to_server_of(server.url()).await),
+            None => None,
+        };
+        let store = match (&redis, &redis_link) {
+            (Some(server), Some(link)) => cart::StoreConfig::Redis {
+                url: link
+                    .url_through(server.url())
+                    .try_into()
+                    .expect("a Redis URL"),
                 key_prefix: unique_prefix(),
             },
-            None => cart::StoreConfig::Sql {},
+            _ => cart::StoreConfig::Sql {},
         };
         let catalog_url = if options.catalog_down {
             format!("http://{}", closed_address().await)
@@ -132,6 +143,7 @@ impl TestShop {
             bus,
             shutdown,
             _databases: databases.into(),
+            redis_link,
             _redis: redis,
             _folder: folder,
         }
@@ -216,19 +228,18 @@ impl TestShop {
     /// catalog's relay and inventory's consumer run as workers, so this polls, bounded.
     async fn wait_until_tracked(&self, product_id: &str) {
         let url = format!("http://{}/stock/{product_id}", self.inventory);
-        for _ in 0..400 {
+        let learnt = format!("inventory learning of {product_id}");
+        test_support::eventually(&learnt, Duration::from_secs(10), || async {
             let response = self
                 .client
                 .get(&url)
                 .send()
                 .await
                 .expect("inventory answers");
-            if response.status().is_success() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("inventory never learnt of {product_id}");
+            let status = response.status();
+            status.is_success().then_some(()).ok_or(status)
+        })
+        .await;
     }
 
     /// Sets a product's price in the catalog, as an admin does.

@@ -114,7 +114,7 @@ async fn redis_carts_expire(subject: &Subject) {
     assert!(
         subject
             .store
-            .remove_ordered(&alice, "order-1", &[line(&mug, 4)])
+            .remove_ordered(&alice, "order-1", &[line(&mug, 4)], None)
             .await
             .expect("applied")
     );

@@ -58,6 +58,7 @@ on_every_store!(
     an_order_leaves_the_cart_exactly_once,
     a_repeated_order_racing_itself_applies_once,
     an_order_leaves_other_customers_alone,
+    a_line_added_again_after_the_order_stays,
     the_consumer_applies_each_confirmed_order_once,
     abandoned_carts_expire,
 );

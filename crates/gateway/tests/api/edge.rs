@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use gateway::config::{RateLimitConfig, RateLimitStore};
-use gateway::{Config, Gateway, Upstream};
+use gateway::{Config, Upstream};
 
 use crate::{TestGateway, echo, problem, serve};
 
@@ -161,7 +161,7 @@ async fn two_gateways_share_one_allowance_through_redis() {
     let (upstream, _stop) = serve(echo()).await;
     let mut limits = per_minute(30, 100, 100);
     limits.store = RateLimitStore::Redis {
-        url: redis.url().to_owned(),
+        url: redis.url().to_owned().try_into().expect("a Redis URL"),
         key_prefix: test_support::redis::unique_prefix(),
     };
     let first = TestGateway::with(limited(upstream, limits.clone())).await;
@@ -176,28 +176,49 @@ async fn two_gateways_share_one_allowance_through_redis() {
     assert_eq!(allowed, 30, "the allowance is shared, not doubled");
 }
 
-#[tokio::test]
-async fn an_unreachable_limit_store_fails_the_start_loudly() {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-        listener.local_addr().expect("bound")
-    };
-    let mut limits = per_minute(30, 100, 100);
+/// Redis down when the gateway starts: it starts anyway, limiting on its own (never
+/// unlimited), and shares the allowance once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_store_down_at_start_is_waited_for_not_fatal() {
+    let redis = test_support::redis::RedisServer::new();
+    let link = test_support::proxy::Proxy::to_server_of(redis.url()).await;
+    let (upstream, _stop) = serve(echo()).await;
+    let mut limits = per_minute(4, 100, 100);
     limits.store = RateLimitStore::Redis {
-        url: format!("redis://{closed}"),
-        key_prefix: "x:".to_owned(),
+        url: link
+            .url_through(redis.url())
+            .try_into()
+            .expect("a Redis URL"),
+        key_prefix: test_support::redis::unique_prefix(),
     };
-    let config = Config {
-        rate_limit: limits,
-        ..Config::default()
-    };
-    let error = Gateway::new(&config, test_support::TestIssuer::new().verifier())
-        .await
-        .err()
-        .expect("refused");
-    assert!(
-        format!("{error:#}").contains("rate limit store"),
-        "{error:#}"
+    link.cut();
+    let alone = TestGateway::with(limited(upstream, limits.clone())).await;
+    let statuses: Vec<u16> = futures_util::future::join_all(
+        (0..6).map(|_| async { alone.get("/api/shop/x", &[]).await.0 }),
+    )
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 201).count(),
+        4,
+        "limited on its own while Redis is away: {statuses:?}"
+    );
+
+    link.restore();
+    let other = TestGateway::with(limited(upstream, limits)).await;
+    // After a failure the first gateway leaves Redis alone for a second (so an outage
+    // costs a request a second, not every request); then it asks again by itself.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    // (The same client as before: its count in Redis starts now.)
+    let mut allowed = 0;
+    for n in 0..40 {
+        let gateway = if n % 2 == 0 { &alone } else { &other };
+        if gateway.get("/api/shop/y", &[]).await.0 == 201 {
+            allowed += 1;
+        }
+    }
+    assert_eq!(
+        allowed, 4,
+        "once Redis is back the gateways share one allowance"
     );
 }
 
@@ -307,4 +328,242 @@ async fn answers_carry_security_headers() {
             .expect("text")
             .contains("default-src 'none'")
     );
+    // The gateway's own answers too: its console, API docs, health and 404s.
+    for (path, policy) in [
+        ("/console", "default-src 'none'"),
+        ("/api/docs/", "default-src 'self'"),
+        ("/health/live", "default-src 'none'"),
+        ("/no/such/route", "default-src 'none'"),
+        ("/api/nothing-here", "default-src 'none'"),
+    ] {
+        let response = gateway
+            .client
+            .get(gateway.url(path))
+            .send()
+            .await
+            .expect("answers");
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .expect("text")
+                .contains(policy),
+            "{path}: {:?}",
+            headers["content-security-policy"]
+        );
+    }
+}
+
+/// A request target or headers past the gateway's bounds get 414 or 431 with a problem
+/// saying which, and never reach an upstream; past the server's own bound on a head,
+/// 431 all the same.
+#[tokio::test]
+async fn oversized_heads_are_refused_with_a_problem() {
+    let (upstream, _stop) = serve(echo()).await;
+    let gateway = TestGateway::with(limited(upstream, per_minute(100, 100, 100))).await;
+    let long = format!("/api/shop/x?q={}", "a".repeat(gateway::proxy::MAX_URI));
+    let refused = gateway
+        .client
+        .get(gateway.url(&long))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
+    let body = problem(refused, 414).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("request target"))
+    );
+    for size in [40 * 1024, 100 * 1024] {
+        let refused = gateway
+            .client
+            .get(gateway.url("/api/shop/x"))
+            .header("x-padding", "p".repeat(size))
+            .send()
+            .await
+            .expect("answers");
+        let body = problem(refused, 431).await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("headers")),
+            "{body}"
+        );
+    }
+    let huge = gateway
+        .client
+        .get(gateway.url("/api/shop/x"))
+        .header("x-padding", "p".repeat(platform::http::MAX_HEAD))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(huge.status(), 431);
+    assert_eq!(gateway.get("/api/shop/x", &[]).await.0, 201, "served after");
+}
+
+/// A client that sends its request head too slowly, or keeps a connection open with no
+/// request, is disconnected rather than holding the connection for ever.
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let (upstream, _stop) = serve(echo()).await;
+    let config = limited(upstream, per_minute(100, 100, 100));
+    let handle = gateway::Gateway::new(&config, test_support::TestIssuer::new().verifier())
+        .await
+        .expect("a gateway");
+    let stop = platform::shutdown::Shutdown::new();
+    let (listener, address) = test_support::bind().await;
+    tokio::spawn(platform::http::serve_with(
+        listener,
+        handle.router(),
+        stop.clone(),
+        Duration::from_millis(300),
+    ));
+    // Half a head, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    slow.write_all(b"GET /api/shop/x HTTP/1.1\r\nHost: shop\r\n")
+        .await
+        .expect("sent");
+    // A whole request, then nothing.
+    let mut idle = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    idle.write_all(b"GET /api/shop/x HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .expect("sent");
+    // A bound far past the timeout, so a slow machine does not fail the test: what is
+    // asserted is that the server ends both connections, not how fast.
+    for (name, stream) in [("slow", &mut slow), ("idle", &mut idle)] {
+        let mut received = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut chunk = [0_u8; 4096];
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => received.extend_from_slice(&chunk[..read]),
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the {name} connection was left open");
+        if name == "idle" {
+            assert!(
+                received.starts_with(b"HTTP/1.1 201"),
+                "{name}: {received:?}"
+            );
+        }
+    }
+    stop.trigger();
+}
+
+#[tokio::test]
+async fn internal_grpc_methods_and_metrics_are_not_forwarded() {
+    let (upstream, _stop) = serve(echo()).await;
+    let gateway = TestGateway::with(crate::shop_config(vec![gateway::Instance::stable(
+        gateway::UpstreamUrl::from_addr(upstream),
+    )]))
+    .await;
+    for path in [
+        "/api/shop/bazaar.cart.v1.Cart/GetCart",
+        "/api/shop//bazaar.payments.v1.Payments/GetPaymentMethod",
+        "/api/shop/grpc.health.v1.Health/Check",
+        "/api/shop/metrics",
+        "/metrics",
+    ] {
+        let (status, upstream) = gateway.get(path, &[]).await;
+        assert_eq!((status, upstream), (404, None), "{path}");
+    }
+    let grpc = gateway
+        .client
+        .post(gateway.url("/api/shop/anything"))
+        .header("content-type", "application/grpc+proto")
+        .body(vec![0_u8; 5])
+        .send()
+        .await
+        .expect("answers");
+    assert!(grpc.headers().get("x-upstream").is_none());
+    problem(grpc, 404).await;
+    for public in [
+        "/api/shop/.well-known/jwks.json",
+        "/api/shop/openapi.json",
+        "/api/shop/products/enamel-camp-mug",
+    ] {
+        assert_eq!(gateway.get(public, &[]).await.0, 201, "{public}");
+    }
+}
+
+#[tokio::test]
+async fn the_gateways_own_metrics_are_served_on_the_private_address_only() {
+    let (upstream, _stop) = serve(echo()).await;
+    let metrics_address = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        probe.local_addr().expect("an address")
+    };
+    let mut config = crate::shop_config(vec![gateway::Instance::stable(
+        gateway::UpstreamUrl::from_addr(upstream),
+    )]);
+    config.metrics_listen = Some(metrics_address);
+    let stop = platform::shutdown::Shutdown::new();
+    let service = gateway::build(&config, test_support::TestIssuer::new().verifier(), &stop)
+        .await
+        .expect("a gateway");
+    let public = test_support::serve(service, &stop).await;
+    let client = reqwest::Client::new();
+    let public_metrics = client
+        .get(format!("http://{public}/metrics"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(public_metrics.status().as_u16(), 404);
+    client
+        .get(format!("http://{public}/api/shop/x"))
+        .send()
+        .await
+        .expect("answers");
+    let private = client
+        .get(format!("http://{metrics_address}/metrics"))
+        .send()
+        .await
+        .expect("the metrics address answers");
+    assert_eq!(private.status().as_u16(), 200);
+    let text = private.text().await.expect("text");
+    assert!(text.contains(r#"service="gateway""#), "{text}");
+    stop.trigger();
+}
+
+/// The gateway vouches for the client address it forwards with the shop's forwarding
+/// secret, and never passes on what a client claims in that header.
+#[tokio::test]
+async fn the_gateway_alone_vouches_for_the_client_address() {
+    let (upstream, _stop) = serve(echo()).await;
+    let secret = platform::config::Secret::random().expect("a secret");
+    for configured in [Some(secret.clone()), None] {
+        let gateway = TestGateway::with(Config {
+            forwarding_secret: configured.clone(),
+            ..limited(upstream, per_minute(100, 100, 100))
+        })
+        .await;
+        let echoed: serde_json::Value = gateway
+            .client
+            .get(gateway.url("/api/shop/x"))
+            .header(platform::net::FORWARDED_BY, "a-client-claims-this")
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("the echo");
+        let forwarded = echoed["headers"][platform::net::FORWARDED_BY].as_str();
+        assert_eq!(
+            forwarded,
+            configured.as_ref().map(platform::config::Secret::expose)
+        );
+    }
 }

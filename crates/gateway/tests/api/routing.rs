@@ -243,18 +243,17 @@ async fn the_route_table_reloads_under_load_without_a_failed_request() {
     let staged = folder.path().join("routes.toml.new");
     std::fs::write(&staged, routes("green")).expect("written");
     std::fs::rename(&staged, &file).expect("renamed");
-    let switched = async {
-        loop {
-            let (_, upstream) = gateway.get("/api/shop/x", &[]).await;
-            if upstream.as_deref() == Some("green") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let switched = "the watcher loading the new routes file";
+    test_support::eventually(switched, std::time::Duration::from_secs(30), || async {
+        let (_, upstream) = gateway.get("/api/shop/x", &[]).await;
+        let upstream = upstream.unwrap_or_default();
+        if upstream == "green" {
+            Ok(())
+        } else {
+            Err(upstream)
         }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(30), switched)
-        .await
-        .expect("the watcher loads the new routes file");
+    })
+    .await;
     // A broken file is refused; green stays.
     std::fs::write(&file, "[upstreams.shop]\ninstances = []\n").expect("written");
     assert!(gateway.handle.reload().is_err());
@@ -274,4 +273,44 @@ async fn the_route_table_reloads_under_load_without_a_failed_request() {
         gateway.get("/api/shop/x", &[]).await.1.as_deref(),
         Some("green")
     );
+}
+
+#[tokio::test]
+async fn the_site_gets_every_path_outside_the_api_whole() {
+    let (shop, _stop_shop) = serve(named_echo("shop")).await;
+    let (web, _stop_web) = serve(named_echo("web")).await;
+    let mut config = shop_config(vec![Instance::stable(UpstreamUrl::from_addr(shop))]);
+    config
+        .upstreams
+        .insert("web".to_owned(), gateway::Upstream::at(web));
+    config.site = Some("web".to_owned());
+    let gateway = TestGateway::with(config).await;
+    for (path, upstream, target) in [
+        ("/", Some("web"), "/"),
+        (
+            "/products/enamel-camp-mug?q=1",
+            Some("web"),
+            "/products/enamel-camp-mug?q=1",
+        ),
+        ("/static/shop.css", Some("web"), "/static/shop.css"),
+        ("/api/shop/items", Some("shop"), "/items"),
+    ] {
+        let response = gateway
+            .client
+            .get(gateway.url(path))
+            .send()
+            .await
+            .expect("answers");
+        let answered = response
+            .headers()
+            .get("x-upstream")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(answered.as_deref(), upstream, "{path}");
+        let echo: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(echo["target"], target, "{path}");
+    }
+    // The site has no API of its own, and its metrics are as private as anyone's.
+    assert_eq!(gateway.get("/api/web/x", &[]).await, (404, None));
+    assert_eq!(gateway.get("/metrics", &[]).await, (404, None));
 }

@@ -7,7 +7,83 @@ use crate::helpers::{PASSWORD, TestApp, access};
 test_support::on_both_engines!(
     rotation_keeps_the_old_key_published_until_its_tokens_expire,
     only_admins_may_rotate,
+    configuring_a_secret_seals_the_signing_keys_at_rest,
 );
+
+/// The seeds as stored in identity's database.
+async fn stored_seeds(config: &identity::Config) -> Vec<String> {
+    use sqlx::Row as _;
+    let db = platform::db::Database::open("identity", config.database_url.as_ref(), 1)
+        .await
+        .expect("the database");
+    sqlx::query("SELECT seed FROM signing_keys")
+        .fetch_all(db.pool())
+        .await
+        .expect("readable")
+        .iter()
+        .map(|row| row.try_get::<String, _>("seed").expect("a seed"))
+        .collect()
+}
+
+/// A shop that starts with `signing_key_secret` seals the keys it stored plain before,
+/// keeps signing and verifying with them (tokens already issued stay valid), and its
+/// keys no longer open without the secret.
+async fn configuring_a_secret_seals_the_signing_keys_at_rest(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let token = app.customer("ada@example.com").await;
+    let plain = stored_seeds(&app.config).await;
+    assert!(
+        plain.iter().all(|seed| !seed.starts_with("enc1:")),
+        "{plain:?}"
+    );
+
+    let mut sealed_config = app.config.clone();
+    sealed_config.listen = "127.0.0.1:0".parse().expect("an address");
+    sealed_config.signing_key_secret = Some(
+        "a secret kept apart from the backups"
+            .to_owned()
+            .try_into()
+            .expect("a secret"),
+    );
+    let context = test_support::context(app.bus.clone(), app.auth.verifier());
+    let service = identity::build(&sealed_config, &app.auth, &context)
+        .await
+        .expect("identity starts with the secret");
+    let sealed_identity = test_support::serve(service, &context.shutdown).await;
+    let sealed = stored_seeds(&app.config).await;
+    assert_eq!(sealed.len(), plain.len());
+    assert!(
+        sealed.iter().all(|seed| seed.starts_with("enc1:")),
+        "{sealed:?}"
+    );
+    for seed in &plain {
+        assert!(!sealed.iter().any(|stored| stored.contains(seed.as_str())));
+    }
+    let me = app
+        .client
+        .get(format!("http://{sealed_identity}/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("identity answers");
+    assert_eq!(
+        me.status().as_u16(),
+        200,
+        "a token signed before still verifies"
+    );
+
+    let without = identity::context(&app.config, &app.auth)
+        .await
+        .expect("a context");
+    let error = identity::ops::jwks(&without)
+        .await
+        .expect_err("sealed keys");
+    assert!(
+        format!("{error:#}").contains("signing_key_secret"),
+        "{error:#}"
+    );
+    context.shutdown.trigger();
+}
 
 async fn jwks_kids(app: &TestApp) -> Vec<String> {
     let jwks = app.jwks().await;

@@ -5,4 +5,5 @@ mod attacks;
 mod bad_input;
 mod helpers;
 mod keys;
+mod outage;
 mod tokens;

@@ -13,6 +13,7 @@ test_support::on_both_engines!(
     refresh_tokens_rotate_on_every_use,
     reusing_a_rotated_refresh_token_revokes_the_family,
     logout_revokes_the_refresh_token,
+    a_session_ends_at_its_maximum_age_however_often_it_is_refreshed,
     an_independent_jwt_library_verifies_tokens_with_the_jwks,
     the_discovery_document_points_at_the_keys,
 );
@@ -35,6 +36,23 @@ async fn refresh_tokens_rotate_on_every_use(engine: Engine) {
         .post("/refresh", json!({"refresh_token": refresh(&second)}))
         .await;
     assert_eq!(third.status().as_u16(), 200);
+}
+
+/// A session has a maximum age from sign-in (here none at all): its refresh token is
+/// refused then, though unexpired and unused, and the user signs in again.
+async fn a_session_ends_at_its_maximum_age_however_often_it_is_refreshed(engine: Engine) {
+    let app = TestApp::spawn_with(engine, |config| {
+        config.address_attempts_burst = 10_000;
+        config.session_max_age_secs = 0;
+    })
+    .await;
+    app.register("ada@example.com").await;
+    let tokens = app.login("ada@example.com", PASSWORD).await;
+    let refused = app
+        .post("/refresh", json!({"refresh_token": refresh(&tokens)}))
+        .await;
+    assert_problem(refused, 400, "invalid-grant").await;
+    app.login("ada@example.com", PASSWORD).await;
 }
 
 async fn reusing_a_rotated_refresh_token_revokes_the_family(engine: Engine) {

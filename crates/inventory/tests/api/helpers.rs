@@ -92,13 +92,12 @@ impl TestApp {
             price: contracts::Money::new(100, contracts::Currency::EUR),
         };
         self.send(&created).await;
-        for _ in 0..200 {
-            if self.available(&id).await.is_some() {
-                return id;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("inventory never tracked {id}");
+        let tracked = format!("inventory tracking {id}");
+        test_support::eventually(&tracked, Duration::from_secs(5), || async {
+            self.available(&id).await.map(|_| ()).ok_or("not tracked")
+        })
+        .await;
+        id
     }
 
     /// What `GET /stock/{id}` says is available, if inventory tracks the product.

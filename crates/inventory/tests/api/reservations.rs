@@ -1,10 +1,10 @@
-//! The saga's commands: reserve all or nothing, release, commit, expire; idempotent,
-//! and never oversold under concurrency.
+//! The saga's commands: reserve all or nothing, release, commit, expire, return;
+//! idempotent, and never oversold under concurrency.
 
 use contracts::messaging::Message as _;
 use contracts::messaging::inventory::{
-    CommitRefusedV1, CommitStockV1, Line, ReleaseStockV1, ReserveStockV1, StockCommittedV1,
-    StockRejectedV1, StockReleasedV1, StockReservedV1,
+    CommitRefusedV1, CommitStockV1, Line, ReleaseStockV1, ReserveStockV1, ReturnStockV1,
+    StockCommittedV1, StockRejectedV1, StockReleasedV1, StockReservedV1, StockReturnedV1,
 };
 use platform::outbox::Origin;
 use test_support::Engine;
@@ -18,6 +18,7 @@ test_support::on_both_engines!(
     release_gives_the_stock_back,
     an_expired_hold_releases_and_refuses_a_late_commit,
     concurrent_buyers_never_oversell,
+    sold_stock_is_returned_once_and_only_when_sold,
 );
 
 fn reserve(order_id: &str, lines: &[(&str, i64)], hold_secs: u64) -> ReserveStockV1 {
@@ -193,4 +194,41 @@ async fn admin_levels(app: &TestApp, product: &str) -> serde_json::Value {
         .find(|levels| levels["product_id"] == product)
         .cloned()
         .expect("the product is listed")
+}
+
+/// A capture the card network refused leaves sold stock nobody paid for: returning it
+/// puts it back on sale once, however often the command comes, and a return for an
+/// order that sold nothing gives nothing.
+async fn sold_stock_is_returned_once_and_only_when_sold(engine: Engine) {
+    let mut app = TestApp::spawn(engine, 5).await;
+    let product = app.product().await;
+    app.send(&reserve("order-r", &[(&product, 2)], 600)).await;
+    assert_eq!(app.answer().await.kind, StockReservedV1::TYPE);
+    app.send(&CommitStockV1 {
+        order_id: "order-r".to_owned(),
+    })
+    .await;
+    assert_eq!(app.answer().await.kind, StockCommittedV1::TYPE);
+    assert_eq!(app.available(&product).await, Some(3));
+    for _ in 0..2 {
+        app.send(&ReturnStockV1 {
+            order_id: "order-r".to_owned(),
+        })
+        .await;
+        let returned: StockReturnedV1 = app.answer().await.decode().expect("returned");
+        assert_eq!(returned.order_id, "order-r");
+        assert_eq!(app.available(&product).await, Some(5), "returned once");
+    }
+    app.send(&reserve("order-h", &[(&product, 1)], 600)).await;
+    assert_eq!(app.answer().await.kind, StockReservedV1::TYPE);
+    app.send(&ReturnStockV1 {
+        order_id: "order-h".to_owned(),
+    })
+    .await;
+    assert_eq!(app.answer().await.kind, StockReturnedV1::TYPE);
+    assert_eq!(
+        app.available(&product).await,
+        Some(4),
+        "a hold is not a sale"
+    );
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::messaging::identity::UserRegisteredV1;
+use contracts::messaging::identity::{RegistrationRequestedV1, UserRegisteredV1};
 use contracts::messaging::orders::{
     OrderCancelledV1, OrderConfirmedV1, OrderLine, OrderRefundedV1,
 };
@@ -22,6 +22,7 @@ use platform::db::{Database, PoolSettings};
 use platform::inbox::{Consumer, Outcome};
 use platform::outbox::{self, Origin};
 use platform::shutdown::Shutdown;
+use test_support::mail::Mail;
 use test_support::smtp::SmtpSink;
 use test_support::{Engine, TestDatabase, TestIssuer};
 
@@ -48,6 +49,7 @@ pub(crate) struct TestApp {
     bus: Arc<EmbeddedBus>,
     identity_events: Consumer,
     order_events: Consumer,
+    registration_requests: Consumer,
     shutdown: Shutdown,
     _database: TestDatabase,
     _folder: tempfile::TempDir,
@@ -117,13 +119,14 @@ impl TestApp {
             .await
             .expect("connects");
         let sender = notifications::new_sender(&config, db.clone()).expect("a sender");
-        let mut consumers = notifications::events::consumers(&db, bus.clone())
+        let mut consumers = notifications::events::consumers(&db, bus.clone(), Default::default())
             .await
             .expect("subscribed")
             .into_iter();
-        let (Some(identity_events), Some(order_events)) = (consumers.next(), consumers.next())
+        let (Some(identity_events), Some(order_events), Some(registration_requests)) =
+            (consumers.next(), consumers.next(), consumers.next())
         else {
-            panic!("two consumers");
+            panic!("three consumers");
         };
         Self {
             address,
@@ -137,6 +140,7 @@ impl TestApp {
             bus,
             identity_events,
             order_events,
+            registration_requests,
             shutdown,
             _database: database,
             _folder: folder,
@@ -166,7 +170,9 @@ impl TestApp {
     /// Publishes `envelope` and lets notifications consume it.
     pub(crate) async fn deliver_envelope(&mut self, envelope: &Envelope) -> Outcome {
         self.publish(envelope).await;
-        let consumer = if envelope.kind.starts_with("identity.") {
+        let consumer = if envelope.kind == RegistrationRequestedV1::TYPE {
+            &mut self.registration_requests
+        } else if envelope.kind.starts_with("identity.") {
             &mut self.identity_events
         } else {
             &mut self.order_events
@@ -189,9 +195,9 @@ impl TestApp {
     }
 
     /// The mailbox file of notification `id`, if it was written.
-    pub(crate) fn mailbox_file(&self, id: &NotificationId) -> Option<Eml> {
+    pub(crate) fn mailbox_file(&self, id: &NotificationId) -> Option<Mail> {
         let dir = self.mailbox.as_ref().expect("a mailbox app");
-        std::fs::read(dir.join(format!("{id}.eml"))).ok().map(Eml)
+        std::fs::read(dir.join(format!("{id}.eml"))).ok().map(Mail)
     }
 
     /// The names of the files in the mailbox folder, sorted.
@@ -231,72 +237,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.trigger();
     }
-}
-
-/// An RFC 5322 message read from a file.
-pub(crate) struct Eml(pub(crate) Vec<u8>);
-
-impl Eml {
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8(self.0.clone()).expect("ASCII")
-    }
-
-    /// The first header called `name`, unfolded.
-    pub(crate) fn header(&self, name: &str) -> Option<String> {
-        let text = self.text();
-        let head = text
-            .split("\r\n\r\n")
-            .next()
-            .unwrap_or_default()
-            .replace("\r\n ", " ");
-        head.split("\r\n").find_map(|line| {
-            let (field, value) = line.split_once(':')?;
-            field
-                .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
-    }
-
-    /// The body, decoded if it was sent quoted-printable (lines over 76 characters).
-    pub(crate) fn body(&self) -> String {
-        let text = self.text();
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        if self
-            .header("Content-Transfer-Encoding")
-            .is_some_and(|encoding| encoding.eq_ignore_ascii_case("quoted-printable"))
-        {
-            decode_quoted_printable(&body)
-        } else {
-            body
-        }
-    }
-}
-
-/// Undoes quoted-printable (RFC 2045 §6.7): soft line breaks and `=XX` escapes.
-fn decode_quoted_printable(text: &str) -> String {
-    let bytes = text.replace("=\r\n", "").into_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'=')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                index += 3;
-            }
-            None => {
-                decoded.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8(decoded).expect("UTF-8")
 }
 
 /// The body as the wire carries it: CRLF line endings.
@@ -340,6 +280,7 @@ pub(crate) fn confirmed(customer_id: &str, order_id: &str) -> OrderConfirmedV1 {
             },
         ],
         total: eur(5900),
+        cart_revision: None,
     }
 }
 

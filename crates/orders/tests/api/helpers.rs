@@ -49,6 +49,7 @@ pub(crate) fn basket() -> Basket {
             line("product-notebook", "Dot Grid Notebook", 1, 990),
         ],
         total: eur(3890),
+        cart_revision: Some(7),
     }
 }
 
@@ -254,8 +255,8 @@ impl TestShop {
         let config = catalog::Config {
             listen: catalog,
             database_url: Some(databases[0].url().clone()),
-            max_connections: 4,
             seed_demo_data: true,
+            ..catalog::Config::default()
         };
         let service = catalog::build(&config, &context)
             .await
@@ -265,9 +266,9 @@ impl TestShop {
         let config = inventory::Config {
             listen: inventory,
             database_url: Some(databases[1].url().clone()),
-            max_connections: 4,
             initial_stock: 25,
             expiry_check_ms: 3_600_000,
+            ..inventory::Config::default()
         };
         let service = inventory::build(&config, &context)
             .await
@@ -451,14 +452,14 @@ impl TestShop {
             .to_owned();
         // Inventory learns of products from the catalog's events, in its workers.
         let url = format!("http://{}/stock/{id}", self.inventory);
-        for _ in 0..400 {
+        let learnt = format!("inventory learning of {id}");
+        test_support::eventually(&learnt, Duration::from_secs(10), || async {
             let response = self.client.get(&url).send().await.expect("answers");
-            if response.status().is_success() {
-                return id;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("inventory never learnt of {id}");
+            let status = response.status();
+            status.is_success().then_some(()).ok_or(status)
+        })
+        .await;
+        id
     }
 
     /// Puts one unit of `product` in the cart of `token`'s holder.

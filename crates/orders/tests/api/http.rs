@@ -18,7 +18,31 @@ test_support::on_both_engines!(
     another_customer_can_neither_see_nor_cancel_an_order,
     forged_and_broken_tokens_are_refused,
     the_openapi_document_lists_every_path,
+    an_order_that_costs_nothing_is_refused_before_anything_is_reserved,
 );
+
+/// A product priced 0 (the catalog allows it) makes an order no card can pay: it is
+/// refused when placed, rather than reserving stock and then always being declined.
+async fn an_order_that_costs_nothing_is_refused_before_anything_is_reserved(engine: Engine) {
+    let shop = TestShop::spawn(engine).await;
+    let alice = shop.shopper("alice").await;
+    let product = shop.product().await;
+    let repriced = shop
+        .client
+        .patch(format!("http://{}/products/{product}", shop.catalog))
+        .bearer_auth(shop.issuer.admin())
+        .json(&json!({"price": {"amount_minor": 0, "currency": "EUR"}}))
+        .send()
+        .await
+        .expect("the catalog answers");
+    assert_eq!(repriced.status().as_u16(), 200);
+    shop.add_to_cart(&alice.token, &product).await;
+    let (status, _, problem) = shop.place(&alice.token, "free", &alice.card).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["type"], "/problems/free-order");
+    let (_, orders) = shop.get("/", &alice.token).await;
+    assert_eq!(orders["items"], json!([]), "no order was placed");
+}
 
 async fn placing_needs_a_key_a_cart_and_a_payment_method_of_ones_own(engine: Engine) {
     let shop = TestShop::spawn(engine).await;
@@ -246,6 +270,14 @@ async fn a_customer_lists_only_their_own_orders_page_by_page(engine: Engine) {
         Some(4),
         "an admin lists every customer's orders"
     );
+    let (_, admins_own) = shop.get("/?mine=true", &shop.issuer.admin()).await;
+    assert_eq!(
+        admins_own["items"],
+        json!([]),
+        "an admin asking for their own orders sees only theirs"
+    );
+    let (_, alices_own) = shop.get("/?mine=true", &alice.token).await;
+    assert_eq!(alices_own["items"].as_array().map(Vec::len), Some(3));
 
     for (query, field) in [
         ("limit=0", "limit"),

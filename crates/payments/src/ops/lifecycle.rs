@@ -11,34 +11,42 @@
 //! command handled by two consumers at once), [`record`] refuses, the transaction rolls
 //! back, and the command is handled again from the start on the fresh state.
 //!
-//! A command that does not move the payment (a repeat, or one that came too late) is
-//! answered with the event describing where the payment stands, which for a repeat is
-//! the answer the first one got:
+//! What each command does in each state is [`super::decide`]'s pure table. A command
+//! that does not move the payment (a repeat, or one that came too late) is answered with
+//! the event describing where the payment stands, which for a repeat is the answer the
+//! first one got; an authorization after a void's tombstone first voids whatever the
+//! processor authorized under the order's key.
 //!
-//! | command | acts when | repeated or late |
-//! |---|---|---|
-//! | authorize | no payment yet | its authorization's outcome: held, authorized (also once captured or refunded), declined, or declined `voided` (after a void's tombstone, whatever the processor authorized under the order's key is voided first) |
-//! | review | held | as authorize |
-//! | capture | authorized | captured (also once refunded); otherwise the state's event, with a warning |
-//! | void | held, authorized, or no payment (a tombstone) | voided when declined or voided; captured or refunded are not voided (the saga refunds), with a warning |
-//! | refund | captured | refunded; otherwise the state's event, with a warning |
+//! The processor may refuse an operation for good (a [`ProcessorError::Declined`]),
+//! and asking again would change nothing, so it is not retried:
+//!
+//! - a refused **capture** took nothing, and the authorization it needed is gone: the
+//!   payment is voided (its ledger transaction releases the authorized amount) and
+//!   answered `PaymentFailed`, and the saga returns the stock and cancels the order;
+//! - a refused **void** leaves nothing the shop can still take: the payment is voided
+//!   all the same, and the hold on the card lapses at the issuer;
+//! - a refused **refund** leaves the money captured: the payment stays captured and is
+//!   answered `PaymentFailed`, and the order ends as `refund_failed` for an operator.
+//!
+//! Every refusal is logged as an error and counted in
+//! `payments_processor_refusals_total{operation, reason}`, which an alert watches.
 
 use anyhow::Context as _;
 use contracts::Money;
 use contracts::messaging::payments::{
-    AuthorizePaymentV1, CapturePaymentV1, PaymentAuthorizedV1, PaymentCapturedV1,
-    PaymentDeclinedV1, PaymentHeldV1, PaymentRefundedV1, PaymentVoidedV1, RefundPaymentV1,
-    ReviewPaymentV1, VoidPaymentV1,
+    AuthorizePaymentV1, PaymentAuthorizedV1, PaymentCapturedV1, PaymentDeclinedV1, PaymentFailedV1,
+    PaymentHeldV1, PaymentRefundedV1, PaymentVoidedV1,
 };
-use contracts::messaging::{Envelope, Message};
 use platform::outbox::{self, Origin};
 use sqlx::AnyConnection;
 
+pub use super::decide::Command;
+use super::decide::{self, Action, Reply};
 use super::{Payments, ask, processor_key};
 use crate::domain::{Charge, Payment, State};
 use crate::fraud::{self, Facts, Verdict};
 use crate::ledger::{self, Kind, Transaction};
-use crate::processor::{CardRef, ProcessorError};
+use crate::processor::{CardRef, DeclineCode, ProcessorError};
 use crate::store::{self, Change};
 
 /// `PaymentDeclined` reason: the fraud rules declined it.
@@ -52,48 +60,6 @@ pub const VOIDED: &str = "voided";
 /// `PaymentDeclined` reason: the amount was not positive.
 pub const INVALID_AMOUNT: &str = "invalid_amount";
 
-/// A command of the saga, decoded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Check for fraud and authorize.
-    Authorize(AuthorizePaymentV1),
-    /// An admin's decision on a held payment.
-    Review(ReviewPaymentV1),
-    /// Take the authorized amount.
-    Capture(CapturePaymentV1),
-    /// Cancel the authorization, or the payment before it starts.
-    Void(VoidPaymentV1),
-    /// Give the captured amount back.
-    Refund(RefundPaymentV1),
-}
-
-impl Command {
-    /// The command in `envelope`; `None` for a type this version does not know.
-    pub fn decode(envelope: &Envelope) -> anyhow::Result<Option<Self>> {
-        let kind = envelope.kind.as_str();
-        let command = match kind {
-            AuthorizePaymentV1::TYPE => Self::Authorize(envelope.decode()?),
-            ReviewPaymentV1::TYPE => Self::Review(envelope.decode()?),
-            CapturePaymentV1::TYPE => Self::Capture(envelope.decode()?),
-            VoidPaymentV1::TYPE => Self::Void(envelope.decode()?),
-            RefundPaymentV1::TYPE => Self::Refund(envelope.decode()?),
-            _ => return Ok(None),
-        };
-        Ok(Some(command))
-    }
-
-    /// The order it is about.
-    pub fn order_id(&self) -> &str {
-        match self {
-            Self::Authorize(command) => &command.order_id,
-            Self::Review(command) => &command.order_id,
-            Self::Capture(command) => &command.order_id,
-            Self::Void(command) => &command.order_id,
-            Self::Refund(command) => &command.order_id,
-        }
-    }
-}
-
 /// A command with what phase one found out: the state it saw and the processor's answer.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -102,28 +68,46 @@ pub struct Prepared {
     step: Step,
 }
 
-/// What phase one established.
+/// What phase one established, with the payment it saw (unchanged when phase two
+/// records it, or phase two refuses).
 #[derive(Clone, Debug)]
 enum Step {
-    /// Nothing to do: answer from the payment's state.
-    Answer,
+    /// Nothing moves: answer from where the payment stands; with no payment, the
+    /// command is ignored.
+    Answer(Option<Payment>),
     /// A new payment, decided (and authorized at the processor, unless declined).
     Open {
+        command: AuthorizePaymentV1,
         payment_method: Option<String>,
         outcome: Outcome,
+        velocity: Velocity,
     },
     /// A held payment approved by its reviewer.
-    Approve,
+    Approve { payment: Payment, reviewer: String },
     /// A held payment declined by its reviewer, its authorization voided.
-    ReviewDecline,
+    ReviewDecline { payment: Payment, reviewer: String },
     /// Captured at the processor.
-    Capture { capture_id: String },
+    Capture {
+        payment: Payment,
+        capture_id: String,
+    },
+    /// The processor refused the capture for good.
+    CaptureRefused { payment: Payment, reason: String },
     /// Voided at the processor.
-    Void,
+    Void(Payment),
     /// A void before any authorization.
     Tombstone,
     /// Refunded at the processor.
-    Refund { refund_id: String },
+    Refund { payment: Payment, refund_id: String },
+    /// The processor refused the refund for good.
+    RefundRefused { reason: String },
+}
+
+/// The velocity rule, checked again when a new payment is recorded.
+#[derive(Clone, Copy, Debug)]
+struct Velocity {
+    window_ms: i64,
+    hold_after: u64,
 }
 
 /// How a new payment ended its first phase.
@@ -153,6 +137,8 @@ pub enum Effect {
     Voided,
     /// An amount was refunded.
     Refunded(Money),
+    /// The processor refused a capture for good: the payment was voided.
+    CaptureFailed,
 }
 
 /// Phase one: reads the payment and, if the command moves money, asks the processor.
@@ -164,55 +150,67 @@ pub async fn prepare(payments: &Payments, command: Command, now: i64) -> anyhow:
         store::payment(&mut connection, command.order_id()).await?
     };
     let seen = found.as_ref().map(|payment| payment.state);
-    let step = match (&command, found) {
-        (Command::Authorize(authorize), None) => open(payments, authorize, now).await?,
-        (Command::Authorize(authorize), Some(payment))
-            if payment.state == State::Voided && payment.charge.is_none() =>
-        {
+    let step = match decide::decide(&command, found.as_ref()) {
+        Action::Open(authorize) => open(payments, authorize, now).await?,
+        Action::VoidOvertaken(authorize, tombstone) => {
             void_overtaken(payments, authorize).await?;
-            Step::Answer
+            Step::Answer(Some(tombstone.clone()))
         }
-        (Command::Review(review), Some(payment)) if payment.state == State::Held => {
-            if review.approve {
-                Step::Approve
-            } else {
-                void_at_processor(payments, &payment).await?;
-                Step::ReviewDecline
+        Action::Approve(payment, review) => Step::Approve {
+            payment: payment.clone(),
+            reviewer: review.reviewer.clone(),
+        },
+        Action::DeclineOnReview(payment, review) => {
+            void_at_processor(payments, payment).await?;
+            Step::ReviewDecline {
+                payment: payment.clone(),
+                reviewer: review.reviewer.clone(),
             }
         }
-        (Command::Capture(_), Some(payment)) if payment.state == State::Authorized => {
-            let authorization = authorization_of(&payment)?;
-            let amount = amount_of(&payment)?;
+        Action::Capture(payment) => {
+            let authorization = authorization_of(payment)?;
+            let amount = amount_of(payment)?;
             let key = processor_key(&payment.order_id, Kind::Capture);
-            let capture = ask(payments.processor.capture(&key, authorization, amount))
-                .await
-                .context("capturing at the processor")?;
-            Step::Capture {
-                capture_id: capture.id,
+            match ask(payments.processor.capture(&key, authorization, amount)).await {
+                Ok(capture) => Step::Capture {
+                    payment: payment.clone(),
+                    capture_id: capture.id,
+                },
+                Err(ProcessorError::Declined { code }) => Step::CaptureRefused {
+                    payment: payment.clone(),
+                    reason: refused("capture", &payment.order_id, code),
+                },
+                Err(error) => {
+                    return Err(anyhow::Error::new(error).context("capturing at the processor"));
+                }
             }
         }
-        (Command::Void(_), None) => Step::Tombstone,
-        (Command::Void(_), Some(payment))
-            if matches!(payment.state, State::Held | State::Authorized) =>
-        {
-            void_at_processor(payments, &payment).await?;
-            Step::Void
+        Action::Tombstone => Step::Tombstone,
+        Action::Void(payment) => {
+            void_at_processor(payments, payment).await?;
+            Step::Void(payment.clone())
         }
-        (Command::Refund(_), Some(payment)) if payment.state == State::Captured => {
+        Action::Refund(payment) => {
             let capture = payment
                 .capture_id
                 .as_deref()
                 .context("a captured payment without its capture")?;
-            let amount = amount_of(&payment)?;
+            let amount = amount_of(payment)?;
             let key = processor_key(&payment.order_id, Kind::Refund);
-            let refund = ask(payments.processor.refund(&key, capture, amount))
-                .await
-                .context("refunding at the processor")?;
-            Step::Refund {
-                refund_id: refund.id,
+            match ask(payments.processor.refund(&key, capture, amount)).await {
+                Ok(refund) => Step::Refund {
+                    payment: payment.clone(),
+                    refund_id: refund.id,
+                },
+                Err(ProcessorError::Declined { code }) => Step::RefundRefused {
+                    reason: refused("refund", &payment.order_id, code),
+                },
+                Err(error) => {
+                    return Err(anyhow::Error::new(error).context("refunding at the processor"));
+                }
             }
         }
-        _ => Step::Answer,
+        Action::Answer(payment) => Step::Answer(payment.cloned()),
     };
     Ok(Prepared {
         command,
@@ -240,133 +238,110 @@ pub async fn record(
         describe(prepared.seen),
         describe(state),
     );
-    let Some(payment) = current else {
-        return match (&prepared.command, &prepared.step) {
-            (
-                Command::Authorize(authorize),
-                Step::Open {
-                    payment_method,
-                    outcome,
-                },
-            ) => {
-                open_payment(
-                    connection,
-                    authorize,
-                    payment_method.clone(),
-                    outcome,
-                    origin,
-                    now,
-                )
-                .await
-            }
-            (Command::Void(_), Step::Tombstone) => {
-                let tombstone = Payment {
-                    order_id: order_id.to_owned(),
-                    state: State::Voided,
-                    charge: None,
-                    hold_reasons: Vec::new(),
-                    decline_reason: None,
-                    authorization_id: None,
-                    capture_id: None,
-                    refund_id: None,
-                    created_at_ms: now,
-                    updated_at_ms: now,
-                };
-                insert(connection, &tombstone).await?;
-                answer(connection, order_id, Answer::Voided, origin).await?;
-                Ok(Effect::Voided)
-            }
-            (command, _) => {
-                tracing::warn!(
-                    order = order_id,
-                    "{} for an order without a payment ignored",
-                    name(command)
-                );
-                Ok(Effect::Nothing)
-            }
-        };
-    };
-    match (&prepared.command, &prepared.step) {
-        (Command::Review(review), Step::Approve) => {
+    match &prepared.step {
+        Step::Open {
+            command,
+            payment_method,
+            outcome,
+            velocity,
+        } => {
+            let new = NewPayment {
+                command,
+                payment_method: payment_method.clone(),
+                outcome,
+                velocity: *velocity,
+            };
+            open_payment(connection, new, origin, now).await
+        }
+        Step::Tombstone => {
+            let tombstone = Payment::new(order_id, State::Voided, None, now);
+            insert(connection, &tombstone).await?;
+            answer(connection, order_id, Answer::Voided, origin).await?;
+            Ok(Effect::Voided)
+        }
+        Step::Approve { payment, reviewer } => {
             move_payment(
                 connection,
-                &payment,
+                payment,
                 Change::to(State::Authorized),
                 None,
                 now,
             )
             .await?;
-            tracing::info!(
-                order = order_id,
-                reviewer = review.reviewer,
-                "payment approved"
-            );
-            answer(
-                connection,
-                order_id,
-                Answer::Authorized(amount_of(&payment)?),
-                origin,
-            )
-            .await?;
+            tracing::info!(order = order_id, reviewer, "payment approved");
+            let authorized = Answer::Authorized(amount_of(payment)?);
+            answer(connection, order_id, authorized, origin).await?;
             Ok(Effect::Authorized)
         }
-        (Command::Review(review), Step::ReviewDecline) => {
+        Step::ReviewDecline { payment, reviewer } => {
             let change = Change {
                 decline_reason: Some(REVIEW_DECLINED.to_owned()),
                 ..Change::to(State::Declined)
             };
-            move_payment(connection, &payment, change, Some(Kind::Void), now).await?;
-            tracing::info!(
-                order = order_id,
-                reviewer = review.reviewer,
-                "payment declined on review"
-            );
+            move_payment(connection, payment, change, Some(Kind::Void), now).await?;
+            tracing::info!(order = order_id, reviewer, "payment declined on review");
             let declined = Answer::Declined(REVIEW_DECLINED.to_owned());
             answer(connection, order_id, declined, origin).await?;
             Ok(Effect::Declined(REVIEW_DECLINED.to_owned()))
         }
-        (Command::Capture(_), Step::Capture { capture_id }) => {
+        Step::Capture {
+            payment,
+            capture_id,
+        } => {
             let change = Change {
                 capture_id: Some(capture_id.clone()),
                 ..Change::to(State::Captured)
             };
-            move_payment(connection, &payment, change, Some(Kind::Capture), now).await?;
-            let amount = amount_of(&payment)?;
+            move_payment(connection, payment, change, Some(Kind::Capture), now).await?;
+            let amount = amount_of(payment)?;
             answer(connection, order_id, Answer::Captured(amount), origin).await?;
             Ok(Effect::Captured(amount))
         }
-        (Command::Void(_), Step::Void) => {
-            move_payment(
-                connection,
-                &payment,
-                Change::to(State::Voided),
-                Some(Kind::Void),
-                now,
-            )
-            .await?;
+        Step::CaptureRefused { payment, reason } => {
+            let change = Change {
+                decline_reason: Some(reason.clone()),
+                ..Change::to(State::Voided)
+            };
+            move_payment(connection, payment, change, Some(Kind::Void), now).await?;
+            let failed = Answer::Failed("capture", reason.clone());
+            answer(connection, order_id, failed, origin).await?;
+            Ok(Effect::CaptureFailed)
+        }
+        Step::RefundRefused { reason } => {
+            // The money stays captured, and the ledger with it.
+            let failed = Answer::Failed("refund", reason.clone());
+            answer(connection, order_id, failed, origin).await?;
+            Ok(Effect::Nothing)
+        }
+        Step::Void(payment) => {
+            let change = Change::to(State::Voided);
+            move_payment(connection, payment, change, Some(Kind::Void), now).await?;
             answer(connection, order_id, Answer::Voided, origin).await?;
             Ok(Effect::Voided)
         }
-        (Command::Refund(_), Step::Refund { refund_id }) => {
+        Step::Refund { payment, refund_id } => {
             let change = Change {
                 refund_id: Some(refund_id.clone()),
                 ..Change::to(State::Refunded)
             };
-            move_payment(connection, &payment, change, Some(Kind::Refund), now).await?;
-            let amount = amount_of(&payment)?;
+            move_payment(connection, payment, change, Some(Kind::Refund), now).await?;
+            let amount = amount_of(payment)?;
             answer(connection, order_id, Answer::Refunded(amount), origin).await?;
             Ok(Effect::Refunded(amount))
         }
-        (command, Step::Answer) => {
-            let repeated = repeat_answer(command, &payment)?;
+        Step::Answer(Some(payment)) => {
+            let repeated = repeat_answer(&prepared.command, payment)?;
             answer(connection, order_id, repeated, origin).await?;
             Ok(Effect::Nothing)
         }
-        (command, step) => anyhow::bail!(
-            "{} prepared as {step:?} does not apply to a {} payment",
-            name(command),
-            payment.state.as_str()
-        ),
+        Step::Answer(None) => {
+            let command = prepared.command.name();
+            tracing::warn!(
+                order = order_id,
+                "{command} for an order without a payment ignored"
+            );
+            Ok(Effect::Nothing)
+        }
     }
 }
 
@@ -374,11 +349,19 @@ pub async fn record(
 ///
 /// The facts for the fraud rules are read before the authorization and outside any
 /// transaction, so two payments of one customer handled at the same instant may each
-/// miss the other in the velocity count; a rule about a handful an hour can afford that.
+/// miss the other in the velocity count. Recording the payment counts again, one
+/// payment of the customer at a time ([`open_payment`]), and holds what it missed.
 async fn open(payments: &Payments, command: &AuthorizePaymentV1, now: i64) -> anyhow::Result<Step> {
+    let velocity = Velocity {
+        window_ms: i64::try_from(payments.rules.velocity_window_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+        hold_after: payments.rules.velocity_hold_after,
+    };
     let declined = |payment_method: Option<String>, reason: &str| Step::Open {
+        command: command.clone(),
         payment_method,
         outcome: Outcome::Declined(reason.to_owned()),
+        velocity,
     };
     let (method, verdict) = {
         let mut connection = payments.db.pool().acquire().await?;
@@ -397,12 +380,10 @@ async fn open(payments: &Payments, command: &AuthorizePaymentV1, now: i64) -> an
             return Ok(declined(Some(method.token), INVALID_AMOUNT));
         }
         let registered = store::registered_at(&mut connection, &command.customer_id).await?;
-        let window_ms = i64::try_from(payments.rules.velocity_window_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX);
         let recent = store::payments_since(
             &mut connection,
             &command.customer_id,
-            now.saturating_sub(window_ms),
+            now.saturating_sub(velocity.window_ms),
         )
         .await?;
         let facts = Facts {
@@ -433,8 +414,10 @@ async fn open(payments: &Payments, command: &AuthorizePaymentV1, now: i64) -> an
         }
     };
     Ok(Step::Open {
+        command: command.clone(),
         payment_method: Some(method.token),
         outcome,
+        velocity,
     })
 }
 
@@ -468,39 +451,67 @@ async fn void_overtaken(payments: &Payments, command: &AuthorizePaymentV1) -> an
     }
 }
 
+/// Voids `payment`'s authorization. A void refused for good leaves nothing the shop
+/// could still take: it counts as done, and the hold lapses at the issuer.
 async fn void_at_processor(payments: &Payments, payment: &Payment) -> anyhow::Result<()> {
     let authorization = authorization_of(payment)?;
     let key = processor_key(&payment.order_id, Kind::Void);
-    ask(payments.processor.void(&key, authorization))
-        .await
-        .context("voiding at the processor")
+    match ask(payments.processor.void(&key, authorization)).await {
+        Ok(()) => Ok(()),
+        Err(ProcessorError::Declined { code }) => {
+            refused("void", &payment.order_id, code);
+            Ok(())
+        }
+        Err(error) => Err(anyhow::Error::new(error).context("voiding at the processor")),
+    }
 }
 
-/// Records a new payment as phase one decided it.
+/// Reports a refusal for good of `operation` on `order_id`'s payment, for the operator
+/// alert, and returns its reason code.
+fn refused(operation: &'static str, order_id: &str, code: DeclineCode) -> String {
+    let reason = code.as_str();
+    tracing::error!(
+        order = order_id,
+        operation,
+        reason,
+        "the card processor refused the operation for good"
+    );
+    metrics::counter!("payments_processor_refusals_total", "operation" => operation, "reason" => reason)
+        .increment(1);
+    reason.to_owned()
+}
+
+/// A new payment as phase one decided it.
+struct NewPayment<'a> {
+    command: &'a AuthorizePaymentV1,
+    payment_method: Option<String>,
+    outcome: &'a Outcome,
+    velocity: Velocity,
+}
+
+/// Records a new payment as phase one decided it. An authorized payment is recorded
+/// with its customer's other payments locked out, and the velocity rule counted again:
+/// a payment that a concurrent one pushed over the limit is held, as it would have
+/// been had they come one after the other. (Only ever held: the card was asked
+/// already, and a held payment waits for a person.)
 async fn open_payment(
     connection: &mut AnyConnection,
-    command: &AuthorizePaymentV1,
-    payment_method: Option<String>,
-    outcome: &Outcome,
+    new: NewPayment<'_>,
     origin: &Origin,
     now: i64,
 ) -> anyhow::Result<Effect> {
-    let mut payment = Payment {
-        order_id: command.order_id.clone(),
-        state: State::Declined,
-        charge: Some(Charge {
-            customer_id: command.customer_id.clone(),
-            amount: command.amount,
-            payment_method,
-        }),
-        hold_reasons: Vec::new(),
-        decline_reason: None,
-        authorization_id: None,
-        capture_id: None,
-        refund_id: None,
-        created_at_ms: now,
-        updated_at_ms: now,
+    let NewPayment {
+        command,
+        payment_method,
+        outcome,
+        velocity,
+    } = new;
+    let charge = Charge {
+        customer_id: command.customer_id.clone(),
+        amount: command.amount,
+        payment_method,
     };
+    let mut payment = Payment::new(&command.order_id, State::Declined, Some(charge), now);
     let (reply, effect) = match outcome {
         Outcome::Declined(reason) => {
             payment.decline_reason = Some(reason.clone());
@@ -513,6 +524,18 @@ async fn open_payment(
             authorization_id,
             hold_reasons,
         } => {
+            let mut hold_reasons = hold_reasons.clone();
+            let velocity_reason = fraud::Reason::Velocity.as_str();
+            store::lock_customer(&mut *connection, &command.customer_id, now).await?;
+            let recent = store::payments_since(
+                &mut *connection,
+                &command.customer_id,
+                now.saturating_sub(velocity.window_ms),
+            )
+            .await?;
+            if recent >= velocity.hold_after && !hold_reasons.iter().any(|r| r == velocity_reason) {
+                hold_reasons.push(velocity_reason.to_owned());
+            }
             payment.authorization_id = Some(authorization_id.clone());
             payment.hold_reasons = hold_reasons.clone();
             if hold_reasons.is_empty() {
@@ -582,37 +605,32 @@ enum Answer {
     Captured(Money),
     Voided,
     Refunded(Money),
+    /// The processor refused `operation` for good, for this reason.
+    Failed(&'static str, String),
 }
 
-/// The answer to a command that did not move the payment.
+/// The answer to a command that did not move the payment, as [`decide::reply`] says.
 fn repeat_answer(command: &Command, payment: &Payment) -> anyhow::Result<Answer> {
-    Ok(match (command, payment.state) {
-        (Command::Authorize(authorize), _) => {
-            if let Some(charge) = &payment.charge
-                && (charge.customer_id != authorize.customer_id
-                    || charge.amount != authorize.amount)
-            {
-                tracing::warn!(
-                    order = payment.order_id,
-                    "an authorization differing from the order's payment was answered with it"
-                );
-            }
-            authorization_answer(payment)?
-        }
-        (Command::Review(_), _) => authorization_answer(payment)?,
-        (Command::Capture(_), State::Captured | State::Refunded) => {
-            Answer::Captured(amount_of(payment)?)
-        }
-        (Command::Void(_), State::Declined | State::Voided) => Answer::Voided,
-        (Command::Refund(_), State::Refunded) => Answer::Refunded(amount_of(payment)?),
-        (command, state) => {
-            // Captured payments are refunded, not voided; captures and refunds of
-            // payments not in their state move nothing. The saga learns where it stands.
+    if let (Command::Authorize(authorize), Some(charge)) = (command, &payment.charge)
+        && (charge.customer_id != authorize.customer_id || charge.amount != authorize.amount)
+    {
+        tracing::warn!(
+            order = payment.order_id,
+            "an authorization differing from the order's payment was answered with it"
+        );
+    }
+    Ok(match decide::reply(command, payment) {
+        Reply::Authorization => authorization_answer(payment)?,
+        Reply::Captured => Answer::Captured(amount_of(payment)?),
+        Reply::CaptureFailed => Answer::Failed("capture", declined_reason(payment)),
+        Reply::Voided => Answer::Voided,
+        Reply::Refunded => Answer::Refunded(amount_of(payment)?),
+        Reply::Standing => {
             tracing::warn!(
                 order = payment.order_id,
-                state = state.as_str(),
+                state = payment.state.as_str(),
                 "{} does not apply; answering with the payment's state",
-                name(command)
+                command.name()
             );
             state_answer(payment)?
         }
@@ -677,6 +695,14 @@ async fn answer(
         Answer::Refunded(amount) => {
             outbox::envelope(crate::NAME, &PaymentRefundedV1 { order_id, amount }, origin)
         }
+        Answer::Failed(operation, reason) => {
+            let failed = PaymentFailedV1 {
+                order_id,
+                operation: operation.to_owned(),
+                reason,
+            };
+            outbox::envelope(crate::NAME, &failed, origin)
+        }
     }?;
     outbox::enqueue(connection, &envelope).await
 }
@@ -703,14 +729,4 @@ fn authorization_of(payment: &Payment) -> anyhow::Result<&str> {
 
 fn describe(state: Option<State>) -> &'static str {
     state.map_or("none", State::as_str)
-}
-
-fn name(command: &Command) -> &'static str {
-    match command {
-        Command::Authorize(_) => "an authorization",
-        Command::Review(_) => "a review",
-        Command::Capture(_) => "a capture",
-        Command::Void(_) => "a void",
-        Command::Refund(_) => "a refund",
-    }
 }

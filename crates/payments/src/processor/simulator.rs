@@ -109,6 +109,10 @@ enum Behaviour {
     Decline(DeclineCode),
     Transient,
     Slow,
+    /// Authorized, but the authorization lapses: capture and void are refused.
+    Lapsing,
+    /// Authorized and captured, but refunds are refused.
+    RefundRefused,
 }
 
 impl Behaviour {
@@ -118,6 +122,8 @@ impl Behaviour {
             cards::INSUFFICIENT_FUNDS => Self::Decline(DeclineCode::InsufficientFunds),
             cards::TRANSIENT => Self::Transient,
             cards::SLOW => Self::Slow,
+            cards::LAPSING => Self::Lapsing,
+            cards::REFUND_REFUSED => Self::RefundRefused,
             _ => Self::Approve,
         }
     }
@@ -125,25 +131,35 @@ impl Behaviour {
     fn tag(self) -> &'static str {
         match self {
             Self::Approve => "approve",
-            Self::Decline(DeclineCode::CardDeclined) => "declined",
             Self::Decline(DeclineCode::InsufficientFunds) => "nofunds",
+            Self::Decline(_) => "declined",
             Self::Transient => "flaky",
             Self::Slow => "slow",
+            Self::Lapsing => "lapsing",
+            Self::RefundRefused => "norefund",
         }
     }
 
     /// The behaviour written into a reference; one the simulator did not issue is
     /// declined, as a real network refuses a card it does not know.
     fn from_reference(reference: &CardRef) -> Self {
-        let tag = reference
-            .as_str()
-            .strip_prefix("simcard_")
+        Self::from_id("simcard", reference.as_str())
+    }
+
+    /// The behaviour written into an id the simulator issued with `prefix` (a card
+    /// reference, an authorization, a capture): `<prefix>_<tag>_<unique>`.
+    fn from_id(prefix: &str, id: &str) -> Self {
+        let tag = id
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('_'))
             .and_then(|rest| rest.split('_').next());
         match tag {
             Some("approve") => Self::Approve,
             Some("nofunds") => Self::Decline(DeclineCode::InsufficientFunds),
             Some("flaky") => Self::Transient,
             Some("slow") => Self::Slow,
+            Some("lapsing") => Self::Lapsing,
+            Some("norefund") => Self::RefundRefused,
             _ => Self::Decline(DeclineCode::CardDeclined),
         }
     }
@@ -185,20 +201,20 @@ impl Simulator {
     }
 }
 
-fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+/// A new id of the kind `prefix` that carries `behaviour`, so that later operations on
+/// it behave as the card did.
+fn new_id(prefix: &str, behaviour: Behaviour) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        behaviour.tag(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 impl CardProcessor for Simulator {
     fn tokenize<'a>(&'a self, card: &'a Card) -> BoxFuture<'a, Result<CardRef, ProcessorError>> {
         let behaviour = Behaviour::of(card.number());
-        Box::pin(async move {
-            Ok(CardRef::new(format!(
-                "simcard_{}_{}",
-                behaviour.tag(),
-                uuid::Uuid::new_v4().simple()
-            )))
-        })
+        Box::pin(async move { Ok(CardRef::new(new_id("simcard", behaviour))) })
     }
 
     fn authorize<'a>(
@@ -230,11 +246,16 @@ impl CardProcessor for Simulator {
                 }
                 Behaviour::Slow => {
                     tokio::time::sleep(Duration::from_millis(self.config.slow_ms)).await;
-                    Ok(Authorization { id: new_id("auth") })
+                    Ok(Authorization {
+                        id: new_id("auth", behaviour),
+                    })
                 }
-                Behaviour::Approve | Behaviour::Transient => {
-                    Ok(Authorization { id: new_id("auth") })
-                }
+                Behaviour::Approve
+                | Behaviour::Transient
+                | Behaviour::Lapsing
+                | Behaviour::RefundRefused => Ok(Authorization {
+                    id: new_id("auth", behaviour),
+                }),
             };
             // Of two concurrent first calls, the one remembered first is the answer.
             self.remember(|memory| {
@@ -251,15 +272,23 @@ impl CardProcessor for Simulator {
     fn capture<'a>(
         &'a self,
         idempotency_key: &'a str,
-        _authorization: &'a str,
+        authorization: &'a str,
         _amount: Money,
     ) -> BoxFuture<'a, Result<Capture, ProcessorError>> {
         Box::pin(async move {
+            let behaviour = Behaviour::from_id("auth", authorization);
+            if behaviour == Behaviour::Lapsing {
+                return Err(ProcessorError::Declined {
+                    code: DeclineCode::AuthorizationLapsed,
+                });
+            }
             Ok(self.remember(|memory| {
                 memory
                     .captures
                     .entry(idempotency_key)
-                    .get_or_insert_with(|| Capture { id: new_id("cap") })
+                    .get_or_insert_with(|| Capture {
+                        id: new_id("cap", behaviour),
+                    })
                     .clone()
             }))
         })
@@ -272,6 +301,11 @@ impl CardProcessor for Simulator {
     ) -> BoxFuture<'a, Result<(), ProcessorError>> {
         // Voiding twice is voiding once.
         Box::pin(async move {
+            if Behaviour::from_id("auth", authorization) == Behaviour::Lapsing {
+                return Err(ProcessorError::Declined {
+                    code: DeclineCode::AuthorizationLapsed,
+                });
+            }
             self.remember(|memory| {
                 *memory.voids.entry(idempotency_key) = Some(authorization.to_owned());
             });
@@ -282,15 +316,23 @@ impl CardProcessor for Simulator {
     fn refund<'a>(
         &'a self,
         idempotency_key: &'a str,
-        _capture: &'a str,
+        capture: &'a str,
         _amount: Money,
     ) -> BoxFuture<'a, Result<Refund, ProcessorError>> {
         Box::pin(async move {
+            let behaviour = Behaviour::from_id("cap", capture);
+            if behaviour == Behaviour::RefundRefused {
+                return Err(ProcessorError::Declined {
+                    code: DeclineCode::CardClosed,
+                });
+            }
             Ok(self.remember(|memory| {
                 memory
                     .refunds
                     .entry(idempotency_key)
-                    .get_or_insert_with(|| Refund { id: new_id("ref") })
+                    .get_or_insert_with(|| Refund {
+                        id: new_id("ref", behaviour),
+                    })
                     .clone()
             }))
         })
@@ -352,6 +394,34 @@ mod tests {
                 .authorize("o-6", &unknown, eur(100))
                 .await
                 .is_err()
+        );
+        let lapsing = reference(&simulator, cards::LAPSING).await;
+        let lapsed = simulator
+            .authorize("o-7", &lapsing, eur(100))
+            .await
+            .expect("authorized");
+        let refused = Err(ProcessorError::Declined {
+            code: DeclineCode::AuthorizationLapsed,
+        });
+        assert_eq!(
+            simulator.capture("o-7/capture", &lapsed.id, eur(100)).await,
+            refused.clone().map(|()| Capture { id: String::new() })
+        );
+        assert_eq!(simulator.void("o-7/void", &lapsed.id).await, refused);
+        let closing = reference(&simulator, cards::REFUND_REFUSED).await;
+        let authorized = simulator
+            .authorize("o-8", &closing, eur(100))
+            .await
+            .expect("authorized");
+        let captured = simulator
+            .capture("o-8/capture", &authorized.id, eur(100))
+            .await
+            .expect("captured");
+        assert_eq!(
+            simulator.refund("o-8/refund", &captured.id, eur(100)).await,
+            Err(ProcessorError::Declined {
+                code: DeclineCode::CardClosed
+            })
         );
     }
 

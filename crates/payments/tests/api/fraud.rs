@@ -13,6 +13,7 @@ use crate::helpers::{DAY_MS, TestApp, order_id};
 test_support::on_both_engines!(
     large_amounts_are_held_and_huge_ones_declined_without_asking_the_card,
     a_customer_paying_too_often_is_held,
+    payments_arriving_at_once_are_counted_one_after_the_other,
     new_and_unknown_accounts_are_held_above_their_limit,
     a_reviewer_approves_a_held_payment,
     a_reviewer_declines_a_held_payment_and_its_authorization_is_voided,
@@ -199,4 +200,29 @@ async fn a_held_payment_can_be_voided(engine: Engine) {
             ("void".to_owned(), 60_000)
         ]
     );
+}
+
+/// Ten payments of one customer arrive together, and several consumers handle them at
+/// once: each may miss the others when it decides, but recording them one at a time
+/// catches it, so no more than the rule's five go through without review.
+async fn payments_arriving_at_once_are_counted_one_after_the_other(engine: Engine) {
+    use contracts::messaging::Message as _;
+
+    let mut app = TestApp::spawn(engine).await;
+    app.registered("ann", 30 * DAY_MS).await;
+    let token = app.card("ann", cards::APPROVED).await;
+    for _ in 0..10 {
+        app.authorize(&order_id(), "ann", &token, 1_000).await;
+    }
+    let (mut authorized, mut held) = (0, 0);
+    for _ in 0..10 {
+        let answer = app.answer().await;
+        match answer.kind.as_str() {
+            PaymentAuthorizedV1::TYPE => authorized += 1,
+            PaymentHeldV1::TYPE => held += 1,
+            other => panic!("unexpected answer {other}"),
+        }
+    }
+    assert_eq!(authorized + held, 10);
+    assert!(authorized <= 5, "{authorized} went through unreviewed");
 }

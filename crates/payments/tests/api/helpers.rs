@@ -108,6 +108,18 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// The service's metrics, as Prometheus scrapes them.
+    pub(crate) async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("answers")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// Publishes `message` as another service would.
     pub(crate) async fn send<M: Message>(&self, message: &M) -> Envelope {
         test_support::publish(self.bus.as_ref(), message).await
@@ -129,13 +141,14 @@ impl TestApp {
     /// Waits until payments has handled every command sent so far (its subscription
     /// has nothing left to acknowledge), so their effects are committed.
     pub(crate) async fn settle(&self) {
-        for _ in 0..400 {
-            if self.bus.pending("payments.commands").await.expect("lag") == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("payments never handled its commands");
+        let handled = "payments handling every command sent";
+        test_support::eventually(handled, Duration::from_secs(10), || async {
+            let lag = self.bus.pending("payments.commands").await.expect("lag");
+            (lag == 0)
+                .then_some(())
+                .ok_or(format!("{lag} commands pending"))
+        })
+        .await;
     }
 
     /// Tells payments, as identity would, that `customer` registered `age_ms` ago, and

@@ -371,9 +371,13 @@ async fn grpc_finds_only_the_customers_own_live_cards(engine: Engine) {
     let mut client = PaymentsClient::connect(format!("http://{}", app.address))
         .await
         .expect("a gRPC connection");
-    let ask = |customer: &str, token: &str| GetPaymentMethodRequest {
-        customer_id: customer.to_owned(),
-        token: token.to_owned(),
+    // Each call carries the asking customer's own token, as orders sends it.
+    let ask = |customer: &str, token: &str| {
+        let request = GetPaymentMethodRequest {
+            customer_id: customer.to_owned(),
+            token: token.to_owned(),
+        };
+        platform::grpc::on_behalf_of(request, &app.issuer.customer(customer)).expect("a request")
     };
     let found = client
         .get_payment_method(ask("ann", &token))
@@ -405,6 +409,28 @@ async fn grpc_finds_only_the_customers_own_live_cards(engine: Engine) {
         .await
         .expect_err("refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    // Without the customer's token, or with another's, nothing is said about the card.
+    let anonymous = client
+        .get_payment_method(GetPaymentMethodRequest {
+            customer_id: "ann".to_owned(),
+            token: token.clone(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let as_bob = platform::grpc::on_behalf_of(
+        GetPaymentMethodRequest {
+            customer_id: "ann".to_owned(),
+            token: token.clone(),
+        },
+        &app.issuer.customer("bob"),
+    )
+    .expect("a request");
+    let foreign = client
+        .get_payment_method(as_bob)
+        .await
+        .expect_err("refused");
+    assert_eq!(foreign.code(), tonic::Code::PermissionDenied);
     let deleted = app
         .client
         .delete(app.url(&format!("/methods/{token}")))

@@ -1,13 +1,13 @@
 //! The checkout saga's commands over the bus: every path, repeats and duplicates, the
-//! processor's declines, transient failures and slowness.
+//! processor's declines, transient failures, slowness and refusals for good.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::Money;
 use contracts::messaging::payments::{
-    CapturePaymentV1, PaymentAuthorizedV1, PaymentCapturedV1, PaymentDeclinedV1, PaymentRefundedV1,
-    PaymentVoidedV1, RefundPaymentV1, VoidPaymentV1,
+    CapturePaymentV1, PaymentAuthorizedV1, PaymentCapturedV1, PaymentDeclinedV1, PaymentFailedV1,
+    PaymentRefundedV1, PaymentVoidedV1, RefundPaymentV1, VoidPaymentV1,
 };
 use futures_util::future::BoxFuture;
 use payments::cards::{self, Card};
@@ -33,6 +33,7 @@ test_support::on_both_engines!(
     a_redelivered_message_has_no_second_effect,
     late_or_misplaced_commands_move_nothing,
     a_payment_is_shown_to_its_customer_and_admins_only,
+    refusals_for_good_end_in_a_failure_not_a_retry,
 );
 
 fn capture(order: &str) -> CapturePaymentV1 {
@@ -96,15 +97,7 @@ async fn an_order_is_authorized_captured_and_refunded(engine: Engine) {
             ("refund".to_owned(), 4_250)
         ]
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for counter in [
         "payments_authorized_total",
         "payments_captured_minor_total{currency=\"EUR\"}",
@@ -531,4 +524,66 @@ async fn a_payment_is_shown_to_its_customer_and_admins_only(engine: Engine) {
     assert_eq!(bad["errors"][0]["field"], "order_id");
     let anonymous = app.client.get(&url).send().await.expect("answers");
     assert_eq!(anonymous.status().as_u16(), 401);
+}
+
+/// A capture, void or refund the processor refuses for good is answered at once, not
+/// retried: the refused capture voids the payment and releases the authorized amount
+/// in the ledger, the refused void counts as done, the refused refund leaves the money
+/// captured; each is counted for the operators' alert.
+async fn refusals_for_good_end_in_a_failure_not_a_retry(engine: Engine) {
+    let mut app = TestApp::spawn(engine).await;
+    let lapsing = app.card("ann", cards::LAPSING).await;
+    let order = order_id();
+    app.authorize(&order, "ann", &lapsing, 1_200).await;
+    let _: PaymentAuthorizedV1 = app.answer_as().await;
+    for _ in 0..2 {
+        app.send(&capture(&order)).await;
+        let failed: PaymentFailedV1 = app.answer_as().await;
+        assert_eq!(
+            (failed.operation.as_str(), failed.reason.as_str()),
+            ("capture", "authorization_lapsed")
+        );
+    }
+    assert_eq!(app.payment(&order).await["state"], "voided");
+    assert_eq!(
+        app.ledger(&order).await,
+        [("authorize".to_owned(), 1_200), ("void".to_owned(), 1_200)]
+    );
+
+    let cancelled = order_id();
+    app.authorize(&cancelled, "ann", &lapsing, 800).await;
+    let _: PaymentAuthorizedV1 = app.answer_as().await;
+    app.send(&void(&cancelled)).await;
+    let _: PaymentVoidedV1 = app.answer_as().await;
+    assert_eq!(app.payment(&cancelled).await["state"], "voided");
+
+    let closing = app.card("ann", cards::REFUND_REFUSED).await;
+    let refused = order_id();
+    app.authorize(&refused, "ann", &closing, 900).await;
+    let _: PaymentAuthorizedV1 = app.answer_as().await;
+    app.send(&capture(&refused)).await;
+    let _: PaymentCapturedV1 = app.answer_as().await;
+    app.send(&refund(&refused)).await;
+    let failed: PaymentFailedV1 = app.answer_as().await;
+    assert_eq!(
+        (failed.operation.as_str(), failed.reason.as_str()),
+        ("refund", "card_closed")
+    );
+    assert_eq!(app.payment(&refused).await["state"], "captured");
+    assert_eq!(kinds(&app.ledger(&refused).await), ["authorize", "capture"]);
+
+    let metrics = app.metrics().await;
+    for refusal in [
+        "operation=\"capture\",reason=\"authorization_lapsed\"",
+        "operation=\"void\",reason=\"authorization_lapsed\"",
+        "operation=\"refund\",reason=\"card_closed\"",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.starts_with("payments_processor_refusals_total")
+                    && line.contains(refusal)),
+            "{refusal} is not counted"
+        );
+    }
 }

@@ -8,10 +8,13 @@
 //! ready again. Deliveries past their attempts become dead letters instead of being
 //! delivered.
 //!
-//! It serves one process: several processes must not share a bus file.
+//! It serves one process: opening holds an exclusive lock on `<file>.lock` until the bus
+//! is closed or the process ends, and a second process is refused with a message that
+//! says so (a shop of several processes shares JetStream instead).
 
+use std::fs::{File, TryLockError};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -36,13 +39,18 @@ pub struct EmbeddedBus {
 
 struct Inner {
     db: Database,
+    /// The open lock file whose exclusive lock marks the bus as this process's; taken
+    /// out (and so unlocked) by [`EmbeddedBus::close`].
+    lock: Mutex<Option<File>>,
     /// Woken on every publish, nack and replay, so waiting consumers look again.
     ready: Notify,
 }
 
 impl EmbeddedBus {
-    /// Opens (creating if needed) the bus stored at `path`.
+    /// Opens (creating if needed) the bus stored at `path`, refusing when another
+    /// process has it open.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        let lock = lock_for_this_process(path)?;
         let db =
             Database::connect(&DatabaseUrl::sqlite_file(path), PoolSettings::default()).await?;
         db.migrate(sqlx::migrate!("./migrations/bus")).await?;
@@ -51,12 +59,37 @@ impl EmbeddedBus {
         let bus = Self {
             inner: Arc::new(Inner {
                 db,
+                lock: Mutex::new(Some(lock)),
                 ready: Notify::new(),
             }),
         };
         let retention = i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
         bus.prune(now_ms().saturating_sub(retention)).await?;
+        bus.end_dead_leases().await?;
         Ok(bus)
+    }
+
+    /// Makes every leased delivery ready again. The bus is this process's (its lock
+    /// says so), so a lease found at open was taken by a process that died: its
+    /// deliveries go out again now, not when the lease would have run out. The attempt
+    /// stays counted.
+    async fn end_dead_leases(&self) -> anyhow::Result<()> {
+        let ended = sqlx::query(
+            "UPDATE deliveries SET available_at = $1, lease = NULL \
+             WHERE state = 'pending' AND lease IS NOT NULL",
+        )
+        .bind(now_ms())
+        .execute(self.inner.db.pool())
+        .await
+        .context("ending a dead process's leases")?
+        .rows_affected();
+        if ended > 0 {
+            tracing::info!(
+                ended,
+                "deliveries a dead process had leased are ready again"
+            );
+        }
+        Ok(())
     }
 
     /// Deletes messages published before `before_ms` (Unix ms) that no subscription
@@ -79,6 +112,10 @@ impl EmbeddedBus {
     /// Closes the file; pending work stays in it for the next open.
     pub async fn close(&self) {
         self.inner.db.close().await;
+        // Unlocked only now, so that no other process opens the file while this one
+        // still writes to it. A poisoned lock only means a panic elsewhere: unlock.
+        let mut lock = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        lock.take();
     }
 
     async fn publish_envelope(&self, envelope: &Envelope) -> anyhow::Result<()> {
@@ -426,5 +463,35 @@ impl Settle for EmbeddedSettle {
             self.bus.inner.ready.notify_waiters();
             Ok(())
         })
+    }
+}
+
+/// Takes the exclusive lock that makes the bus at `path` this process's, or says which
+/// process mode the file belongs to.
+fn lock_for_this_process(path: &Path) -> anyhow::Result<File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    if let Some(folder) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating the folder {}", folder.display()))?;
+    }
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => anyhow::bail!(
+            "the embedded bus at {} is in use by another process: it belongs to one \
+             process (`bazaar up` runs every service in one); stop that process first, \
+             or give this one another data folder, or run a distributed shop on JetStream",
+            path.display()
+        ),
+        Err(TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("locking {}", lock_path.display()))
+        }
     }
 }

@@ -17,7 +17,12 @@
 //! **Subscriptions.** A subscription is a durable pull consumer named after it, with `_`
 //! for the characters NATS refuses in names (`search.catalog-events` is consumer
 //! `search_catalog-events`), filtered on `<prefix>.<filter>`,
-//! acknowledged message by message, with the subscription's `ack_wait`. Every
+//! acknowledged message by message. The server's ack wait is the subscription's
+//! `ack_wait` but at most [`MAX_SERVER_ACK_WAIT`], and while a consumer holds a
+//! delivery the adapter tells the server it is still working on it (`+WPI`) every
+//! quarter of that: a slow handler keeps its message, and a consumer that died (its
+//! process killed) lets it go within seconds, not after the subscription's ack wait.
+//! Every
 //! [`Subscription`] opened with one name pulls from the same consumer, so they compete.
 //! The server counts deliveries; the adapter, not the server, stops them: a message
 //! delivered for the `max_attempts + 1`-th time, whether its handlers refused it or let
@@ -62,6 +67,20 @@ use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 
 use super::{Bus, DeadLetter, Delivery, Settle, Subscription, SubscriptionSpec};
+
+/// How long a stream keeps a message: as long as the embedded bus does
+/// ([`super::embedded::RETENTION`]), far beyond any redelivery; consumers handle a
+/// message within seconds, and the outbox republishes within minutes.
+pub const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The most a stream holds on disk, 1 GiB (a checkout's messages take about 20 KB, so
+/// some 50,000 checkouts). At the bound the oldest messages go first: long handled
+/// unless the consumers are that far behind, which the backlog alerts catch first.
+///
+/// The server reserves the bound when the stream is created and refuses a stream its
+/// store cannot hold, so the bound is modest: a shop that needs more raises it on the
+/// server (`nats stream edit`), and the bus keeps an existing stream's limits.
+pub const STREAM_MAX_BYTES: i64 = 1024 * 1024 * 1024;
 
 /// The bus over a NATS JetStream server.
 #[derive(Clone, Debug)]
@@ -123,6 +142,10 @@ impl JetStreamBus {
 
 /// How long one exchange with the server may take before it counts as failed.
 const NATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest the server waits to hear from a consumer about a delivery before it
+/// delivers it again: the time a crashed consumer's messages wait.
+pub const MAX_SERVER_ACK_WAIT: Duration = Duration::from_secs(4);
 
 /// The longest a single pull request waits for a message.
 const MAX_PULL: Duration = Duration::from_secs(30);
@@ -204,7 +227,7 @@ impl Bus for JetStreamBus {
                 filter_subject: format!("{}.{}", self.prefix, spec.filter),
                 deliver_policy: DeliverPolicy::All,
                 ack_policy: AckPolicy::Explicit,
-                ack_wait: spec.ack_wait,
+                ack_wait: server_ack_wait(spec),
                 // Unlimited: the adapter dead-letters a message on its `max_attempts + 1`-th
                 // delivery. A server-side limit would strand the message, neither
                 // delivered nor dead-lettered, if that last delivery's move to the dead
@@ -342,7 +365,7 @@ impl Subscription for JetStreamSubscription {
                 let sequence = info.stream_sequence;
                 match serde_json::from_slice::<Envelope>(&message.payload) {
                     Ok(envelope) if delivered <= self.spec.max_attempts => {
-                        let settle = Box::new(JetStreamSettle { message });
+                        let settle = Box::new(JetStreamSettle::held(message, &self.spec));
                         return Ok(Some(Delivery::new(envelope, delivered, settle)));
                     }
                     Ok(envelope) => {
@@ -500,15 +523,50 @@ impl JetStreamSubscription {
     }
 }
 
-/// Settles one delivery with confirmed acks.
+/// The ack wait the server is given for `spec`.
+fn server_ack_wait(spec: &SubscriptionSpec) -> Duration {
+    spec.ack_wait.min(MAX_SERVER_ACK_WAIT)
+}
+
+/// Settles one delivery with confirmed acks, and keeps it alive on the server until then.
 struct JetStreamSettle {
     message: jetstream::Message,
+    /// Tells the server every quarter ack wait that the delivery is still being worked
+    /// on; stopped when it is settled or dropped (a dead consumer says nothing more).
+    keep_alive: tokio::task::AbortHandle,
+}
+
+impl JetStreamSettle {
+    /// A delivery of `spec`'s, kept alive from now on.
+    fn held(message: jetstream::Message, spec: &SubscriptionSpec) -> Self {
+        let every = (server_ack_wait(spec) / 4).max(Duration::from_millis(100));
+        let heartbeat = message.clone();
+        let keep_alive = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                // A lost one costs nothing: the next comes a quarter ack wait later.
+                let _ = heartbeat.ack_with(AckKind::Progress).await;
+            }
+        })
+        .abort_handle();
+        Self {
+            message,
+            keep_alive,
+        }
+    }
+}
+
+impl Drop for JetStreamSettle {
+    fn drop(&mut self) {
+        self.keep_alive.abort();
+    }
 }
 
 impl Settle for JetStreamSettle {
     fn ack(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<()>> {
         // A confirmed ack: `Ok` means the server recorded it, so the caller may treat the
         // message as done; a plain ack could be lost with the connection.
+        self.keep_alive.abort();
         Box::pin(async move {
             bounded(async {
                 self.message
@@ -522,6 +580,7 @@ impl Settle for JetStreamSettle {
     }
 
     fn nack(self: Box<Self>, delay: Duration) -> BoxFuture<'static, anyhow::Result<()>> {
+        self.keep_alive.abort();
         Box::pin(async move {
             bounded(async {
                 self.message
@@ -565,7 +624,8 @@ impl JetStreamBus {
             .with_context(|| format!("opening stream {name}"))
     }
 
-    /// Creates stream `name` over `subjects` unless it exists. An existing stream is used
+    /// Creates stream `name` over `subjects` unless it exists, bounded by
+    /// [`STREAM_MAX_AGE`] and [`STREAM_MAX_BYTES`]. An existing stream is used
     /// as it is, so an operator's changes to it (limits, replicas) stay.
     async fn ensure_stream(
         &self,
@@ -580,6 +640,8 @@ impl JetStreamBus {
             retention: RetentionPolicy::Limits,
             discard: DiscardPolicy::Old,
             duplicate_window,
+            max_age: STREAM_MAX_AGE,
+            max_bytes: STREAM_MAX_BYTES,
             ..Default::default()
         };
         bounded(self.js.get_or_create_stream(config))

@@ -32,7 +32,9 @@ pub(crate) struct Harness {
 }
 
 enum Backing {
-    Embedded(tempfile::TempDir),
+    /// The folder and the bus open on it, closed (as a dead process's would be) before
+    /// a restart opens the file again.
+    Embedded(tempfile::TempDir, EmbeddedBus),
     JetStream(NatsServer),
 }
 
@@ -45,8 +47,8 @@ impl Harness {
                     .await
                     .expect("opens");
                 Self {
-                    bus: Arc::new(bus),
-                    backing: Backing::Embedded(folder),
+                    bus: Arc::new(bus.clone()),
+                    backing: Backing::Embedded(folder, bus),
                 }
             }
             Adapter::JetStream => {
@@ -63,15 +65,16 @@ impl Harness {
     }
 
     /// Stops the bus as a crash would and brings it back: the embedded file is closed
-    /// and opened by a new bus; the NATS server is killed and restarted, and the same
+    /// (which a crash does too, releasing its lock) and opened by a new bus; the NATS server is killed and restarted, and the same
     /// client must reconnect by itself.
     pub(crate) async fn restart(&mut self) {
         match &mut self.backing {
-            Backing::Embedded(folder) => {
-                let bus = EmbeddedBus::open(&folder.path().join("bus.db"))
+            Backing::Embedded(folder, bus) => {
+                bus.close().await;
+                *bus = EmbeddedBus::open(&folder.path().join("bus.db"))
                     .await
                     .expect("reopens");
-                self.bus = Arc::new(bus);
+                self.bus = Arc::new(bus.clone());
             }
             Backing::JetStream(server) => server.restart(),
         }

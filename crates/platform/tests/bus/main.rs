@@ -3,4 +3,5 @@
 //! JetStream, on a server of the test's own that it can kill and restart).
 
 mod harness;
+mod limits;
 mod scenarios;

@@ -83,8 +83,9 @@ async fn conformance_an_unacknowledged_message_is_delivered_again_after_the_ack_
     let mut subscription = harness.subscribe(&spec("test.timeout", "test.>", 5)).await;
     harness.publish(&envelope("test.happened.v1", 8)).await;
     let forgotten = next(&mut subscription).await;
-    // Neither acked nor nacked: as if the consumer died holding it.
-    std::mem::forget(forgotten);
+    // Neither acked nor nacked: as if the consumer died holding it (and with it
+    // whatever kept the delivery alive).
+    drop(forgotten);
     let again = next(&mut subscription).await;
     assert_eq!((n(&again), again.attempt), (8, 2));
     again.ack().await.expect("acknowledged");
@@ -283,4 +284,75 @@ async fn embedded_pruning_keeps_what_is_still_owed() {
     let second = next(&mut subscription).await;
     assert_eq!(n(&second), 1);
     second.ack().await.expect("acknowledged");
+}
+
+/// A process that dies while handling a message leaves it leased for the ack wait. The
+/// embedded bus is one process's, so the next to open it knows the lease is dead: the
+/// message comes again at once, not after the ack wait (two minutes here).
+#[tokio::test]
+async fn embedded_deliveries_leased_by_a_dead_process_come_again_at_once() {
+    use platform::bus::Bus as _;
+    use platform::bus::embedded::EmbeddedBus;
+
+    let folder = tempfile::tempdir().expect("a folder");
+    let path = folder.path().join("bus.db");
+    let slow = platform::bus::SubscriptionSpec {
+        ack_wait: Duration::from_secs(120),
+        ..spec("test.crash", "test.>", 5)
+    };
+    let bus = EmbeddedBus::open(&path).await.expect("opens");
+    let mut subscription = bus.subscribe(&slow).await.expect("subscribed");
+    bus.publish(&envelope("test.happened.v1", 7))
+        .await
+        .expect("published");
+    let leased = next(&mut subscription).await;
+    assert_eq!(n(&leased), 7);
+    // The process dies: nothing is settled, the file is closed (and its lock freed).
+    std::mem::forget(leased);
+    drop(subscription);
+    bus.close().await;
+
+    let bus = EmbeddedBus::open(&path).await.expect("opens again");
+    let mut subscription = bus.subscribe(&slow).await.expect("subscribed");
+    let again = next(&mut subscription).await;
+    assert_eq!((n(&again), again.attempt), (7, 2));
+    again.ack().await.expect("acknowledged");
+}
+
+/// On JetStream a consumer that holds a delivery keeps it, however long it works on it,
+/// and one that dies lets it go within seconds, whatever the subscription's ack wait.
+#[tokio::test]
+async fn jetstream_keeps_a_held_delivery_and_frees_a_dead_consumers_at_once() {
+    use platform::bus::jetstream::MAX_SERVER_ACK_WAIT;
+
+    let harness = Harness::new(Adapter::JetStream).await;
+    let long = platform::bus::SubscriptionSpec {
+        ack_wait: Duration::from_secs(120),
+        ..spec("test.held", "test.>", 5)
+    };
+    let mut working = harness.subscribe(&long).await;
+    let mut other = harness.subscribe(&long).await;
+    harness.publish(&envelope("test.happened.v1", 1)).await;
+    let held = next(&mut working).await;
+    // Held past the server's ack wait: nobody else gets it meanwhile.
+    let quiet_for = MAX_SERVER_ACK_WAIT + Duration::from_secs(2);
+    assert!(
+        other.next(quiet_for).await.expect("answers").is_none(),
+        "a delivery still being worked on was handed to another consumer"
+    );
+    held.ack().await.expect("acknowledged");
+
+    harness.publish(&envelope("test.happened.v1", 2)).await;
+    let dying = next(&mut working).await;
+    assert_eq!(n(&dying), 2);
+    drop(dying);
+    drop(working);
+    // The other consumer gets it after the server's ack wait, not the subscription's.
+    let again = other
+        .next(MAX_SERVER_ACK_WAIT + Duration::from_secs(5))
+        .await
+        .expect("answers")
+        .expect("delivered again within seconds");
+    assert_eq!((n(&again), again.attempt), (2, 2));
+    again.ack().await.expect("acknowledged");
 }

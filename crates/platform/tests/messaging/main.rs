@@ -365,3 +365,31 @@ async fn old_inbox_records_are_pruned(engine: Engine) {
         1
     );
 }
+
+/// A relay that dies holds its claimed rows for `claim_for`. A SQLite outbox is one
+/// process's, so the relay that starts next frees those claims and publishes the rows
+/// at once.
+#[tokio::test]
+async fn a_relay_starting_on_sqlite_publishes_what_a_dead_one_had_claimed() {
+    let fixture = Fixture::new(Engine::Sqlite).await;
+    fixture.write(3, true).await;
+    let far = platform::clock::now_ms() + 3_600_000;
+    sqlx::query("UPDATE outbox SET claimed_until = $1")
+        .bind(far)
+        .execute(fixture.db.pool())
+        .await
+        .expect("claimed by a relay that then died");
+    let relay = fixture.relay();
+    assert_eq!(relay.relay_once().await.expect("relayed"), 0, "claimed");
+    let shutdown = platform::shutdown::Shutdown::new();
+    let running = tokio::spawn(relay.clone().run(shutdown.clone()));
+    let published = "the running relay publishing the dead relay's claims";
+    test_support::eventually(published, Duration::from_secs(5), || async {
+        let pending = relay.backlog().await.expect("measured").pending;
+        if pending == 0 { Ok(()) } else { Err(pending) }
+    })
+    .await;
+    shutdown.trigger();
+    running.await.expect("the relay stopped");
+    assert_eq!(fixture.received("test.claims").await, vec![0, 1, 2]);
+}

@@ -1,0 +1,134 @@
+//! The storefront's session at its boundary, the gateway, without a browser: cookies
+//! as a browser keeps them.
+
+use std::collections::BTreeMap;
+
+use bazaar::Config;
+use reqwest::redirect::Policy;
+
+use crate::{PASSWORD, RunningShop};
+
+/// The cookies a browser would hold, kept from each answer's `Set-Cookie`.
+#[derive(Default)]
+struct Browser {
+    cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn keep(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let value = value.to_str().expect("text");
+            let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
+            let (name, content) = pair.split_once('=').expect("a cookie");
+            if content.is_empty() || attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), content.to_owned());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn get(&mut self, client: &reqwest::Client, url: &str) -> (u16, String) {
+        let response = client
+            .get(url)
+            .header("cookie", self.header())
+            .send()
+            .await
+            .expect("the gateway answers");
+        self.keep(&response);
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("a body"))
+    }
+
+    async fn post(&mut self, client: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> u16 {
+        let csrf = self.cookies.get("bazaar-csrf").cloned().unwrap_or_default();
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        fields.push(("csrf", &csrf));
+        let body = fields
+            .iter()
+            .map(|(name, value)| format!("{name}={}", value.replace(' ', "+").replace('@', "%40")))
+            .collect::<Vec<_>>()
+            .join("&");
+        let response = client
+            .post(url)
+            .header("cookie", self.header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("the gateway answers");
+        self.keep(&response);
+        response.status().as_u16()
+    }
+}
+
+/// With access tokens so short-lived that every request refreshes the session on its
+/// way in, signing out still signs the browser out: the handler's cleared cookies are
+/// not overwritten by the refreshed ones, and the refreshed session is revoked too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_signs_out_even_when_the_session_was_just_refreshed() {
+    let data = tempfile::tempdir().expect("a folder");
+    let mut config = Config::ephemeral(data.path().to_owned());
+    config.identity.access_token_ttl_secs = 1;
+    let shop = RunningShop::start_with(config).await;
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("a client");
+    let mut browser = Browser::default();
+    let (status, _) = browser.get(&client, &shop.url("/register")).await;
+    assert_eq!(status, 200);
+    let registered = browser
+        .post(
+            &client,
+            &shop.url("/register"),
+            &[
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+                ("next", "/account"),
+            ],
+        )
+        .await;
+    assert_eq!(registered, 200, "the page says to follow the emailed link");
+    let link = test_support::mail::confirmation_link(&shop.mailbox(), "ada@example.com").await;
+    assert!(
+        link.starts_with(&shop.url("/confirm?token=")),
+        "the link leads to this shop: {link}"
+    );
+    let (status, page) = browser.get(&client, &link).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Confirm my account"), "{page}");
+    let token = test_support::mail::token_of(&link);
+    let confirmed = browser
+        .post(
+            &client,
+            &shop.url("/confirm"),
+            &[("token", token), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(confirmed, 303);
+    let (status, account) = browser.get(&client, &shop.url("/account")).await;
+    assert_eq!(status, 200, "signed in after confirming");
+    assert!(account.contains("ada@example.com"));
+
+    assert_eq!(
+        browser.post(&client, &shop.url("/sign-out"), &[]).await,
+        303
+    );
+    assert!(
+        !browser.cookies.contains_key("bazaar-token")
+            && !browser.cookies.contains_key("bazaar-refresh"),
+        "the browser still holds a session: {:?}",
+        browser.cookies.keys()
+    );
+    let (status, _) = browser.get(&client, &shop.url("/account")).await;
+    assert_eq!(status, 303, "the account page is for signed-in shoppers");
+}
