@@ -106,7 +106,7 @@ impl inbox::Consume for OrderEvents {
         &self.name
     }
 
-    async fn consume_next(&mut self, wait: Duration) -> anyhow::Result<Option<Outcome>> {
-        self.consume_once(wait).await
+    async fn consume_next(&mut self, wait: Duration) -> anyhow::Result<usize> {
+        Ok(usize::from(self.consume_once(wait).await?.is_some()))
     }
 }

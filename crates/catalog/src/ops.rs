@@ -60,12 +60,7 @@ pub async fn create_product(
     product: &Product,
     origin: &Origin,
 ) -> Result<(), WriteError> {
-    let mut tx = catalog
-        .db
-        .pool()
-        .begin()
-        .await
-        .context("starting a create")?;
+    let mut tx = catalog.db.begin().await.context("starting a create")?;
     if !store::insert_product(&mut tx, product, now_ms()).await? {
         return Err(WriteError::UnknownCategory(product.category.clone()));
     }
@@ -84,12 +79,7 @@ pub async fn update_product(
     origin: &Origin,
 ) -> Result<Option<Product>, WriteError> {
     let now = now_ms();
-    let mut tx = catalog
-        .db
-        .pool()
-        .begin()
-        .await
-        .context("starting an update")?;
+    let mut tx = catalog.db.begin().await.context("starting an update")?;
     let Some(current) = store::lock_product(&mut tx, reference, now).await? else {
         return Ok(None);
     };
@@ -118,12 +108,7 @@ pub async fn delete_product(
     reference: &ProductRef,
     origin: &Origin,
 ) -> anyhow::Result<bool> {
-    let mut tx = catalog
-        .db
-        .pool()
-        .begin()
-        .await
-        .context("starting a delete")?;
+    let mut tx = catalog.db.begin().await.context("starting a delete")?;
     let Some(product_id) = store::delete_product(&mut tx, reference).await? else {
         return Ok(false);
     };
@@ -170,7 +155,7 @@ pub async fn seed(
         correlation_id: format!("seed:{name}"),
         ..Origin::default()
     };
-    let mut tx = catalog.db.pool().begin().await?;
+    let mut tx = catalog.db.begin().await?;
     if !store::claim_seed(&mut tx, name, now).await? {
         tx.rollback().await?;
         return Ok(false);

@@ -134,7 +134,7 @@ impl Store {
                 .bind(self.seal.seal(&kid, &seed)?)
                 .bind(kid.clone())
                 .bind(stored)
-                .execute(self.db.pool())
+                .execute(self.db.writer())
                 .await
                 .with_context(|| format!("sealing signing key {kid}"))?;
             sealed += 1;
@@ -333,7 +333,7 @@ impl Store {
             "DELETE FROM users WHERE confirmed_at IS NULL AND confirmation_expires_at <= $1",
         )
         .bind(now)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await
         .context("deleting expired unconfirmed accounts")?
         .rows_affected();
@@ -341,11 +341,7 @@ impl Store {
     }
 
     async fn begin(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
-        self.db
-            .pool()
-            .begin()
-            .await
-            .context("starting a transaction")
+        self.db.begin().await.context("starting a transaction")
     }
 
     /// The user with this email.
@@ -376,7 +372,7 @@ impl Store {
         password_hash: &str,
         now: i64,
     ) -> anyhow::Result<()> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
             .bind(password_hash.to_owned())
             .bind(now)
@@ -399,7 +395,7 @@ impl Store {
     /// Stores a new refresh token.
     pub async fn insert_refresh(&self, record: &RefreshRecord) -> anyhow::Result<()> {
         insert_refresh(record)
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await
             .context("storing a refresh token")?;
         Ok(())
@@ -439,7 +435,7 @@ impl Store {
         next: &RefreshRecord,
         now: i64,
     ) -> anyhow::Result<bool> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         let claimed = sqlx::query(
             // The family check closes a race on PostgreSQL: a revocation that started
             // before this token was inserted cannot have revoked it, but it did revoke
@@ -475,7 +471,7 @@ impl Store {
         )
         .bind(now)
         .bind(family_id.to_owned())
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await
         .context("revoking a token family")?;
         Ok(())
@@ -513,7 +509,7 @@ impl Store {
 
     /// Makes `key` the signing key and retires every other, in one transaction.
     pub async fn rotate_key(&self, key: &SigningKey, now: i64) -> anyhow::Result<()> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(now)
             .execute(&mut *tx)

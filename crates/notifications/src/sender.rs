@@ -123,7 +123,8 @@ impl Sender {
             };
             match outcome {
                 Ok(()) => {
-                    store::mark_sent(self.db.pool(), &claimed.id, &claimed.email, now_ms()).await?;
+                    store::mark_sent(self.db.writer(), &claimed.id, &claimed.email, now_ms())
+                        .await?;
                     metrics::counter!("notifications_sent_total", "kind" => claimed.kind.as_str())
                         .increment(1);
                     tracing::info!(notification = %claimed.id, kind = %claimed.kind, "sent an email");
@@ -134,7 +135,7 @@ impl Sender {
                     let error = format!("{error:#}");
                     tracing::warn!(notification = %claimed.id, kind = %claimed.kind, "the email was refused for good: {error}");
                     store::mark_failed(
-                        self.db.pool(),
+                        self.db.writer(),
                         &claimed.id,
                         attempts,
                         &claimed.email,
@@ -153,7 +154,7 @@ impl Sender {
                         "sending an email failed; it will be tried again: {error}"
                     );
                     store::reschedule(
-                        self.db.pool(),
+                        self.db.writer(),
                         &claimed.id,
                         attempts,
                         retry_at,

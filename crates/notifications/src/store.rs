@@ -159,7 +159,7 @@ pub async fn claim_next(
     let Some(row) = sqlx::query(sql)
         .bind(claim_until_ms)
         .bind(now_ms)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.writer())
         .await
         .context("claiming a notification")?
     else {

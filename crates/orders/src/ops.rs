@@ -259,7 +259,7 @@ pub async fn request(
     const ATTEMPTS: usize = 5;
     let mut attempt = 1;
     loop {
-        let mut tx = db.pool().begin().await.context("starting a transaction")?;
+        let mut tx = db.begin().await.context("starting a transaction")?;
         let order = store::load(&mut tx, order_id)
             .await?
             .filter(|order| customer.is_none_or(|customer| order.customer_id == customer))
@@ -300,7 +300,7 @@ async fn run_one_due(
     settings: &Settings,
     now: i64,
 ) -> anyhow::Result<bool> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let Some(order) = store::load(&mut tx, order_id).await? else {
         store::set_deadline(&mut tx, order_id, None).await?;
         tx.commit().await?;
@@ -452,7 +452,7 @@ pub async fn place(
         basket,
     } = new;
     let order_id = uuid::Uuid::now_v7().to_string();
-    let mut tx = db.pool().begin().await.context("starting a transaction")?;
+    let mut tx = db.begin().await.context("starting a transaction")?;
     let claimed =
         store::claim_idempotency_key(&mut tx, customer_id, key, &request.digest(), &order_id, now)
             .await?;

@@ -99,8 +99,8 @@ impl inbox::Consume for CommandConsumer {
         &self.name
     }
 
-    async fn consume_next(&mut self, wait: Duration) -> anyhow::Result<Option<Outcome>> {
-        self.consume_once(wait).await
+    async fn consume_next(&mut self, wait: Duration) -> anyhow::Result<usize> {
+        Ok(usize::from(self.consume_once(wait).await?.is_some()))
     }
 }
 

@@ -122,7 +122,7 @@ pub async fn register_method(
     };
     let mut connection = payments
         .db
-        .pool()
+        .writer()
         .acquire()
         .await
         .map_err(anyhow::Error::from)?;
@@ -160,7 +160,7 @@ pub async fn delete_method(
     token: &str,
     now: i64,
 ) -> anyhow::Result<bool> {
-    let mut connection = payments.db.pool().acquire().await?;
+    let mut connection = payments.db.writer().acquire().await?;
     store::delete_method(&mut connection, customer_id, token, now).await
 }
 

@@ -36,6 +36,25 @@ pub trait Bus: Send + Sync + 'static {
     /// id published before (within the bus's deduplication window) is not stored twice.
     fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, anyhow::Result<()>>;
 
+    /// Stores `envelopes` as [`Bus::publish`] would each, in order; returns once all are
+    /// durable. An adapter may store them together (one transaction, or publishes sent
+    /// back to back with their acknowledgements awaited together); on failure it says
+    /// how many of the first were stored for certain. This one publishes them one at a
+    /// time.
+    fn publish_all<'a>(
+        &'a self,
+        envelopes: &'a [Envelope],
+    ) -> BoxFuture<'a, Result<(), PublishFailure>> {
+        Box::pin(async move {
+            for (published, envelope) in envelopes.iter().enumerate() {
+                self.publish(envelope)
+                    .await
+                    .map_err(|error| PublishFailure { published, error })?;
+            }
+            Ok(())
+        })
+    }
+
     /// Opens the durable subscription `spec.name`, creating it on first use. A new
     /// subscription receives every message the bus still holds that matches its filter,
     /// including those published before it existed, so a consumer deployed after its
@@ -59,6 +78,16 @@ pub trait Bus: Send + Sync + 'static {
         name: &'a str,
         message_id: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<bool>>;
+}
+
+/// Why [`Bus::publish_all`] stopped, and how far it got.
+#[derive(Debug)]
+pub struct PublishFailure {
+    /// How many of the first envelopes are stored for certain. Later ones may be stored
+    /// too; publishing them again is harmless, since ids are deduplicated.
+    pub published: usize,
+    /// What went wrong.
+    pub error: anyhow::Error,
 }
 
 /// A durable subscription's settings.
@@ -93,6 +122,18 @@ impl SubscriptionSpec {
 pub trait Subscription: Send {
     /// The next message, waiting up to `wait` for one; `None` if none came.
     fn next(&mut self, wait: Duration) -> BoxFuture<'_, anyhow::Result<Option<Delivery>>>;
+
+    /// Up to `max` messages, waiting up to `wait` for the first; empty if none came. Each
+    /// is settled on its own. An adapter may hand out several at once; this one hands
+    /// out one.
+    fn next_batch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'_, anyhow::Result<Vec<Delivery>>> {
+        let _ = max;
+        Box::pin(async move { Ok(self.next(wait).await?.into_iter().collect()) })
+    }
 }
 
 /// A message handed to a consumer, to be acknowledged or refused.
@@ -105,7 +146,7 @@ pub struct Delivery {
 }
 
 /// How an adapter acknowledges or refuses one delivery.
-pub trait Settle: Send {
+pub trait Settle: Send + Sync {
     /// Done with: never deliver it to this subscription again.
     fn ack(self: Box<Self>) -> BoxFuture<'static, anyhow::Result<()>>;
     /// Failed: deliver it again after `delay`.

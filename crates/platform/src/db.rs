@@ -16,9 +16,18 @@ use sqlx::{AnyPool, Connection as _, Executor as _};
 use crate::config::{DatabaseUrl, Engine};
 
 /// A service's connection pool.
+///
+/// **Writers queue here, not in SQLite.** SQLite has one writer at a time, and a
+/// connection that finds the write lock taken sleeps and tries again (1, 2, 5, 10 ms…),
+/// so connections of one pool contending for it waste milliseconds per write. On SQLite,
+/// writes therefore go through a second pool of one connection ([`Database::begin`],
+/// [`Database::writer`]), whose callers queue in order and never meet the lock taken;
+/// reads use the main pool ([`Database::pool`]) and, with WAL, run beside the writer. On
+/// PostgreSQL, which has row locks and many writers, both are the same pool.
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: AnyPool,
+    writer: AnyPool,
     engine: Engine,
 }
 
@@ -79,14 +88,38 @@ impl Database {
         let options: AnyConnectOptions = target
             .parse()
             .with_context(|| format!("parsing database URL {}", url.redacted()))?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
+        let pool = Self::pool_options(engine, settings.max_connections, settings)
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("connecting to {}", url.redacted()))?;
+        let writer = match engine {
+            Engine::Sqlite => Self::pool_options(engine, 1, settings)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("connecting to {}", url.redacted()))?,
+            Engine::Postgres => pool.clone(),
+        };
+        Ok(Self {
+            pool,
+            writer,
+            engine,
+        })
+    }
+
+    fn pool_options(
+        engine: Engine,
+        max_connections: u32,
+        settings: PoolSettings,
+    ) -> AnyPoolOptions {
+        AnyPoolOptions::new()
+            .max_connections(max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if engine == Engine::Sqlite {
-                        // WAL lets readers proceed while one writer commits; the busy
-                        // timeout makes concurrent writers queue instead of failing.
+                        // WAL lets readers proceed while one writer commits. Writers of
+                        // this process queue for the writer pool; the busy timeout is for
+                        // another process's (`bazaar` operator commands, a migration).
                         connection
                             .execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
@@ -97,10 +130,6 @@ impl Database {
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await
-            .with_context(|| format!("connecting to {}", url.redacted()))?;
-        Ok(Self { pool, engine })
     }
 
     /// Applies the service's embedded migrations that have not run yet. On PostgreSQL a
@@ -112,14 +141,27 @@ impl Database {
     pub async fn migrate(&self, mut migrator: Migrator) -> anyhow::Result<()> {
         migrator.set_ignore_missing(true);
         migrator
-            .run(&self.pool)
+            .run(&self.writer)
             .await
             .context("applying database migrations")
     }
 
-    /// The pool, for queries.
+    /// The pool, for reads (and, on PostgreSQL, anything).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for writes outside a transaction: on SQLite one connection, which
+    /// writers queue for in order. Never acquire it while holding a transaction from
+    /// [`Database::begin`]: on SQLite that waits for itself.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// Starts a transaction that may write: on SQLite, on the writer connection, once
+    /// the writers queued before it are done.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.writer.begin().await
     }
 
     /// The engine behind this pool.
@@ -142,6 +184,7 @@ impl Database {
 
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

@@ -53,11 +53,120 @@ pub async fn apply(
     envelope: &Envelope,
     handler: &dyn Handler,
 ) -> anyhow::Result<Outcome> {
-    let mut tx = db
-        .pool()
-        .begin()
-        .await
-        .context("starting an inbox transaction")?;
+    let mut tx = db.begin().await.context("starting an inbox transaction")?;
+    let outcome = record_and_handle(&mut tx, subscription, envelope, handler).await?;
+    if outcome == Outcome::Applied {
+        tx.commit().await.context("committing a handled message")?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(outcome)
+}
+
+/// Applies each of `deliveries` as [`apply`] would, with one commit for all, and returns
+/// each message's outcome, in order.
+///
+/// One commit per batch is what makes a busy consumer cheap: on SQLite a commit, and
+/// each statement, is most of a small message's cost, and the database has one writer
+/// at a time. The batch first runs in one transaction as it is; should a handler fail
+/// there, it is all undone and run again with each message in a savepoint of its own,
+/// so that a failing handler undoes only its message's effects and only it fails.
+/// Should the commit fail, every message fails with it and none of their effects stays.
+pub async fn apply_all(
+    db: &Database,
+    subscription: &str,
+    deliveries: &[Delivery],
+    handler: &dyn Handler,
+) -> Vec<anyhow::Result<Outcome>> {
+    if let [delivery] = deliveries {
+        let outcome = apply(db, subscription, &delivery.envelope, handler)
+            .instrument(message_span(subscription, delivery))
+            .await;
+        return vec![outcome];
+    }
+    match apply_together(db, subscription, deliveries, handler).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(_) => apply_apart(db, subscription, deliveries, handler).await,
+    }
+}
+
+/// Every delivery in one transaction, failing as a whole if any one fails.
+async fn apply_together(
+    db: &Database,
+    subscription: &str,
+    deliveries: &[Delivery],
+    handler: &dyn Handler,
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut tx = db.begin().await.context("starting an inbox transaction")?;
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        outcomes.push(
+            record_and_handle(&mut tx, subscription, &delivery.envelope, handler)
+                .instrument(message_span(subscription, delivery))
+                .await?,
+        );
+    }
+    tx.commit().await.context("committing handled messages")?;
+    Ok(outcomes)
+}
+
+/// Every delivery in one transaction, each in a savepoint of its own.
+async fn apply_apart(
+    db: &Database,
+    subscription: &str,
+    deliveries: &[Delivery],
+    handler: &dyn Handler,
+) -> Vec<anyhow::Result<Outcome>> {
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    let committed = async {
+        let mut tx = db.begin().await.context("starting an inbox transaction")?;
+        for delivery in deliveries {
+            let outcome = async {
+                let mut savepoint = sqlx::Connection::begin(&mut *tx)
+                    .await
+                    .context("starting a message's savepoint")?;
+                let outcome =
+                    record_and_handle(&mut savepoint, subscription, &delivery.envelope, handler)
+                        .await;
+                match outcome {
+                    Ok(outcome) => {
+                        savepoint
+                            .commit()
+                            .await
+                            .context("keeping a message's effects")?;
+                        Ok(outcome)
+                    }
+                    Err(error) => {
+                        savepoint.rollback().await?;
+                        Err(error)
+                    }
+                }
+            }
+            .instrument(message_span(subscription, delivery))
+            .await;
+            outcomes.push(outcome);
+        }
+        tx.commit().await.context("committing handled messages")
+    }
+    .await;
+    match committed {
+        Ok(()) => outcomes,
+        Err(error) => deliveries
+            .iter()
+            .map(|_| Err(anyhow::anyhow!("{error:#}")))
+            .collect(),
+    }
+}
+
+/// Records `envelope` in the inbox and applies it, on a connection inside a
+/// transaction; [`Outcome::Duplicate`] if it was handled before, and then nothing was
+/// done.
+async fn record_and_handle(
+    connection: &mut sqlx::AnyConnection,
+    subscription: &str,
+    envelope: &Envelope,
+    handler: &dyn Handler,
+) -> anyhow::Result<Outcome> {
     let first = sqlx::query(
         "INSERT INTO inbox (subscription, message_id, handled_at) VALUES ($1, $2, $3) \
          ON CONFLICT (subscription, message_id) DO NOTHING",
@@ -65,19 +174,20 @@ pub async fn apply(
     .bind(subscription.to_owned())
     .bind(envelope.id.clone())
     .bind(now_ms())
-    .execute(&mut *tx)
+    .execute(&mut *connection)
     .await
     .context("recording a message in the inbox")?
     .rows_affected()
         == 1;
     if !first {
-        tx.rollback().await?;
         return Ok(Outcome::Duplicate);
     }
-    handler.handle(&mut tx, envelope).await?;
-    tx.commit().await.context("committing a handled message")?;
+    handler.handle(connection, envelope).await?;
     Ok(Outcome::Applied)
 }
+
+/// The most messages a [`Consumer`] handles in one transaction.
+pub const BATCH: usize = 64;
 
 /// How long a handled message is remembered. A redelivery comes within an ack wait, or
 /// after a broker outage within its deduplication window; a week is far beyond both.
@@ -87,7 +197,7 @@ pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub async fn prune(db: &Database, before_ms: i64) -> anyhow::Result<u64> {
     let deleted = sqlx::query("DELETE FROM inbox WHERE handled_at < $1")
         .bind(before_ms)
-        .execute(db.pool())
+        .execute(db.writer())
         .await
         .context("pruning the inbox")?
         .rows_affected();
@@ -162,6 +272,27 @@ impl Consumer {
         Ok(Some(outcome))
     }
 
+    /// Handles the messages waiting, up to [`BATCH`], in one transaction
+    /// ([`apply_all`]), waiting up to `wait` for the first; how many there were, 0 if
+    /// none came. Each is acknowledged once the transaction committed (or it was a
+    /// duplicate), or refused with backoff if its handler failed.
+    pub async fn consume_batch(&mut self, wait: Duration) -> anyhow::Result<usize> {
+        let deliveries = self.subscription.next_batch(BATCH, wait).await?;
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        let handled = apply_all(&self.db, &self.name, &deliveries, self.handler.as_ref()).await;
+        let count = deliveries.len();
+        let applied = handled
+            .iter()
+            .any(|outcome| matches!(outcome, Ok(Outcome::Applied)));
+        settle_all(&self.name, deliveries, handled).await?;
+        if applied {
+            self.relay.wake();
+        }
+        Ok(count)
+    }
+
     /// Consumes until `shutdown`, backing off while the bus fails, and forgets handled
     /// messages older than [`RETENTION`] once an hour.
     pub async fn run(mut self, shutdown: Shutdown) {
@@ -194,12 +325,13 @@ pub trait Consume: Send {
     /// The subscription's name.
     fn subscription(&self) -> &str;
 
-    /// Handles the next message, waiting up to `wait` for one; `None` if none came. An
-    /// error means the bus failed, not the message's handling.
+    /// Handles what came next, waiting up to `wait` for a message: how many messages
+    /// it handled, 0 if none came. An error means the bus failed, not a message's
+    /// handling.
     fn consume_next(
         &mut self,
         wait: Duration,
-    ) -> impl Future<Output = anyhow::Result<Option<Outcome>>> + Send;
+    ) -> impl Future<Output = anyhow::Result<usize>> + Send;
 }
 
 impl Consume for Consumer {
@@ -207,9 +339,9 @@ impl Consume for Consumer {
         &self.name
     }
 
-    async fn consume_next(&mut self, wait: Duration) -> anyhow::Result<Option<Outcome>> {
+    async fn consume_next(&mut self, wait: Duration) -> anyhow::Result<usize> {
         self.prune_when_due().await;
-        self.consume_once(wait).await
+        self.consume_batch(wait).await
     }
 }
 
@@ -273,6 +405,25 @@ pub async fn settle(
     Ok(outcome)
 }
 
+/// Settles each of `deliveries` by its outcome in `handled`, as [`settle`] does, all at
+/// once: a bus that commits settlements together ([`crate::bus::embedded`]) then
+/// commits them in one go.
+pub async fn settle_all(
+    subscription: &str,
+    deliveries: Vec<Delivery>,
+    handled: Vec<anyhow::Result<Outcome>>,
+) -> anyhow::Result<Vec<Outcome>> {
+    futures_util::future::join_all(
+        deliveries
+            .into_iter()
+            .zip(handled)
+            .map(|(delivery, handled)| settle(subscription, delivery, handled)),
+    )
+    .await
+    .into_iter()
+    .collect()
+}
+
 /// Records subscription `subscription`'s lag on `bus` (messages not yet acknowledged)
 /// as a gauge; returns it.
 pub async fn record_lag(bus: &dyn Bus, subscription: &str) -> anyhow::Result<u64> {
@@ -295,7 +446,7 @@ pub async fn consume_until(consumer: &mut impl Consume, bus: &dyn Bus, shutdown:
                 Ok(handled) => {
                     failures = 0;
                     // Idle: a good moment to measure how far behind it is.
-                    if handled.is_none()
+                    if handled == 0
                         && let Err(error) = record_lag(bus, consumer.subscription()).await
                     {
                         tracing::debug!(

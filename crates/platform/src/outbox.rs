@@ -16,7 +16,6 @@ use anyhow::Context as _;
 use contracts::messaging::{Envelope, Message};
 use sqlx::Row as _;
 use tokio::sync::Notify;
-use tracing::Instrument as _;
 
 use crate::bus::{Bus, backoff};
 use crate::clock::now_ms;
@@ -191,67 +190,95 @@ impl Relay {
         Waker(Some(self.wake.clone()))
     }
 
-    /// One round: claims a batch of due rows, publishes them in order, and marks each
-    /// published once the bus acknowledged it. Returns how many were published. On a
-    /// bus failure the failed row is rescheduled with backoff, the rest of the batch is
-    /// released, and the error returned.
+    /// One round: claims a batch of due rows and publishes them together, in order
+    /// ([`Bus::publish_all`]), marking them published once the bus acknowledged them.
+    /// Returns how many were published. On a bus failure the rows stored for certain are
+    /// marked, the first of the others is rescheduled with backoff, the rest of the batch
+    /// is released, and the error returned.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
-        let now = now_ms();
-        let claimed = self.claim(now).await?;
-        let mut published: Vec<String> = Vec::new();
-        for (index, (id, envelope, attempts)) in claimed.iter().enumerate() {
-            let started = std::time::Instant::now();
-            let outcome = match serde_json::from_str::<Envelope>(envelope) {
-                Ok(envelope) => {
-                    // A span per publication, in the trace of the work that enqueued it.
-                    let span = tracing::info_span!(
-                        "publish",
-                        service = self.service,
-                        kind = envelope.kind,
-                        id = envelope.id,
-                        trace_id = tracing::field::Empty,
+        let claimed = self.claim(now_ms()).await?;
+        // A row that does not decode stops the batch where it stands, as a failed
+        // publish would.
+        let mut envelopes = Vec::with_capacity(claimed.len());
+        let mut undecodable = None;
+        for (id, envelope, _) in &claimed {
+            match serde_json::from_str::<Envelope>(envelope) {
+                Ok(envelope) => envelopes.push(envelope),
+                Err(error) => {
+                    undecodable = Some(
+                        anyhow::Error::new(error)
+                            .context(format!("stored envelope {id} does not decode")),
                     );
-                    crate::telemetry::adopt(&span, envelope.traceparent.as_deref());
-                    tokio::time::timeout(Duration::from_secs(10), self.bus.publish(&envelope))
-                        .instrument(span)
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(anyhow::anyhow!("the bus did not acknowledge within 10 s"))
-                        })
-                }
-                Err(error) => {
-                    Err(anyhow::Error::new(error).context("a stored envelope does not decode"))
-                }
-            };
-            metrics::histogram!("outbox_publish_duration_seconds", "service" => self.service)
-                .record(started.elapsed().as_secs_f64());
-            match outcome {
-                Ok(()) => published.push(id.clone()),
-                Err(error) => {
-                    self.mark_published(&published).await?;
-                    let attempts = attempts.saturating_add(1);
-                    let delay = backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
-                    let retry_at = now_ms()
-                        .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-                    sqlx::query(
-                        "UPDATE outbox SET attempts = $1, next_attempt_at = $2, claimed_until = NULL WHERE id = $3",
-                    )
-                    .bind(attempts)
-                    .bind(retry_at)
-                    .bind(id.clone())
-                    .execute(self.db.pool())
-                    .await
-                    .context("rescheduling a row")?;
-                    self.release(claimed[index + 1..].iter().map(|(id, _, _)| id.clone()))
-                        .await?;
-                    metrics::counter!("outbox_publish_failures_total", "service" => self.service)
-                        .increment(1);
-                    return Err(error.context(format!("publishing outbox row {id}")));
+                    break;
                 }
             }
         }
-        self.mark_published(&published).await?;
-        Ok(published.len())
+        // A span per publication, in the trace of the work that enqueued it; each lasts
+        // as long as the batch it went out with.
+        let spans: Vec<tracing::Span> = envelopes
+            .iter()
+            .map(|envelope| {
+                let span = tracing::info_span!(
+                    "publish",
+                    service = self.service,
+                    kind = envelope.kind,
+                    id = envelope.id,
+                    trace_id = tracing::field::Empty,
+                );
+                crate::telemetry::adopt(&span, envelope.traceparent.as_deref());
+                span
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let outcome = if envelopes.is_empty() {
+            Ok(())
+        } else {
+            tokio::time::timeout(Duration::from_secs(10), self.bus.publish_all(&envelopes))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::bus::PublishFailure {
+                        published: 0,
+                        error: anyhow::anyhow!("the bus did not acknowledge within 10 s"),
+                    })
+                })
+        };
+        drop(spans);
+        let histogram =
+            metrics::histogram!("outbox_publish_duration_seconds", "service" => self.service);
+        for _ in &envelopes {
+            histogram.record(started.elapsed().as_secs_f64());
+        }
+        let (published, error) = match (outcome, undecodable) {
+            (Ok(()), None) => (envelopes.len(), None),
+            (Ok(()), Some(error)) => (envelopes.len(), Some(error)),
+            (Err(failure), _) => (failure.published, Some(failure.error)),
+        };
+        let ids: Vec<String> = claimed[..published]
+            .iter()
+            .map(|(id, _, _)| id.clone())
+            .collect();
+        self.mark_published(&ids).await?;
+        let Some(error) = error else {
+            return Ok(published);
+        };
+        let (id, _, attempts) = &claimed[published];
+        let attempts = attempts.saturating_add(1);
+        let delay = backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
+        let retry_at =
+            now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        sqlx::query(
+            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, claimed_until = NULL WHERE id = $3",
+        )
+        .bind(attempts)
+        .bind(retry_at)
+        .bind(id.clone())
+        .execute(self.db.writer())
+        .await
+        .context("rescheduling a row")?;
+        self.release(claimed[published + 1..].iter().map(|(id, _, _)| id.clone()))
+            .await?;
+        metrics::counter!("outbox_publish_failures_total", "service" => self.service).increment(1);
+        Err(error.context(format!("publishing outbox row {id}")))
     }
 
     /// Marks rows published, in one statement. Should the process die before this, the
@@ -273,7 +300,7 @@ impl Relay {
             statement = statement.bind(id.clone());
         }
         statement
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await
             .context("marking rows published")?;
         metrics::counter!("outbox_published_total", "service" => self.service)
@@ -386,7 +413,7 @@ impl Relay {
             .bind(now.saturating_add(claim_ms))
             .bind(now)
             .bind(i64::from(self.settings.batch))
-            .fetch_all(self.db.pool())
+            .fetch_all(self.db.writer())
             .await
             .context("claiming outbox rows")?;
         let mut claimed = rows
@@ -415,7 +442,7 @@ impl Relay {
             "UPDATE outbox SET claimed_until = NULL \
              WHERE published_at IS NULL AND claimed_until IS NOT NULL",
         )
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await
         .context("freeing claims")?
         .rows_affected();
@@ -429,7 +456,7 @@ impl Relay {
         for id in ids {
             sqlx::query("UPDATE outbox SET claimed_until = NULL WHERE id = $1")
                 .bind(id)
-                .execute(self.db.pool())
+                .execute(self.db.writer())
                 .await
                 .context("releasing a claim")?;
         }
@@ -440,7 +467,7 @@ impl Relay {
         let keep = i64::try_from(self.settings.keep_published.as_millis()).unwrap_or(i64::MAX);
         sqlx::query("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1")
             .bind(now_ms().saturating_sub(keep))
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await
             .context("deleting published rows")?;
         Ok(())

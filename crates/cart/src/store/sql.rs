@@ -51,7 +51,7 @@ impl SqlCartStore {
         let cutoff = now.saturating_sub(self.abandon_after_ms);
         let mut expired = 0;
         loop {
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.db.begin().await?;
             // The outer condition is checked again on a row a customer touched while
             // this ran, so a cart in use is never dropped.
             let customers: Vec<String> = sqlx::query_scalar(
@@ -80,7 +80,7 @@ impl SqlCartStore {
         let retention = i64::try_from(platform::inbox::RETENTION.as_millis()).unwrap_or(i64::MAX);
         sqlx::query("DELETE FROM processed_orders WHERE processed_at < $1")
             .bind(now.saturating_sub(retention))
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await
             .context("forgetting old processed orders")?;
         Ok(expired)
@@ -119,7 +119,7 @@ impl SqlCartStore {
         quantity: i64,
     ) -> Result<i64, CartError> {
         check_quantity(self.limits, quantity)?;
-        let mut tx = self.db.pool().begin().await.map_err(anyhow::Error::from)?;
+        let mut tx = self.db.begin().await.map_err(anyhow::Error::from)?;
         touch(&mut tx, customer).await?;
         let quantity = match held(&mut tx, customer, product).await? {
             Some(held) => {
@@ -177,7 +177,7 @@ impl SqlCartStore {
         quantity: i64,
     ) -> Result<(), CartError> {
         check_quantity(self.limits, quantity)?;
-        let mut tx = self.db.pool().begin().await.map_err(anyhow::Error::from)?;
+        let mut tx = self.db.begin().await.map_err(anyhow::Error::from)?;
         touch(&mut tx, customer).await?;
         if held(&mut tx, customer, product).await?.is_none() {
             return Err(CartError::NoSuchLine);
@@ -192,7 +192,7 @@ impl SqlCartStore {
         customer: &CustomerId,
         product: &ProductId,
     ) -> anyhow::Result<bool> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         refresh(&mut tx, customer).await?;
         let removed = delete_line(&mut tx, customer, product).await?;
         tx.commit().await?;
@@ -200,7 +200,7 @@ impl SqlCartStore {
     }
 
     async fn clear_cart(&self, customer: &CustomerId) -> anyhow::Result<()> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         // The cart's row stays, with its revision: a line added next is newer than
         // any order placed before.
         refresh(&mut tx, customer).await?;
@@ -220,7 +220,7 @@ impl SqlCartStore {
         ordered: &[Line],
         revision: Option<i64>,
     ) -> anyhow::Result<bool> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         // Recording the order first makes a second call for it wait for the first to
         // commit, then find the record and leave.
         let first = sqlx::query(

@@ -51,7 +51,7 @@
 //! **Ordering: none.** Redeliveries, delayed refusals and competing consumers reorder
 //! messages, as the bus's contract allows.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -66,7 +66,7 @@ use contracts::messaging::Envelope;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 
-use super::{Bus, DeadLetter, Delivery, Settle, Subscription, SubscriptionSpec};
+use super::{Bus, DeadLetter, Delivery, PublishFailure, Settle, Subscription, SubscriptionSpec};
 
 /// How long a stream keeps a message: as long as the embedded bus does
 /// ([`super::embedded::RETENTION`]), far beyond any redelivery; consumers handle a
@@ -196,22 +196,61 @@ pub(crate) fn consumer_name(name: &str) -> anyhow::Result<String> {
 impl Bus for JetStreamBus {
     fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let subject = self.subject(&envelope.kind)?;
-            if envelope.id.is_empty() || envelope.id.chars().any(char::is_control) {
-                // The id is a header value: a line break would corrupt the message.
-                bail!(
-                    "message id {:?} is empty or has control characters",
-                    envelope.id
-                );
-            }
-            let body = serde_json::to_vec(envelope).context("encoding the envelope")?;
-            let mut headers = HeaderMap::new();
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, envelope.id.as_str());
+            let (subject, headers, body) = self.message(envelope)?;
             // A duplicate is acknowledged like a new message: either way it is stored.
             self.publish_durably(subject, headers, body)
                 .await
                 .with_context(|| format!("publishing {} message {}", envelope.kind, envelope.id))?;
             Ok(())
+        })
+    }
+
+    /// Sends every publish back to back, then awaits their acknowledgements in order:
+    /// one round trip for the batch instead of one per message.
+    fn publish_all<'a>(
+        &'a self,
+        envelopes: &'a [Envelope],
+    ) -> BoxFuture<'a, Result<(), PublishFailure>> {
+        Box::pin(async move {
+            let mut acks = Vec::with_capacity(envelopes.len());
+            let mut failure = None;
+            for envelope in envelopes {
+                let sent = async {
+                    let (subject, headers, body) = self.message(envelope)?;
+                    bounded(self.js.publish_with_headers(subject, headers, body.into()))
+                        .await
+                        .context("sending")
+                };
+                match sent.await {
+                    Ok(ack) => acks.push((envelope, ack)),
+                    Err(error) => {
+                        failure = Some(error.context(format!(
+                            "publishing {} message {}",
+                            envelope.kind, envelope.id
+                        )));
+                        break;
+                    }
+                }
+            }
+            // Every one sent before a failure to send is acknowledged below, or the
+            // failure is an earlier one's.
+            let sent = acks.len();
+            for (published, (envelope, ack)) in acks.into_iter().enumerate() {
+                bounded(ack.into_future())
+                    .await
+                    .context("waiting for the stream's acknowledgement")
+                    .with_context(|| {
+                        format!("publishing {} message {}", envelope.kind, envelope.id)
+                    })
+                    .map_err(|error| PublishFailure { published, error })?;
+            }
+            match failure {
+                None => Ok(()),
+                Some(error) => Err(PublishFailure {
+                    published: sent,
+                    error,
+                }),
+            }
         })
     }
 
@@ -644,10 +683,41 @@ impl JetStreamBus {
             max_bytes: STREAM_MAX_BYTES,
             ..Default::default()
         };
-        bounded(self.js.get_or_create_stream(config))
-            .await
-            .with_context(|| format!("creating stream {name}"))?;
-        Ok(())
+        // Replicas starting together race to create the stream, and the server may
+        // refuse the one that lost ("subjects overlap") while the winner's is still
+        // being made: look again, briefly, before calling it a failure.
+        let mut attempt = 0;
+        loop {
+            match bounded(self.js.get_or_create_stream(config.clone())).await {
+                Ok(_) => return Ok(()),
+                Err(error) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(
+                        stream = name,
+                        "creating the stream failed, again: {error:#}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+                }
+                Err(error) => return Err(error.context(format!("creating stream {name}"))),
+            }
+        }
+    }
+
+    /// The subject, headers and body `envelope` is published with: its type as subject,
+    /// its id as `Nats-Msg-Id`, which the stream deduplicates by.
+    fn message(&self, envelope: &Envelope) -> anyhow::Result<(String, HeaderMap, Vec<u8>)> {
+        let subject = self.subject(&envelope.kind)?;
+        if envelope.id.is_empty() || envelope.id.chars().any(char::is_control) {
+            // The id is a header value: a line break would corrupt the message.
+            bail!(
+                "message id {:?} is empty or has control characters",
+                envelope.id
+            );
+        }
+        let body = serde_json::to_vec(envelope).context("encoding the envelope")?;
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, envelope.id.as_str());
+        Ok((subject, headers, body))
     }
 
     /// Publishes and waits for the stream's acknowledgement.

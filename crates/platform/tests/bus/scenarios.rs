@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::harness::{Adapter, Harness, QUIET, drain, envelope, n, next, on_both_buses, spec};
+use crate::harness::{
+    Adapter, Harness, PATIENCE, QUIET, drain, envelope, n, next, on_both_buses, spec,
+};
 
 on_both_buses!(
     conformance_delivers_every_message_until_acknowledged,
@@ -16,6 +18,7 @@ on_both_buses!(
     conformance_competing_consumers_share_one_subscription,
     conformance_messages_survive_a_bus_restart_mid_stream,
     conformance_filters_select_subjects_and_see_earlier_messages,
+    conformance_a_batch_is_published_and_handed_out_whole,
 );
 
 async fn conformance_delivers_every_message_until_acknowledged(adapter: Adapter) {
@@ -355,4 +358,50 @@ async fn jetstream_keeps_a_held_delivery_and_frees_a_dead_consumers_at_once() {
         .expect("delivered again within seconds");
     assert_eq!((n(&again), again.attempt), (2, 2));
     again.ack().await.expect("acknowledged");
+}
+
+async fn conformance_a_batch_is_published_and_handed_out_whole(adapter: Adapter) {
+    let harness = Harness::new(adapter).await;
+    let mut subscription = harness.subscribe(&spec("test.batch", "test.>", 5)).await;
+    let batch: Vec<_> = (0..20)
+        .map(|number| envelope("test.happened.v1", number))
+        .collect();
+    harness
+        .bus
+        .publish_all(&batch)
+        .await
+        .map_err(|failure| failure.error)
+        .expect("published");
+    // A relay that crashed before recording the batch publishes it again.
+    harness
+        .bus
+        .publish_all(&batch[5..])
+        .await
+        .map_err(|failure| failure.error)
+        .expect("published again");
+    let lag = harness.bus.pending("test.batch").await.expect("measured");
+    assert_eq!(lag, 20, "each message once");
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        let deliveries = subscription
+            .next_batch(8, PATIENCE)
+            .await
+            .expect("the bus answers");
+        assert!(!deliveries.is_empty(), "the rest did not come");
+        assert!(deliveries.len() <= 8, "more than asked for");
+        for delivery in deliveries {
+            seen.push(n(&delivery));
+            delivery.ack().await.expect("acknowledged");
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    assert!(
+        subscription
+            .next_batch(8, QUIET)
+            .await
+            .expect("answers")
+            .is_empty(),
+        "acknowledged messages came back"
+    );
 }

@@ -195,6 +195,7 @@ test_support::on_both_engines!(
     relays_sharing_an_outbox_never_publish_a_row_twice,
     a_redelivered_message_has_no_second_effect,
     a_failed_handler_leaves_no_effect_and_the_message_comes_again,
+    in_a_batch_a_failed_handler_undoes_only_its_own_message,
     old_inbox_records_are_pruned,
 );
 
@@ -338,6 +339,78 @@ async fn a_failed_handler_leaves_no_effect_and_the_message_comes_again(engine: E
         consumer.record_lag().await.expect("measured"),
         0,
         "nothing left to handle"
+    );
+}
+
+/// Records each message as an effect, and fails, after writing, on the one numbered
+/// `poison`.
+struct FailsOn {
+    poison: i64,
+}
+
+impl Handler for FailsOn {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a mut sqlx::AnyConnection,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let n = envelope.payload["n"].as_i64().unwrap_or(-1);
+            sqlx::query("INSERT INTO effects (message_id, n) VALUES ($1, $2)")
+                .bind(envelope.id.clone())
+                .bind(n)
+                .execute(&mut *connection)
+                .await?;
+            anyhow::ensure!(n != self.poison, "failing on purpose after writing");
+            Ok(())
+        })
+    }
+}
+
+async fn in_a_batch_a_failed_handler_undoes_only_its_own_message(engine: Engine) {
+    let fixture = Fixture::new(engine).await;
+    let handler = Arc::new(FailsOn { poison: 2 });
+    let spec = SubscriptionSpec::new("test.batch", "test.>");
+    let mut consumer = Consumer::new(fixture.db.clone(), fixture.bus.clone(), &spec, handler)
+        .await
+        .expect("subscribed");
+    let envelopes: Vec<Envelope> = (1..=4).map(message).collect();
+    // The fourth was handled before: in the batch it is a duplicate.
+    inbox::apply(
+        &fixture.db,
+        "test.batch",
+        &envelopes[3],
+        &FailsOn { poison: 0 },
+    )
+    .await
+    .expect("applied");
+    fixture
+        .bus
+        .inner
+        .publish_all(&envelopes)
+        .await
+        .map_err(|failure| failure.error)
+        .expect("published");
+    let handled = consumer
+        .consume_batch(Duration::from_secs(5))
+        .await
+        .expect("consumed");
+    assert_eq!(handled, 4, "the four came as one batch");
+    let effects = [
+        effects_of(&fixture.db, &envelopes[0].id).await,
+        effects_of(&fixture.db, &envelopes[1].id).await,
+        effects_of(&fixture.db, &envelopes[2].id).await,
+        effects_of(&fixture.db, &envelopes[3].id).await,
+    ];
+    assert_eq!(
+        effects,
+        [1, 0, 1, 1],
+        "the failed message's effect was undone, the others' kept, the duplicate's not doubled"
+    );
+    assert_eq!(
+        consumer.record_lag().await.expect("measured"),
+        1,
+        "only the failed message is left, to come again"
     );
 }
 

@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     for table in ["items", "effects"] {
         let sql = format!("CREATE TABLE IF NOT EXISTS {table} (n BIGINT NOT NULL)");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(db.pool())
+            .execute(db.writer())
             .await?;
     }
 
@@ -106,7 +106,7 @@ async fn connect_until_up(url: &str) -> anyhow::Result<JetStreamBus> {
 
 /// Commits item `n` and its message in one transaction.
 async fn produce(db: &Database, n: i64) -> anyhow::Result<()> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query("INSERT INTO items (n) VALUES ($1)")
         .bind(n)
         .execute(&mut *tx)
