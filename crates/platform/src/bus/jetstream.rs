@@ -396,35 +396,90 @@ impl Subscription for JetStreamSubscription {
                     }
                     return Ok(None);
                 };
-                let info = message
-                    .info()
-                    .map_err(anyhow::Error::from_boxed)
-                    .context("reading a delivery's metadata")?;
-                let delivered = u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX);
-                let sequence = info.stream_sequence;
-                match serde_json::from_slice::<Envelope>(&message.payload) {
-                    Ok(envelope) if delivered <= self.spec.max_attempts => {
-                        let settle = Box::new(JetStreamSettle::held(message, &self.spec));
-                        return Ok(Some(Delivery::new(envelope, delivered, settle)));
-                    }
-                    Ok(envelope) => {
-                        self.dead_letter(&message, envelope, delivered - 1, sequence, None)
-                            .await?;
-                    }
-                    Err(error) => {
-                        let envelope = self.malformed_envelope(&message, sequence, &error);
-                        self.dead_letter(&message, envelope, delivered - 1, sequence, Some(&error))
-                            .await?;
-                    }
+                if let Some(delivery) = self.accept(message).await? {
+                    return Ok(Some(delivery));
                 }
                 // A dead letter is not an answer: look again in the time left (once more,
                 // without waiting, when none is left).
             }
         })
     }
+
+    /// What is ready, up to `max`, in one pull request the server answers at once; when
+    /// nothing is, waits for one as [`Subscription::next`] does.
+    fn next_batch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'_, anyhow::Result<Vec<Delivery>>> {
+        Box::pin(async move {
+            let mut deliveries = Vec::new();
+            if max > 1 {
+                for message in self.fetch_ready(max).await? {
+                    deliveries.extend(self.accept(message).await?);
+                }
+            }
+            if deliveries.is_empty() {
+                deliveries.extend(self.next(wait).await?);
+            }
+            Ok(deliveries)
+        })
+    }
 }
 
 impl JetStreamSubscription {
+    /// A fetched message as a delivery, kept alive until settled; or, when it is out of
+    /// attempts or does not decode, moved to the dead letters and `None`.
+    async fn accept(&self, message: jetstream::Message) -> anyhow::Result<Option<Delivery>> {
+        let info = message
+            .info()
+            .map_err(anyhow::Error::from_boxed)
+            .context("reading a delivery's metadata")?;
+        let delivered = u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX);
+        let sequence = info.stream_sequence;
+        match serde_json::from_slice::<Envelope>(&message.payload) {
+            Ok(envelope) if delivered <= self.spec.max_attempts => {
+                let settle = Box::new(JetStreamSettle::held(message, &self.spec));
+                Ok(Some(Delivery::new(envelope, delivered, settle)))
+            }
+            Ok(envelope) => {
+                self.dead_letter(&message, envelope, delivered - 1, sequence, None)
+                    .await?;
+                Ok(None)
+            }
+            Err(error) => {
+                let envelope = self.malformed_envelope(&message, sequence, &error);
+                self.dead_letter(&message, envelope, delivered - 1, sequence, Some(&error))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Up to `max` messages that are ready now, in one pull request the server answers
+    /// at once (with none, when none is).
+    async fn fetch_ready(&self, max: usize) -> anyhow::Result<Vec<jetstream::Message>> {
+        let fetch = async {
+            let mut batch = self
+                .consumer
+                .fetch()
+                .max_messages(max)
+                .messages()
+                .await
+                .context("sending a pull request")?;
+            let mut messages = Vec::new();
+            while let Some(message) = batch.next().await {
+                messages.push(message.map_err(anyhow::Error::from_boxed)?);
+            }
+            Ok(messages)
+        };
+        tokio::time::timeout(FETCH_SLACK, fetch)
+            .await
+            .map_err(|_| anyhow!("no answer from NATS within {FETCH_SLACK:.1?}"))
+            .and_then(|result| result)
+            .with_context(|| format!("fetching messages for {}", self.spec.name))
+    }
+
     /// One message, waiting up to `wait` for it.
     async fn fetch_one(&self, wait: Duration) -> anyhow::Result<Option<jetstream::Message>> {
         let fetch = async {
