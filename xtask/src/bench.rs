@@ -143,13 +143,23 @@ fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
     Ok(response)
 }
 
+/// The resident memory of process `pid` now, in KiB.
 pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The most resident memory process `pid` has had, in KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/PID/status")
+        .with_context(|| format!("no {field} in /proc/PID/status"))
 }
 
 /// The CPU model and core count, for the record next to the figures.

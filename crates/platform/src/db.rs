@@ -88,15 +88,20 @@ impl Database {
         let options: AnyConnectOptions = target
             .parse()
             .with_context(|| format!("parsing database URL {}", url.redacted()))?;
-        let pool = Self::pool_options(engine, settings.max_connections, settings)
-            .connect_with(options.clone())
-            .await
-            .with_context(|| format!("connecting to {}", url.redacted()))?;
+        // Boxed: a pool's connect is a large future, and every service's start awaits
+        // this one.
+        let pool = Box::pin(
+            Self::pool_options(engine, settings.max_connections, settings)
+                .connect_with(options.clone()),
+        )
+        .await
+        .with_context(|| format!("connecting to {}", url.redacted()))?;
         let writer = match engine {
-            Engine::Sqlite => Self::pool_options(engine, 1, settings)
-                .connect_with(options)
-                .await
-                .with_context(|| format!("connecting to {}", url.redacted()))?,
+            Engine::Sqlite => {
+                Box::pin(Self::pool_options(engine, 1, settings).connect_with(options))
+                    .await
+                    .with_context(|| format!("connecting to {}", url.redacted()))?
+            }
             Engine::Postgres => pool.clone(),
         };
         Ok(Self {

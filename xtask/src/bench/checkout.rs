@@ -52,7 +52,14 @@ struct Measured {
     seconds: f64,
     p50_ms: i64,
     p99_ms: i64,
+    /// The shop's resident memory: its peak, at the end of the load, and after idling.
+    peak_mib: f64,
+    end_mib: f64,
+    idle_mib: f64,
 }
+
+/// How long the shop idles after the load before its memory is read again.
+const IDLE: Duration = Duration::from_secs(10);
 
 pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
     let (mut shoppers, mut seconds, mut modes) =
@@ -98,6 +105,14 @@ pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
             measured.confirmed,
             measured.other,
             measured.seconds,
+        );
+        println!(
+            "{:<12} resident memory: peak {:.1} MiB, {:.1} MiB at the end, {:.1} MiB after {} s idle",
+            "",
+            measured.peak_mib,
+            measured.end_mib,
+            measured.idle_mib,
+            IDLE.as_secs(),
         );
     }
     println!("machine: {}", machine());
@@ -242,6 +257,11 @@ async fn one_mode(
         orders.extend(task.await??);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let pid = shop.child.id();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let (peak_mib, end_mib) = (mib(super::peak_rss_kib(pid)?), mib(super::rss_kib(pid)?));
+    tokio::time::sleep(IDLE).await;
+    let idle_mib = mib(super::rss_kib(pid)?);
     let mut latencies: Vec<i64> = orders.iter().filter_map(|order| order.1).collect();
     latencies.sort_unstable();
     let percentile = |p: f64| {
@@ -256,6 +276,9 @@ async fn one_mode(
         seconds,
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
+        peak_mib,
+        end_mib,
+        idle_mib,
     })
 }
 

@@ -128,13 +128,15 @@ impl JetStreamBus {
             dlq_stream: format!("{stream}_DLQ"),
             prefix: stream.to_ascii_lowercase(),
         };
-        bus.ensure_stream(&bus.stream, format!("{}.>", bus.prefix), DUPLICATE_WINDOW)
+        // Boxed: creating a stream is a large future, and every service's start awaits
+        // this one.
+        Box::pin(bus.ensure_stream(&bus.stream, format!("{}.>", bus.prefix), DUPLICATE_WINDOW))
             .await?;
-        bus.ensure_stream(
+        Box::pin(bus.ensure_stream(
             &bus.dlq_stream,
             format!("{}.>", bus.dlq_prefix()),
             DLQ_DUPLICATE_WINDOW,
-        )
+        ))
         .await?;
         Ok(bus)
     }
