@@ -8,7 +8,8 @@
 //! - `cargo xtask bench bus`: the event backbone's throughput and latency on both
 //!   adapters, beside the raw publish rate of the same NATS server.
 //! - `cargo xtask bench checkout`: completed checkouts per second and the time from
-//!   placing an order to its confirmation, in embedded and distributed mode.
+//!   placing an order to its confirmation, in embedded and distributed mode, in a closed
+//!   loop of shoppers or an open loop at a set rate.
 //! - `cargo xtask bench gateway`: the gateway's throughput, latency, CPU and memory per
 //!   request, pass-through and with its full policy chain, beside nginx and HAProxy
 //!   proxying to the same upstream.
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
                  ci               format check, clippy, and every test\n  \
                  bench startup    time to ready and idle memory of `bazaar up` [--runs N]\n  \
                  bench bus        outbox → bus → inbox throughput and latency, both adapters\n  \
-                 bench checkout   completed checkouts/s and placed→confirmed latency, both modes\n  \
+                 bench checkout   completed checkouts/s and placed→confirmed latency, both modes [--rate R]\n  \
                  bench gateway    the gateway beside nginx and HAProxy [--seconds N] [--connections C] [--rounds R]\n  \
                  bench storefront pages beside their JSON, and the product page at a steady rate [--rate N]"
             );

@@ -52,6 +52,8 @@ struct Measured {
     seconds: f64,
     p50_ms: i64,
     p99_ms: i64,
+    /// Open loop: arrivals that found every shopper busy, and were not made.
+    skipped: usize,
     /// The shop's resident memory: its peak, at the end of the load, and after idling.
     peak_mib: f64,
     end_mib: f64,
@@ -64,11 +66,17 @@ const IDLE: Duration = Duration::from_secs(10);
 pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
     let (mut shoppers, mut seconds, mut modes) =
         (32_usize, 20_u64, vec!["embedded", "distributed"]);
+    let mut rate: Option<f64> = None;
     let mut rest = args;
     while let [flag, value, tail @ ..] = rest {
         match *flag {
             "--shoppers" => shoppers = value.parse().context("--shoppers takes a number")?,
             "--seconds" => seconds = value.parse().context("--seconds takes a number")?,
+            "--rate" => {
+                let per_second: f64 = value.parse().context("--rate takes checkouts per second")?;
+                anyhow::ensure!(per_second > 0.0, "--rate must be above 0");
+                rate = Some(per_second);
+            }
             "--mode" => {
                 modes = vec![if *value == "embedded" {
                     "embedded"
@@ -77,7 +85,9 @@ pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
                 }]
             }
             _ => anyhow::bail!(
-                "usage: cargo xtask bench checkout [--mode embedded|distributed] [--shoppers N] [--seconds N]"
+                "usage: cargo xtask bench checkout [--mode embedded|distributed] [--shoppers N] [--seconds N] [--rate R]\n\n\
+                 Without --rate, N shoppers check out in a closed loop; with it, a checkout \
+                 starts every 1/R s (an open loop) by whichever of the N shoppers is free."
             ),
         }
         rest = tail;
@@ -95,10 +105,18 @@ pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
             &binary,
             mode,
             shoppers,
+            rate,
             Duration::from_secs(seconds),
         ))?;
+        let load = match rate {
+            Some(rate) => format!(
+                "open loop at {rate}/s, {} arrivals skipped with every shopper busy",
+                measured.skipped
+            ),
+            None => "closed loop".to_owned(),
+        };
         println!(
-            "{mode:<12} {:>7.1} checkouts/s  placed→confirmed p50 {:>4} ms  p99 {:>5} ms  ({} confirmed, {} not, {shoppers} shoppers, {:.0} s)",
+            "{mode:<12} {:>7.1} checkouts/s  placed→confirmed p50 {:>4} ms  p99 {:>5} ms  ({} confirmed, {} not, {shoppers} shoppers, {:.0} s, {load})",
             measured.confirmed as f64 / measured.seconds,
             measured.p50_ms,
             measured.p99_ms,
@@ -200,6 +218,7 @@ async fn one_mode(
     binary: &Path,
     mode: &str,
     shoppers: usize,
+    rate: Option<f64>,
     length: Duration,
 ) -> anyhow::Result<Measured> {
     let shop = start(binary, mode).await?;
@@ -230,32 +249,43 @@ async fn one_mode(
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let mut tokens = Vec::new();
+    let mut signed_up = Vec::new();
     for n in 0..shoppers {
-        tokens.push(sign_up(&client, &base, &shop.data.path().join("mailbox"), n).await?);
+        let (token, card) = sign_up(&client, &base, &shop.data.path().join("mailbox"), n).await?;
+        signed_up.push(Shopper {
+            n,
+            token,
+            card,
+            orders: 0,
+        });
     }
     let started = Instant::now();
-    let deadline = started + length;
-    // Collected, so every shopper starts now (a lazy iterator would start each only
-    // when the previous one is awaited).
-    let tasks: Vec<_> = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(n, (token, card))| {
-            let (client, base, product) = (
-                client.clone(),
-                base.clone(),
-                products[n % products.len()].clone(),
-            );
-            tokio::spawn(async move {
-                shop_until(&client, &base, &token, &card, &product, n, deadline).await
-            })
-        })
-        .collect();
-    let mut orders = Vec::new();
-    for task in tasks {
-        orders.extend(task.await??);
-    }
+    let (orders, skipped) = match rate {
+        Some(rate) => open_loop(&client, &base, signed_up, &products, rate, length).await?,
+        None => {
+            let deadline = started + length;
+            // Collected, so every shopper starts now (a lazy iterator would start each
+            // only when the previous one is awaited).
+            let tasks: Vec<_> = signed_up
+                .into_iter()
+                .map(|mut shopper| {
+                    let (client, base, product) = (
+                        client.clone(),
+                        base.clone(),
+                        products[shopper.n % products.len()].clone(),
+                    );
+                    tokio::spawn(async move {
+                        shop_until(&client, &base, &mut shopper, &product, deadline).await
+                    })
+                })
+                .collect();
+            let mut orders = Vec::new();
+            for task in tasks {
+                orders.extend(task.await??);
+            }
+            (orders, 0)
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     let pid = shop.child.id();
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -276,6 +306,7 @@ async fn one_mode(
         seconds,
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
+        skipped,
         peak_mib,
         end_mib,
         idle_mib,
@@ -318,82 +349,148 @@ async fn sign_up(
 async fn shop_until(
     client: &reqwest::Client,
     base: &str,
-    token: &str,
-    card: &str,
+    shopper: &mut Shopper,
     product: &str,
-    shopper: usize,
     deadline: Instant,
 ) -> anyhow::Result<Vec<(String, Option<i64>)>> {
     let mut orders = Vec::new();
-    let mut round = 0;
     while Instant::now() < deadline {
-        round += 1;
-        let item = json!({"product_id": product, "quantity": 1});
-        client
-            .post(format!("{base}/api/cart/items"))
+        orders.push(checkout(client, base, shopper, product).await?);
+    }
+    Ok(orders)
+}
+
+/// Starts a checkout every `1 / rate` seconds for `length`, whatever became of the ones
+/// before (an open loop: arrivals do not wait for answers, so queueing shows in the
+/// latency), each by a shopper not checking out already. Returns the orders, and how
+/// many arrivals found every shopper busy and were not made.
+async fn open_loop(
+    client: &reqwest::Client,
+    base: &str,
+    shoppers: Vec<Shopper>,
+    products: &[String],
+    rate: f64,
+    length: Duration,
+) -> anyhow::Result<(Vec<(String, Option<i64>)>, usize)> {
+    let (free, mut waiting) = tokio::sync::mpsc::channel(shoppers.len().max(1));
+    for shopper in shoppers {
+        free.send(shopper).await?;
+    }
+    let started = tokio::time::Instant::now();
+    let mut arrivals = tokio::time::interval_at(started, Duration::from_secs_f64(1.0 / rate));
+    let mut running = tokio::task::JoinSet::new();
+    let (mut skipped, mut n) = (0, 0);
+    while started.elapsed() < length {
+        arrivals.tick().await;
+        let Ok(shopper) = waiting.try_recv() else {
+            skipped += 1;
+            continue;
+        };
+        let (client, base, free) = (client.clone(), base.to_owned(), free.clone());
+        let product = products[n % products.len()].clone();
+        n += 1;
+        running.spawn(async move {
+            let mut shopper = shopper;
+            let order = checkout(&client, &base, &mut shopper, &product).await;
+            // The channel holds every shopper, so there is always room to return one.
+            let _ = free.send(shopper).await;
+            order
+        });
+    }
+    let mut orders = Vec::new();
+    while let Some(order) = running.join_next().await {
+        orders.push(order??);
+    }
+    Ok((orders, skipped))
+}
+
+/// A signed-up shopper: an access token, a saved card, and how many orders it placed.
+struct Shopper {
+    n: usize,
+    token: String,
+    card: String,
+    orders: usize,
+}
+
+/// One checkout: adds `product` to the cart, places the order, and polls it until it is
+/// over; its id and its placed→confirmed time in ms, `None` if it did not end
+/// confirmed. After a confirmation it waits for the cart to be emptied, as a shopper
+/// would see it before shopping again.
+async fn checkout(
+    client: &reqwest::Client,
+    base: &str,
+    shopper: &mut Shopper,
+    product: &str,
+) -> anyhow::Result<(String, Option<i64>)> {
+    shopper.orders += 1;
+    let token = &shopper.token;
+    let item = json!({"product_id": product, "quantity": 1});
+    client
+        .post(format!("{base}/api/cart/items"))
+        .bearer_auth(token)
+        .json(&item)
+        .send()
+        .await?
+        .error_for_status()?;
+    let placed = client
+        .post(format!("{base}/api/orders"))
+        .bearer_auth(token)
+        .header(
+            "idempotency-key",
+            format!("bench-{}-{}", shopper.n, shopper.orders),
+        )
+        .json(&json!({"payment_method": shopper.card}))
+        .send()
+        .await?;
+    let status = placed.status();
+    let placed: Value = placed.json().await?;
+    anyhow::ensure!(status.is_success(), "placing an order: {status} {placed}");
+    let id = placed["id"].as_str().context("an order id")?.to_owned();
+    let order = loop {
+        // The latency comes from the server's timeline; polling faster would only
+        // load the machine being measured.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let order: Value = client
+            .get(format!("{base}/api/orders/{id}"))
             .bearer_auth(token)
-            .json(&item)
             .send()
             .await?
-            .error_for_status()?;
-        let placed = client
-            .post(format!("{base}/api/orders"))
-            .bearer_auth(token)
-            .header("idempotency-key", format!("bench-{shopper}-{round}"))
-            .json(&json!({"payment_method": card}))
-            .send()
+            .json()
             .await?;
-        let status = placed.status();
-        let placed: Value = placed.json().await?;
-        anyhow::ensure!(status.is_success(), "placing an order: {status} {placed}");
-        let id = placed["id"].as_str().context("an order id")?.to_owned();
-        let order = loop {
-            // The latency comes from the server's timeline; polling faster would only
-            // load the machine being measured.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let order: Value = client
-                .get(format!("{base}/api/orders/{id}"))
+        if ["confirmed", "rejected", "cancelled"]
+            .iter()
+            .any(|end| order["status"] == *end)
+        {
+            break order;
+        }
+    };
+    let at = |event: &str| {
+        order["timeline"].as_array().and_then(|steps| {
+            steps
+                .iter()
+                .find(|step| step["event"] == event)
+                .and_then(|step| step["at_ms"].as_i64())
+        })
+    };
+    let latency = (order["status"] == "confirmed")
+        .then(|| Some(at("payment_captured")? - at("placed")?))
+        .flatten();
+    // The cart forgets the ordered lines when it hears of the confirmation; a shopper
+    // sees the empty cart before shopping again.
+    if order["status"] == "confirmed" {
+        loop {
+            let cart: Value = client
+                .get(format!("{base}/api/cart"))
                 .bearer_auth(token)
                 .send()
                 .await?
                 .json()
                 .await?;
-            if ["confirmed", "rejected", "cancelled"]
-                .iter()
-                .any(|end| order["status"] == *end)
-            {
-                break order;
+            if cart["lines"].as_array().is_some_and(Vec::is_empty) {
+                break;
             }
-        };
-        let at = |event: &str| {
-            order["timeline"].as_array().and_then(|steps| {
-                steps
-                    .iter()
-                    .find(|step| step["event"] == event)
-                    .and_then(|step| step["at_ms"].as_i64())
-            })
-        };
-        let latency = (order["status"] == "confirmed")
-            .then(|| Some(at("payment_captured")? - at("placed")?))
-            .flatten();
-        orders.push((id, latency));
-        // The cart forgets the ordered lines when it hears of the confirmation; a shopper
-        // sees the empty cart before shopping again.
-        if order["status"] == "confirmed" {
-            loop {
-                let cart: Value = client
-                    .get(format!("{base}/api/cart"))
-                    .bearer_auth(token)
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                if cart["lines"].as_array().is_some_and(Vec::is_empty) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    Ok(orders)
+    Ok((id, latency))
 }
