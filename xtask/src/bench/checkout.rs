@@ -60,6 +60,34 @@ struct Measured {
     idle_mib: f64,
 }
 
+/// Every confirmation seen, when and with its placed→confirmed ms: what a soak samples.
+static CONFIRMATIONS: std::sync::Mutex<Vec<(Instant, i64)>> = std::sync::Mutex::new(Vec::new());
+
+fn confirmations() -> anyhow::Result<std::sync::MutexGuard<'static, Vec<(Instant, i64)>>> {
+    CONFIRMATIONS
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the confirmations' lock is poisoned"))
+}
+
+/// Every shopper's password.
+const PASSWORD: &str = "correct horse battery staple";
+
+/// How often a soak samples the shop.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a soak mixes in a burst of concurrent sign-ins, and how many.
+const SIGN_INS_EVERY: Duration = Duration::from_secs(30);
+const SIGN_INS: usize = 64;
+
+/// One soak sample: seconds into the run, resident MiB, confirmed/s and p99 ms over the
+/// interval since the last.
+struct Sample {
+    at: f64,
+    rss_mib: f64,
+    per_second: f64,
+    p99_ms: i64,
+}
+
 /// How long the shop idles after the load before its memory is read again.
 const IDLE: Duration = Duration::from_secs(10);
 
@@ -67,6 +95,7 @@ pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
     let (mut shoppers, mut seconds, mut modes) =
         (32_usize, 20_u64, vec!["embedded", "distributed"]);
     let mut rate: Option<f64> = None;
+    let mut soak = false;
     let mut rest = args;
     while let [flag, value, tail @ ..] = rest {
         match *flag {
@@ -77,6 +106,10 @@ pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
                 anyhow::ensure!(per_second > 0.0, "--rate must be above 0");
                 rate = Some(per_second);
             }
+            "--soak" => {
+                seconds = value.parse().context("--soak takes seconds")?;
+                soak = true;
+            }
             "--mode" => {
                 modes = vec![if *value == "embedded" {
                     "embedded"
@@ -85,9 +118,11 @@ pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
                 }]
             }
             _ => anyhow::bail!(
-                "usage: cargo xtask bench checkout [--mode embedded|distributed] [--shoppers N] [--seconds N] [--rate R]\n\n\
+                "usage: cargo xtask bench checkout [--mode embedded|distributed] [--shoppers N] [--seconds N] [--rate R] [--soak S]\n\n\
                  Without --rate, N shoppers check out in a closed loop; with it, a checkout \
-                 starts every 1/R s (an open loop) by whichever of the N shoppers is free."
+                 starts every 1/R s (an open loop) by whichever of the N shoppers is free. \
+                 --soak runs S seconds, sampling memory and throughput every 5 s with 64 \
+                 sign-ins at once every 30 s, into target/bench/soak-<mode>.csv and .png."
             ),
         }
         rest = tail;
@@ -107,6 +142,7 @@ pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
             shoppers,
             rate,
             Duration::from_secs(seconds),
+            soak,
         ))?;
         let load = match rate {
             Some(rate) => format!(
@@ -220,6 +256,7 @@ async fn one_mode(
     shoppers: usize,
     rate: Option<f64>,
     length: Duration,
+    soak: bool,
 ) -> anyhow::Result<Measured> {
     let shop = start(binary, mode).await?;
     let client = reqwest::Client::builder()
@@ -260,6 +297,12 @@ async fn one_mode(
         });
     }
     let started = Instant::now();
+    confirmations()?.clear();
+    let soaking = soak.then(|| {
+        let pid = shop.child.id();
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move { sample_until(pid, &client, &base, shoppers, length).await })
+    });
     let (orders, skipped) = match rate {
         Some(rate) => open_loop(&client, &base, signed_up, &products, rate, length).await?,
         None => {
@@ -287,6 +330,9 @@ async fn one_mode(
         }
     };
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(soaking) = soaking {
+        write_soak(mode, &soaking.await??)?;
+    }
     let pid = shop.child.id();
     let mib = |kib: u64| kib as f64 / 1024.0;
     let (peak_mib, end_mib) = (mib(super::peak_rss_kib(pid)?), mib(super::rss_kib(pid)?));
@@ -322,8 +368,7 @@ async fn sign_up(
     n: usize,
 ) -> anyhow::Result<(String, String)> {
     let email = format!("shopper{n}@example.com");
-    let password = "correct horse battery staple";
-    let tokens = test_support::mail::sign_up(client, base, mailbox, &email, password).await;
+    let tokens = test_support::mail::sign_up(client, base, mailbox, &email, PASSWORD).await;
     let token = tokens["access_token"]
         .as_str()
         .context("a token")?
@@ -475,6 +520,9 @@ async fn checkout(
     let latency = (order["status"] == "confirmed")
         .then(|| Some(at("payment_captured")? - at("placed")?))
         .flatten();
+    if let Some(latency) = latency {
+        confirmations()?.push((Instant::now(), latency));
+    }
     // The cart forgets the ordered lines when it hears of the confirmation; a shopper
     // sees the empty cart before shopping again.
     if order["status"] == "confirmed" {
@@ -494,3 +542,125 @@ async fn checkout(
     }
     Ok((id, latency))
 }
+
+/// Samples the shop every [`SAMPLE_EVERY`] for `length`, and every [`SIGN_INS_EVERY`]
+/// signs [`SIGN_INS`] shoppers in at once (each an Argon2 hash), as a soak mixes them in.
+async fn sample_until(
+    pid: u32,
+    client: &reqwest::Client,
+    base: &str,
+    shoppers: usize,
+    length: Duration,
+) -> anyhow::Result<Vec<Sample>> {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut seen = 0;
+    let mut last_sign_ins = started;
+    while started.elapsed() < length {
+        tokio::time::sleep(SAMPLE_EVERY).await;
+        if last_sign_ins.elapsed() >= SIGN_INS_EVERY {
+            last_sign_ins = Instant::now();
+            let burst: Vec<_> = (0..SIGN_INS)
+                .map(|n| {
+                    let (client, url) = (client.clone(), format!("{base}/api/identity/token"));
+                    let email = format!("shopper{}@example.com", n % shoppers.max(1));
+                    tokio::spawn(async move {
+                        client
+                            .post(url)
+                            .json(&json!({"email": email, "password": PASSWORD}))
+                            .send()
+                            .await
+                    })
+                })
+                .collect();
+            // Answers are not judged: a 503 at the hashing limit is the shop protecting
+            // itself, which is part of what a soak shows.
+            for sign_in in burst {
+                let _ = sign_in.await;
+            }
+        }
+        let mut latencies: Vec<i64> = {
+            let confirmations = confirmations()?;
+            let fresh = confirmations[seen..].iter().map(|(_, ms)| *ms).collect();
+            seen = confirmations.len();
+            fresh
+        };
+        latencies.sort_unstable();
+        samples.push(Sample {
+            at: started.elapsed().as_secs_f64(),
+            rss_mib: super::rss_kib(pid)? as f64 / 1024.0,
+            per_second: latencies.len() as f64 / SAMPLE_EVERY.as_secs_f64(),
+            p99_ms: latencies
+                .get(((latencies.len() as f64 - 1.0) * 0.99) as usize)
+                .copied()
+                .unwrap_or(0),
+        });
+    }
+    Ok(samples)
+}
+
+/// Writes a soak's samples to `target/bench/soak-<mode>.csv` and plots them to
+/// `soak-<mode>.png` beside it (matplotlib, in a virtual environment under `target/`).
+fn write_soak(mode: &str, samples: &[Sample]) -> anyhow::Result<()> {
+    let folder = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&folder)?;
+    let csv = folder.join(format!("soak-{mode}.csv"));
+    let mut text = String::from("seconds,rss_mib,confirmed_per_second,p99_ms\n");
+    for sample in samples {
+        text.push_str(&format!(
+            "{:.1},{:.1},{:.1},{}\n",
+            sample.at, sample.rss_mib, sample.per_second, sample.p99_ms
+        ));
+    }
+    std::fs::write(&csv, text)?;
+    let peak = samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
+    println!(
+        "soak samples: {} (peak resident {peak:.1} MiB)",
+        csv.display()
+    );
+    let venv = workspace_root().join("target/bench-plot");
+    if !venv.join("bin/python").exists() {
+        run("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+        run(
+            &venv.join("bin/pip").to_string_lossy(),
+            &["install", "--quiet", "matplotlib"],
+        )?;
+    }
+    let png = folder.join(format!("soak-{mode}.png"));
+    let script = folder.join("plot_soak.py");
+    std::fs::write(&script, PLOT)?;
+    run(
+        &venv.join("bin/python").to_string_lossy(),
+        &[
+            &script.to_string_lossy(),
+            &csv.to_string_lossy(),
+            &png.to_string_lossy(),
+            mode,
+        ],
+    )?;
+    println!("soak plot: {}", png.display());
+    Ok(())
+}
+
+/// Plots a soak's CSV (argv 1) to a PNG (argv 2): resident memory and throughput over
+/// time.
+const PLOT: &str = r#"
+import csv, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+rows = list(csv.DictReader(open(sys.argv[1])))
+t = [float(r["seconds"]) for r in rows]
+fig, rss = plt.subplots(figsize=(8, 4))
+rss.plot(t, [float(r["rss_mib"]) for r in rows], color="tab:blue")
+rss.set_xlabel("seconds")
+rss.set_ylabel("resident MiB", color="tab:blue")
+rss.set_ylim(bottom=0)
+rate = rss.twinx()
+rate.plot(t, [float(r["confirmed_per_second"]) for r in rows], color="tab:green")
+rate.set_ylabel("confirmed checkouts/s", color="tab:green")
+rate.set_ylim(bottom=0)
+plt.title("bazaar up, checkout soak (" + sys.argv[3] + ")")
+fig.tight_layout()
+fig.savefig(sys.argv[2], dpi=100)
+"#;
