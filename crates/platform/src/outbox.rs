@@ -143,7 +143,7 @@ impl Default for RelaySettings {
             batch: 100,
             claim_for: Duration::from_secs(10),
             idle_poll: Duration::from_millis(250),
-            keep_published: Duration::from_secs(24 * 3600),
+            keep_published: Duration::from_secs(15 * 60),
         }
     }
 }

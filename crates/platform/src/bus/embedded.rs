@@ -45,8 +45,14 @@ use crate::clock::now_ms;
 use crate::config::DatabaseUrl;
 use crate::db::{Database, PoolSettings};
 
-/// How long a delivered message is kept: its id deduplicates republishes until then.
-pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a message every subscription has acknowledged is kept: its id deduplicates
+/// republishes until then. An outbox relay republishes within seconds of a failure or a
+/// restart, and JetStream forgets ids after two minutes; a message republished later
+/// still than this is delivered again and dropped by its consumers' inboxes.
+pub const RETENTION: Duration = Duration::from_secs(15 * 60);
+
+/// How often the writer deletes what [`RETENTION`] lets go, while it writes.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The most writes one commit carries.
 const GROUP: usize = 512;
@@ -222,17 +228,15 @@ impl EmbeddedBus {
                 routes,
             }),
         };
-        // Pruned at each start: a bus that runs for weeks without a restart is a
-        // distributed deployment's job, on JetStream, whose streams have limits.
-        let retention = i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
-        bus.prune(now_ms().saturating_sub(retention)).await?;
+        // Pruned at each start, and by the writer every minute while it writes.
+        bus.prune(retained_since()).await?;
         Ok(bus)
     }
 
     /// Deletes messages published before `before_ms` (Unix ms) that no subscription
     /// still has to handle, dead letters included. Their ids are forgotten too, so
     /// `before_ms` must lie beyond the last time a producer could republish them (the
-    /// outbox relay republishes within minutes); [`RETENTION`] is a week.
+    /// outbox relay republishes within seconds); [`RETENTION`] is fifteen minutes.
     pub async fn prune(&self, before_ms: i64) -> anyhow::Result<u64> {
         match self.write(Op::Prune { before_ms }).await? {
             Done::Pruned(deleted) => Ok(deleted),
@@ -397,7 +401,19 @@ async fn end_dead_leases(db: &Database) -> anyhow::Result<()> {
 /// until every handle on the bus is gone.
 async fn write_loop(db: Database, routes: Arc<Routes>, mut queue: mpsc::Receiver<Request>) {
     let mut group = Vec::with_capacity(GROUP);
+    let mut pruned = tokio::time::Instant::now();
     while queue.recv_many(&mut group, GROUP).await > 0 {
+        // The file grows only while it is written to, so pruning between groups keeps
+        // it bounded: about [`RETENTION`]'s worth of messages.
+        if pruned.elapsed() >= PRUNE_EVERY {
+            pruned = tokio::time::Instant::now();
+            let prune = Op::Prune {
+                before_ms: retained_since(),
+            };
+            if let Err(error) = commit(&db, &routes, &[&prune]).await {
+                tracing::warn!("pruning the embedded bus failed: {error:#}");
+            }
+        }
         metrics::histogram!("bus_writes_per_commit").record(group.len() as f64);
         let ops: Vec<&Op> = group.iter().map(|request| &request.op).collect();
         match commit(&db, &routes, &ops).await {
@@ -428,6 +444,12 @@ async fn write_loop(db: Database, routes: Arc<Routes>, mut queue: mpsc::Receiver
             }
         }
     }
+}
+
+/// The publication time (Unix ms) before which acknowledged messages may go.
+fn retained_since() -> i64 {
+    let retention = i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
+    now_ms().saturating_sub(retention)
 }
 
 /// What a committed group changes in memory: new routes first, then wake-ups.

@@ -68,9 +68,10 @@ use futures_util::future::BoxFuture;
 
 use super::{Bus, DeadLetter, Delivery, PublishFailure, Settle, Subscription, SubscriptionSpec};
 
-/// How long a stream keeps a message: as long as the embedded bus does
-/// ([`super::embedded::RETENTION`]), far beyond any redelivery; consumers handle a
-/// message within seconds, and the outbox republishes within minutes.
+/// How long a stream keeps a message: a week, far beyond any redelivery (consumers
+/// handle a message within seconds, and the outbox republishes within seconds), so that
+/// a consumer deployed after its producer still finds a week of messages. The stream's
+/// size bound ([`STREAM_MAX_BYTES`]) usually comes first.
 pub const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The most a stream holds on disk, 1 GiB (a checkout's messages take about 20 KB, so
