@@ -163,11 +163,7 @@ impl Handler for Recorder {
         envelope: &'a Envelope,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            sqlx::query("INSERT INTO effects (message_id, n) VALUES ($1, $2)")
-                .bind(envelope.id.clone())
-                .bind(envelope.payload["n"].as_i64().unwrap_or(-1))
-                .execute(&mut *connection)
-                .await?;
+            record_effect(connection, envelope).await?;
             let remaining = self.fail_first.load(Ordering::SeqCst);
             if remaining > 0 {
                 self.fail_first.store(remaining - 1, Ordering::SeqCst);
@@ -176,6 +172,20 @@ impl Handler for Recorder {
             Ok(())
         })
     }
+}
+
+/// Writes `envelope`'s effect, a row with its number; returns the number.
+async fn record_effect(
+    connection: &mut sqlx::AnyConnection,
+    envelope: &Envelope,
+) -> anyhow::Result<i64> {
+    let n = envelope.payload["n"].as_i64().unwrap_or(-1);
+    sqlx::query("INSERT INTO effects (message_id, n) VALUES ($1, $2)")
+        .bind(envelope.id.clone())
+        .bind(n)
+        .execute(connection)
+        .await?;
+    Ok(n)
 }
 
 async fn effects_of(db: &Database, message_id: &str) -> i64 {
@@ -355,12 +365,7 @@ impl Handler for FailsOn {
         envelope: &'a Envelope,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let n = envelope.payload["n"].as_i64().unwrap_or(-1);
-            sqlx::query("INSERT INTO effects (message_id, n) VALUES ($1, $2)")
-                .bind(envelope.id.clone())
-                .bind(n)
-                .execute(&mut *connection)
-                .await?;
+            let n = record_effect(connection, envelope).await?;
             anyhow::ensure!(n != self.poison, "failing on purpose after writing");
             Ok(())
         })
