@@ -1,15 +1,10 @@
 //! Who is asking: the verified access token, if any, and the rate limit that applies.
 //!
-//! Verifying an EdDSA signature costs far more than forwarding a small request, and a
-//! client sends the same token with every request until it expires. Verified tokens
-//! are therefore remembered for a short while (never past their expiry), keyed by the
-//! whole token, so the gateway's cost per request stays close to pass-through. A key
-//! that identity stops publishing still stops working everywhere within
-//! [`CACHE_FOR`] plus the verifier's key refresh.
+//! Verifying an EdDSA signature costs far more than forwarding a small request; the
+//! verifier remembers recent verdicts ([`platform::auth::VERDICT_TTL`]), so the gateway's
+//! cost per request stays close to pass-through.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use contracts::identity::{AccessClaims, Role};
 use platform::auth::{AuthError, Verifier};
@@ -19,51 +14,20 @@ use crate::config::under;
 use crate::ratelimit::Quota;
 use serde::{Deserialize, Serialize};
 
-/// How long a verified token is remembered at most.
-pub const CACHE_FOR: Duration = Duration::from_secs(30);
-/// Tokens remembered at most; past that, the memory is cleared and refilled.
-const CACHE_SIZE: usize = 10_000;
-
-/// Verifies tokens, remembering recent verdicts.
+/// Verifies tokens.
 pub struct Tokens {
     verifier: Verifier,
-    cache: Mutex<HashMap<String, (Arc<AccessClaims>, Instant)>>,
 }
 
 impl Tokens {
     /// Tokens checked by `verifier`.
     pub fn new(verifier: Verifier) -> Self {
-        Self {
-            verifier,
-            cache: Mutex::new(HashMap::new()),
-        }
+        Self { verifier }
     }
 
     /// The token's claims if it is valid now.
     pub async fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
-        let now = Instant::now();
-        let unexpired = |claims: &AccessClaims| {
-            u64::try_from(platform::clock::now_secs()).is_ok_and(|secs| secs < claims.exp)
-        };
-        if let Some((claims, until)) = self.lock().get(token)
-            && now < *until
-            && unexpired(claims)
-        {
-            return Ok(Arc::clone(claims));
-        }
-        let claims = Arc::new(self.verifier.verify(token).await?);
-        let mut cache = self.lock();
-        if cache.len() >= CACHE_SIZE {
-            cache.clear();
-        }
-        cache.insert(token.to_owned(), (Arc::clone(&claims), now + CACHE_FOR));
-        Ok(claims)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<AccessClaims>, Instant)>> {
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        Ok(Arc::new(self.verifier.verify(token).await?))
     }
 }
 

@@ -227,6 +227,8 @@ pub struct Verifier {
 
 struct Inner {
     settings: VerifierSettings,
+    /// Tokens verified lately, with their claims and until when they are trusted.
+    verdicts: std::sync::Mutex<HashMap<String, (AccessClaims, Instant)>>,
     source: Box<dyn KeySource>,
     keys: RwLock<KeyCache>,
     /// Held while fetching, so concurrent misses cause one fetch; records when the
@@ -244,6 +246,16 @@ struct KeyCache {
 /// How long fetched keys are trusted before the JWKS is read again, so a key identity
 /// stopped publishing (after a rotation, or a compromise) stops verifying everywhere.
 pub const KEYS_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// How long a verified token is remembered at most, and never past its expiry.
+/// Verifying an EdDSA signature costs far more than the rest of a small request, and a
+/// client sends the same token with every request until it expires; so the gateway and
+/// each service verify it once in this while. A key identity stops publishing still
+/// stops working everywhere within this plus [`KEYS_MAX_AGE`].
+pub const VERDICT_TTL: Duration = Duration::from_secs(30);
+
+/// Tokens remembered at most; past that, the memory is cleared and refilled.
+const VERDICTS: usize = 10_000;
 
 /// Why a token was refused. The message is safe to show the caller.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -265,6 +277,7 @@ impl Verifier {
         Self {
             inner: Arc::new(Inner {
                 settings,
+                verdicts: std::sync::Mutex::new(HashMap::new()),
                 source: Box::new(source),
                 keys: RwLock::new(KeyCache::default()),
                 fetch: tokio::sync::Mutex::new(None),
@@ -272,11 +285,41 @@ impl Verifier {
         }
     }
 
-    /// The token's claims, if it is one identity issued, unexpired, for Bazaar.
+    /// The token's claims, if it is one identity issued, unexpired, for Bazaar. A token
+    /// verified within [`VERDICT_TTL`] and still unexpired is not verified again.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Invalid("the token is too large"));
         }
+        let now = Instant::now();
+        let unexpired = |claims: &AccessClaims| {
+            u64::try_from(crate::clock::now_secs()).is_ok_and(|secs| secs < claims.exp)
+        };
+        if let Some((claims, until)) = self.verdicts().get(token)
+            && now < *until
+            && unexpired(claims)
+        {
+            return Ok(claims.clone());
+        }
+        let claims = self.check(token).await?;
+        let mut verdicts = self.verdicts();
+        if verdicts.len() >= VERDICTS {
+            verdicts.clear();
+        }
+        verdicts.insert(token.to_owned(), (claims.clone(), now + VERDICT_TTL));
+        Ok(claims)
+    }
+
+    fn verdicts(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AccessClaims, Instant)>> {
+        // A poisoned lock only means a panic elsewhere; the map is still whole.
+        self.inner
+            .verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Verifies the token's signature and claims.
+    async fn check(&self, token: &str) -> Result<AccessClaims, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("the token is malformed"))?;
         if header.alg != Algorithm::EdDSA {
