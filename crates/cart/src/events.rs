@@ -17,7 +17,7 @@ use platform::inbox::{self, Outcome};
 use platform::shutdown::Shutdown;
 use tracing::Instrument as _;
 
-use crate::domain::{CustomerId, Line, ProductId};
+use crate::domain::{CustomerId, Line};
 use crate::store::CartStore;
 
 /// The subscription for confirmed orders.
@@ -34,21 +34,17 @@ pub async fn apply(store: &dyn CartStore, envelope: &Envelope) -> anyhow::Result
         return Ok(Outcome::Duplicate);
     }
     let confirmed: OrderConfirmedV1 = envelope.decode()?;
-    let customer = CustomerId::parse(&confirmed.customer_id)
-        .with_context(|| format!("customer id {:?}", confirmed.customer_id))?;
-    let ordered = confirmed
+    let customer = CustomerId::parse(&confirmed.customer_id.to_string())
+        .with_context(|| format!("customer id {}", confirmed.customer_id))?;
+    let ordered: Vec<_> = confirmed
         .lines
         .iter()
-        .map(|line| {
-            let product = ProductId::parse(&line.product_id)
-                .with_context(|| format!("product id {:?}", line.product_id))?;
-            Ok(Line::new(product, line.quantity))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|line| Line::new(line.product_id, line.quantity))
+        .collect();
     let applied = store
         .remove_ordered(
             &customer,
-            &confirmed.order_id,
+            &confirmed.order_id.to_string(),
             &ordered,
             confirmed.cart_revision,
         )

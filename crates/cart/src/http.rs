@@ -143,7 +143,9 @@ async fn add_item(
             "must be the id of a product the catalog sells",
         )
     };
-    let product = ProductId::parse(&body.product_id).ok_or_else(unknown)?;
+    let product = ProductId::parse(&body.product_id)
+        .ok()
+        .ok_or_else(unknown)?;
     if !carts.limits.allows(body.quantity) {
         return Err(cart_problem(CartError::QuantityOutOfRange {
             max: carts.limits.max_quantity,
@@ -224,8 +226,7 @@ fn customer(user: &AuthUser) -> Result<CustomerId, Problem> {
 }
 
 fn path_product(text: &str) -> Result<ProductId, Problem> {
-    ProductId::parse(text)
-        .ok_or_else(|| Problem::invalid_field("product_id", "must be a product id (UUID)"))
+    ProductId::parse(text).map_err(|error| Problem::invalid_field("product_id", error.to_string()))
 }
 
 async fn priced(carts: &Carts, customer: &CustomerId) -> Result<Json<CartView>, Problem> {

@@ -97,7 +97,7 @@ impl Pricing {
         let mut found = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_CALL) {
             let request = GetProductsRequest {
-                ids: chunk.iter().map(|id| id.as_str().to_owned()).collect(),
+                ids: chunk.iter().map(ToString::to_string).collect(),
             };
             let answer = self
                 .catalog
@@ -135,7 +135,7 @@ impl Pricing {
         let mut available = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_CALL) {
             let request = GetAvailabilityRequest {
-                product_ids: chunk.iter().map(|id| id.as_str().to_owned()).collect(),
+                product_ids: chunk.iter().map(ToString::to_string).collect(),
             };
             let answer = match self.inventory.clone().get_availability(request).await {
                 Ok(answer) => answer.into_inner(),
@@ -145,7 +145,7 @@ impl Pricing {
                 }
             };
             for item in answer.items {
-                if let Some(id) = ProductId::parse(&item.product_id) {
+                if let Ok(id) = ProductId::parse(&item.product_id) {
                     available.insert(id, item.available);
                 }
             }
@@ -167,7 +167,7 @@ impl Pricing {
                 unavailable: Vec::new(),
             });
         }
-        let ids: Vec<ProductId> = lines.iter().map(|line| line.product_id.clone()).collect();
+        let ids: Vec<ProductId> = lines.iter().map(|line| line.product_id).collect();
         let (products, availability) = tokio::join!(self.products(&ids), self.availability(&ids));
         let products = products?;
         let mut priced = Vec::with_capacity(lines.len());

@@ -40,7 +40,7 @@ impl Catalog for CatalogGrpc {
             .iter()
             .enumerate()
             .map(|(index, text)| {
-                ProductId::parse(text).ok_or_else(|| {
+                ProductId::parse(text).ok().ok_or_else(|| {
                     Status::invalid_argument(format!("ids[{index}]: {text:?} is not a UUID"))
                 })
             })

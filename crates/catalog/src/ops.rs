@@ -45,7 +45,7 @@ async fn announce<M: Message>(
 
 fn created(product: &Product) -> ProductCreatedV1 {
     ProductCreatedV1 {
-        product_id: product.id.to_string(),
+        product_id: product.id,
         slug: product.slug.as_str().to_owned(),
         name: product.name.clone(),
         category: product.category.as_str().to_owned(),
@@ -90,7 +90,7 @@ pub async fn update_product(
     }
     if product.price != old_price {
         let changed = ProductPriceChangedV1 {
-            product_id: product.id.to_string(),
+            product_id: product.id,
             old_price,
             new_price: product.price,
         };

@@ -248,7 +248,7 @@ pub async fn write_product(
 pub async fn delete_product(
     connection: &mut AnyConnection,
     reference: &ProductRef,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<ProductId>> {
     let sql = match reference {
         ProductRef::Id(_) => "DELETE FROM products WHERE id = $1 RETURNING id",
         ProductRef::Slug(_) => "DELETE FROM products WHERE slug = $1 RETURNING id",
@@ -259,7 +259,7 @@ pub async fn delete_product(
         .await
         .context("deleting a product")?;
     deleted
-        .map(|row| row.try_get("id").context("a deleted product's id"))
+        .map(|row| stored_id(row.try_get("id").context("a deleted product's id")?))
         .transpose()
 }
 
@@ -488,7 +488,7 @@ fn product_from_row(row: &AnyRow) -> anyhow::Result<Product> {
     let currency: String = row.try_get("currency")?;
     let attributes: String = row.try_get("attributes")?;
     Ok(Product {
-        id: ProductId::parse(&id).with_context(|| format!("stored product id {id:?}"))?,
+        id: stored_id(id)?,
         slug: slug_column(row, "slug")?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
@@ -502,6 +502,11 @@ fn product_from_row(row: &AnyRow) -> anyhow::Result<Product> {
 fn slug_column(row: &AnyRow, column: &str) -> anyhow::Result<Slug> {
     let text: String = row.try_get(column)?;
     Slug::parse(&text).map_err(|reason| anyhow::anyhow!("stored slug {text:?}: {reason}"))
+}
+
+/// The id of a stored product, which the catalog wrote itself.
+fn stored_id(text: String) -> anyhow::Result<ProductId> {
+    ProductId::parse(&text).with_context(|| format!("stored product id {text:?}"))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`catalog`]: the catalog's public REST representations.
 //! - [`identity`]: access token claims, roles, and the account API.
 //! - [`messaging`]: the bus envelope and the event types, with their versioning rule.
+//! - [`ids`]: the ids of orders, users and products, each with one parse rule.
 //! - [`orders`]: the order number people read.
 //!
 //! **Compatibility rule:** fields may be added freely (readers ignore what they do not
@@ -14,10 +15,12 @@
 
 pub mod catalog;
 pub mod identity;
+pub mod ids;
 pub mod messaging;
 pub mod money;
 pub mod orders;
 
+pub use ids::{CustomerId, OrderId, ProductId, UserId};
 pub use money::{Currency, Money};
 
 /// Generated protobuf types and gRPC stubs, one module per proto package.

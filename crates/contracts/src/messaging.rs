@@ -14,6 +14,47 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::Money;
+use crate::ids::{CustomerId, OrderId, ProductId, UserId};
+
+/// Defines a reason code: a closed set of snake_case codes that travel as strings, and
+/// `Other` for a code this build does not know, so that a newer sender's new code is
+/// read as "some other reason" instead of refusing the whole message.
+macro_rules! codes {
+    ($(#[$doc:meta])* $name:ident { $($(#[$variant_doc:meta])* $variant:ident = $code:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$variant_doc])* #[serde(rename = $code)] $variant,)*
+            /// A code this build does not know (sent by a newer service).
+            #[serde(other, rename = "other")]
+            Other,
+        }
+
+        impl $name {
+            /// The code as written on the wire and in storage.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $code,)*
+                    Self::Other => "other",
+                }
+            }
+
+            /// The reason `code` names; [`Self::Other`] for any code not known here.
+            pub fn parse(code: &str) -> Self {
+                match code {
+                    $($code => Self::$variant,)*
+                    _ => Self::Other,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
 
 /// What every message carries around its payload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,7 +131,7 @@ pub mod catalog {
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct ProductCreatedV1 {
         /// The product's id.
-        pub product_id: String,
+        pub product_id: ProductId,
         /// Its slug.
         pub slug: String,
         /// Its name.
@@ -109,7 +150,7 @@ pub mod catalog {
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct ProductPriceChangedV1 {
         /// The product's id.
-        pub product_id: String,
+        pub product_id: ProductId,
         /// The price before.
         pub old_price: Money,
         /// The price now.
@@ -124,7 +165,7 @@ pub mod catalog {
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct ProductDeletedV1 {
         /// The product's id.
-        pub product_id: String,
+        pub product_id: ProductId,
     }
 
     impl Message for ProductDeletedV1 {
@@ -139,11 +180,37 @@ pub mod catalog {
 pub mod inventory {
     use super::*;
 
+    codes!(
+        /// Why held stock went back on sale.
+        ReleaseReason {
+            /// The saga asked for it (`ReleaseStock`).
+            Released = "released",
+            /// The hold ran out.
+            Expired = "expired",
+            /// Nothing had been held: the reservation was rejected.
+            Rejected = "rejected",
+        }
+    );
+
+    codes!(
+        /// How a reservation had ended when a commit came.
+        ReservationEnd {
+            /// Released when asked to.
+            Released = "released",
+            /// Its hold ran out.
+            Expired = "expired",
+            /// Nothing was ever held: there was too little stock.
+            Rejected = "rejected",
+            /// No reservation was ever asked for.
+            Unknown = "unknown",
+        }
+    );
+
     /// One product and how many of it.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct Line {
         /// The product's id.
-        pub product_id: String,
+        pub product_id: ProductId,
         /// How many, at least 1.
         pub quantity: i64,
     }
@@ -152,7 +219,7 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct ReserveStockV1 {
         /// The order the stock is for; also the reservation's id.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// What to hold.
         pub lines: Vec<Line>,
         /// How long to hold it before it goes back on sale.
@@ -167,7 +234,7 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct ReleaseStockV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     impl Message for ReleaseStockV1 {
@@ -178,7 +245,7 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct CommitStockV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     impl Message for CommitStockV1 {
@@ -189,7 +256,7 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct ReturnStockV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     impl Message for ReturnStockV1 {
@@ -200,7 +267,7 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct StockReservedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// When the hold ends, milliseconds since the Unix epoch.
         pub expires_at_ms: i64,
     }
@@ -213,9 +280,9 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct StockRejectedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// The products that were short.
-        pub unavailable: Vec<String>,
+        pub unavailable: Vec<ProductId>,
     }
 
     impl Message for StockRejectedV1 {
@@ -226,9 +293,9 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct StockReleasedV1 {
         /// The order.
-        pub order_id: String,
-        /// Why: `released` (asked to) or `expired` (its hold ran out).
-        pub reason: String,
+        pub order_id: OrderId,
+        /// Why it went back on sale.
+        pub reason: ReleaseReason,
     }
 
     impl Message for StockReleasedV1 {
@@ -239,7 +306,7 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct StockCommittedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     impl Message for StockCommittedV1 {
@@ -250,9 +317,9 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct CommitRefusedV1 {
         /// The order.
-        pub order_id: String,
-        /// The reservation's state: `released`, `expired` or `rejected`.
-        pub state: String,
+        pub order_id: OrderId,
+        /// How the reservation had ended.
+        pub state: ReservationEnd,
     }
 
     impl Message for CommitRefusedV1 {
@@ -263,7 +330,7 @@ pub mod inventory {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct StockReturnedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     impl Message for StockReturnedV1 {
@@ -279,7 +346,7 @@ pub mod identity {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct UserRegisteredV1 {
         /// The user's id (the access token's subject).
-        pub user_id: String,
+        pub user_id: UserId,
         /// Where to write to them.
         pub email: String,
         /// When the account was created, milliseconds since the Unix epoch; the fraud
@@ -297,7 +364,7 @@ pub mod identity {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct RegistrationRequestedV1 {
         /// The new, unconfirmed account; or the account that holds the address.
-        pub user_id: String,
+        pub user_id: UserId,
         /// The address to write to.
         pub email: String,
         /// What to write.
@@ -331,13 +398,59 @@ pub mod identity {
 pub mod payments {
     use super::*;
 
+    codes!(
+        /// Why no money will move, or why the processor refused an operation for good.
+        DeclineReason {
+            /// The issuer said no.
+            CardDeclined = "card_declined",
+            /// Not enough money on the card.
+            InsufficientFunds = "insufficient_funds",
+            /// The authorization expired at the issuer before it was used.
+            AuthorizationLapsed = "authorization_lapsed",
+            /// The card can no longer receive money.
+            CardClosed = "card_closed",
+            /// The fraud rules said no.
+            Fraud = "fraud",
+            /// A reviewer said no.
+            ReviewDeclined = "review_declined",
+            /// The order named no payment method of the customer's.
+            UnknownPaymentMethod = "unknown_payment_method",
+            /// The order was cancelled (its payment voided) first.
+            Voided = "voided",
+            /// The amount was not positive.
+            InvalidAmount = "invalid_amount",
+        }
+    );
+
+    codes!(
+        /// A fraud rule that asked for a person to look.
+        HoldReason {
+            /// The amount is large.
+            Amount = "amount",
+            /// The customer pays unusually often.
+            Velocity = "velocity",
+            /// A large amount from a new account.
+            AccountAge = "account_age",
+        }
+    );
+
+    codes!(
+        /// An operation on a payment that the processor can refuse for good.
+        Operation {
+            /// Taking the authorized amount.
+            Capture = "capture",
+            /// Giving a captured amount back.
+            Refund = "refund",
+        }
+    );
+
     /// Check the order for fraud, then authorize its amount on the payment method.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct AuthorizePaymentV1 {
         /// The order being paid; one payment per order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// Who pays.
-        pub customer_id: String,
+        pub customer_id: CustomerId,
         /// The payment method's token (from `POST /payments/methods`).
         pub payment_method: String,
         /// How much.
@@ -352,7 +465,7 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct ReviewPaymentV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// `true` to let it through, `false` to decline it (and void the authorization).
         pub approve: bool,
         /// The admin who decided.
@@ -367,7 +480,7 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct CapturePaymentV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     impl Message for CapturePaymentV1 {
@@ -379,7 +492,7 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct VoidPaymentV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     impl Message for VoidPaymentV1 {
@@ -390,7 +503,7 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct RefundPaymentV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     impl Message for RefundPaymentV1 {
@@ -401,7 +514,7 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct PaymentAuthorizedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// The amount authorized.
         pub amount: Money,
     }
@@ -415,9 +528,9 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct PaymentHeldV1 {
         /// The order.
-        pub order_id: String,
-        /// Which rules asked for the review, e.g. `amount`, `velocity`, `account_age`.
-        pub reasons: Vec<String>,
+        pub order_id: OrderId,
+        /// Which rules asked for the review.
+        pub reasons: Vec<HoldReason>,
     }
 
     impl Message for PaymentHeldV1 {
@@ -429,10 +542,9 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct PaymentDeclinedV1 {
         /// The order.
-        pub order_id: String,
-        /// A short code: `card_declined`, `insufficient_funds`, `fraud`,
-        /// `review_declined`, `unknown_payment_method`.
-        pub reason: String,
+        pub order_id: OrderId,
+        /// Why.
+        pub reason: DeclineReason,
     }
 
     impl Message for PaymentDeclinedV1 {
@@ -443,7 +555,7 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct PaymentCapturedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// The amount captured.
         pub amount: Money,
     }
@@ -456,7 +568,7 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct PaymentVoidedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     impl Message for PaymentVoidedV1 {
@@ -467,7 +579,7 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct PaymentRefundedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// The amount refunded.
         pub amount: Money,
     }
@@ -483,11 +595,11 @@ pub mod payments {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct PaymentFailedV1 {
         /// The order.
-        pub order_id: String,
-        /// What was refused: `capture` or `refund`.
-        pub operation: String,
-        /// The processor's reason code, e.g. `authorization_lapsed`.
-        pub reason: String,
+        pub order_id: OrderId,
+        /// What was refused.
+        pub operation: Operation,
+        /// The processor's reason, e.g. `authorization_lapsed`.
+        pub reason: DeclineReason,
     }
 
     impl Message for PaymentFailedV1 {
@@ -500,11 +612,31 @@ pub mod payments {
 pub mod orders {
     use super::*;
 
+    codes!(
+        /// Why an order ended without a sale.
+        CancelReason {
+            /// Some of its stock was not there.
+            OutOfStock = "out_of_stock",
+            /// The payment was declined.
+            PaymentDeclined = "payment_declined",
+            /// A reviewer declined the payment.
+            ReviewDeclined = "review_declined",
+            /// The customer cancelled it.
+            CustomerCancelled = "customer_cancelled",
+            /// Its stock's hold ran out before it was paid for.
+            ReservationExpired = "reservation_expired",
+            /// A step was not answered in time.
+            DeadlineMissed = "deadline_missed",
+            /// The processor refused to capture the payment.
+            PaymentFailed = "payment_failed",
+        }
+    );
+
     /// One ordered product at the price it was sold for.
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct OrderLine {
         /// The product's id.
-        pub product_id: String,
+        pub product_id: ProductId,
         /// Its name when ordered.
         pub name: String,
         /// How many.
@@ -517,9 +649,9 @@ pub mod orders {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct OrderConfirmedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// Who ordered.
-        pub customer_id: String,
+        pub customer_id: CustomerId,
         /// What was ordered.
         pub lines: Vec<OrderLine>,
         /// What was charged.
@@ -539,12 +671,11 @@ pub mod orders {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct OrderCancelledV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// Who ordered.
-        pub customer_id: String,
-        /// A short code: `out_of_stock`, `payment_declined`, `review_declined`,
-        /// `customer_cancelled`, `reservation_expired`, `deadline_missed`.
-        pub reason: String,
+        pub customer_id: CustomerId,
+        /// Why.
+        pub reason: CancelReason,
     }
 
     impl Message for OrderCancelledV1 {
@@ -555,14 +686,37 @@ pub mod orders {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub struct OrderRefundedV1 {
         /// The order.
-        pub order_id: String,
+        pub order_id: OrderId,
         /// Who ordered.
-        pub customer_id: String,
+        pub customer_id: CustomerId,
         /// What was refunded.
         pub amount: Money,
     }
 
     impl Message for OrderRefundedV1 {
         const TYPE: &'static str = "orders.order_refunded.v1";
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::orders::CancelReason;
+    use super::payments::{DeclineReason, HoldReason};
+
+    #[test]
+    fn a_reason_travels_as_its_code_and_an_unknown_code_reads_as_other() {
+        let json = serde_json::to_string(&DeclineReason::ReviewDeclined).expect("serializes");
+        assert_eq!(json, "\"review_declined\"");
+        assert_eq!(
+            serde_json::from_str::<Vec<HoldReason>>("[\"account_age\", \"weather\"]")
+                .expect("decodes"),
+            vec![HoldReason::AccountAge, HoldReason::Other]
+        );
+        assert_eq!(
+            CancelReason::parse("deadline_missed"),
+            CancelReason::DeadlineMissed
+        );
+        assert_eq!(CancelReason::parse("weather"), CancelReason::Other);
+        assert_eq!(CancelReason::OutOfStock.to_string(), "out_of_stock");
     }
 }

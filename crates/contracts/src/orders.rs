@@ -1,46 +1,6 @@
 //! How services and people name an order.
 
-use std::fmt;
-use std::str::FromStr;
-
-/// An order's id: a UUID (v7 when the orders service makes it), written lower-case and
-/// hyphenated. Every service parses an order id it is given with [`OrderId::parse`],
-/// so all of them accept the same ids and answer the same to anything else.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OrderId(uuid::Uuid);
-
-/// Text that is not an order id.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("must be an order id (a UUID)")]
-pub struct NotAnOrderId;
-
-impl OrderId {
-    /// A new id, ordered by time.
-    pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7())
-    }
-
-    /// The id `text` names, in any of a UUID's usual forms.
-    pub fn parse(text: &str) -> Result<Self, NotAnOrderId> {
-        uuid::Uuid::parse_str(text)
-            .map(Self)
-            .map_err(|_| NotAnOrderId)
-    }
-}
-
-impl fmt::Display for OrderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.hyphenated())
-    }
-}
-
-impl FromStr for OrderId {
-    type Err = NotAnOrderId;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::parse(text)
-    }
-}
+pub use crate::ids::{NotAnOrderId, OrderId};
 
 /// The number a shopper reads on pages and in emails: `BZ-` and the last ten hex
 /// digits of the order's id, upper-case, in two groups (`BZ-1A2B3-C4D5E`).
@@ -63,17 +23,6 @@ pub fn order_number(order_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_order_id_is_a_uuid_in_one_written_form() {
-        let id = OrderId::parse("01A24DE4-FFDC-7583-8435-C9208C583895").expect("a UUID");
-        assert_eq!(id.to_string(), "01a24de4-ffdc-7583-8435-c9208c583895");
-        assert_eq!("01a24de4ffdc75838435c9208c583895".parse(), Ok(id));
-        for not_one in ["", "order-1", "01a24de4-ffdc-7583-8435", "not an id"] {
-            assert_eq!(OrderId::parse(not_one), Err(NotAnOrderId), "{not_one:?}");
-        }
-        assert_ne!(OrderId::generate(), OrderId::generate());
-    }
 
     #[test]
     fn orders_of_the_same_minute_read_apart() {

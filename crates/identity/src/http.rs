@@ -369,7 +369,7 @@ fn user_view(user: UserRecord) -> User {
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     User {
-        id: user.id,
+        id: user.id.to_string(),
         email: user.email,
         roles: user.roles,
         created_at,

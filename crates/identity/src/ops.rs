@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use contracts::UserId;
 use contracts::identity::{AUDIENCE, AccessClaims, Role, TokenResponse};
 use jsonwebtoken::jwk::JwkSet;
 use platform::auth::{AuthUser, SigningKey};
@@ -126,7 +127,7 @@ async fn credentials(
 
 fn new_user(email: &Email, password_hash: String, roles: Vec<Role>) -> UserRecord {
     UserRecord {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: UserId::generate(),
         email: email.as_str().to_owned(),
         password_hash,
         roles,
@@ -151,7 +152,7 @@ pub async fn create_user(
         .insert_user(&user, None)
         .await?
         .map_err(|_| Error::EmailTaken)?;
-    tracing::info!(user = user.id, "account created");
+    tracing::info!(user = %user.id, "account created");
     Ok(user)
 }
 
@@ -190,7 +191,7 @@ pub async fn register(
                     .await?
                     .is_ok()
                 {
-                    tracing::info!(user = user.id, "account created; waiting for confirmation");
+                    tracing::info!(user = %user.id, "account created; waiting for confirmation");
                     return Ok(email);
                 }
             }
@@ -201,12 +202,12 @@ pub async fn register(
                     .await?
                 {
                     Renewal::Renewed => {
-                        tracing::info!(user = user.id, "unconfirmed account registered again");
+                        tracing::info!(user = %user.id, "unconfirmed account registered again");
                         return Ok(email);
                     }
                     Renewal::TooSoon => {
                         tracing::info!(
-                            user = user.id,
+                            user = %user.id,
                             "unconfirmed account registered again too soon; nothing sent"
                         );
                         return Ok(email);
@@ -219,7 +220,7 @@ pub async fn register(
                     .store
                     .tell_registered(&user, now, mailed_before)
                     .await?;
-                tracing::info!(user = user.id, mailed, "registration of a taken address");
+                tracing::info!(user = %user.id, mailed, "registration of a taken address");
                 return Ok(email);
             }
         }
@@ -260,7 +261,7 @@ pub async fn confirm(
     let Some(user) = identity.store.confirm(&user, &hash, now()).await? else {
         return Err(Error::InvalidGrant(BAD_CONFIRMATION));
     };
-    tracing::info!(user = user.id, "account confirmed");
+    tracing::info!(user = %user.id, "account confirmed");
     sign_in(identity, &user).await
 }
 
@@ -305,7 +306,7 @@ pub async fn login(
 /// A new session for `user`: a new refresh token family and an access token.
 async fn sign_in(identity: &Identity, user: &UserRecord) -> Result<TokenResponse, Error> {
     let family = uuid::Uuid::now_v7().to_string();
-    let (refresh_token, record) = refresh_record(identity, &user.id, family)?;
+    let (refresh_token, record) = refresh_record(identity, &user.id.to_string(), family)?;
     identity.store.insert_refresh(&record).await?;
     issue(identity, user, refresh_token).await
 }
@@ -345,7 +346,8 @@ pub async fn refresh(
     let Some(user) = identity.store.user_by_id(&record.user_id).await? else {
         return Err(Error::InvalidGrant(BAD_REFRESH));
     };
-    let (refresh_token, next) = refresh_record(identity, &user.id, record.family_id.clone())?;
+    let (refresh_token, next) =
+        refresh_record(identity, &user.id.to_string(), record.family_id.clone())?;
     if !identity
         .store
         .rotate_refresh(&record.id, &next, now)
@@ -406,7 +408,7 @@ pub async fn change_password(
     let hash = identity.hasher.hash(new.to_owned()).await?;
     identity
         .store
-        .change_password(&user.id, &hash, now())
+        .change_password(&user.id.to_string(), &hash, now())
         .await?;
     Ok(())
 }
@@ -493,7 +495,7 @@ async fn issue(
     let ttl = identity.config.access_token_ttl_secs;
     let claims = AccessClaims {
         iss: identity.issuer.clone(),
-        sub: user.id.clone(),
+        sub: user.id.to_string(),
         aud: AUDIENCE.to_owned(),
         exp: now.saturating_add(ttl),
         nbf: now,

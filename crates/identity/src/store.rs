@@ -1,6 +1,7 @@
 //! Identity's SQL, portable between SQLite and PostgreSQL.
 
 use anyhow::Context as _;
+use contracts::UserId;
 use contracts::identity::Role;
 use contracts::messaging::Message;
 use contracts::messaging::identity::{
@@ -27,7 +28,7 @@ pub struct Store {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRecord {
     /// Stable id.
-    pub id: String,
+    pub id: UserId,
     /// Normalised email.
     pub email: String,
     /// Argon2id PHC string.
@@ -162,7 +163,7 @@ impl Store {
              confirmed_at, confirmation_hash, confirmation_expires_at, registration_mailed_at) \
              VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)",
         )
-        .bind(user.id.clone())
+        .bind(user.id.to_string())
         .bind(user.email.clone())
         .bind(user.password_hash.clone())
         .bind(roles_to_text(&user.roles))
@@ -217,7 +218,7 @@ impl Store {
         .bind(token_hash(&pending.token))
         .bind(pending.expires_at)
         .bind(now)
-        .bind(user.id.clone())
+        .bind(user.id.to_string())
         .bind(mailed_before)
         .execute(&mut *tx)
         .await
@@ -227,7 +228,7 @@ impl Store {
         if !renewed {
             let still_pending =
                 sqlx::query("SELECT 1 FROM users WHERE id = $1 AND confirmed_at IS NULL")
-                    .bind(user.id.clone())
+                    .bind(user.id.to_string())
                     .fetch_optional(&mut *tx)
                     .await
                     .context("reading an unconfirmed account")?
@@ -260,7 +261,7 @@ impl Store {
              AND (registration_mailed_at IS NULL OR registration_mailed_at <= $3)",
         )
         .bind(now)
-        .bind(user.id.clone())
+        .bind(user.id.to_string())
         .bind(mailed_before)
         .execute(&mut *tx)
         .await
@@ -308,7 +309,7 @@ impl Store {
              WHERE id = $2 AND confirmation_hash = $3 AND confirmed_at IS NULL",
         )
         .bind(now)
-        .bind(user.id.clone())
+        .bind(user.id.to_string())
         .bind(token_hash.to_owned())
         .execute(&mut *tx)
         .await
@@ -552,8 +553,9 @@ fn insert_refresh(
 
 fn user_from_row(row: &AnyRow) -> anyhow::Result<UserRecord> {
     let roles: String = row.try_get("roles")?;
+    let id: String = row.try_get("id")?;
     Ok(UserRecord {
-        id: row.try_get("id")?,
+        id: UserId::parse(&id).with_context(|| format!("stored user id {id:?}"))?,
         email: row.try_get("email")?,
         password_hash: row.try_get("password_hash")?,
         roles: roles_from_text(&roles),
@@ -565,7 +567,7 @@ fn user_from_row(row: &AnyRow) -> anyhow::Result<UserRecord> {
 /// The event that announces a confirmed account to the shop.
 fn registered(user: &UserRecord) -> UserRegisteredV1 {
     UserRegisteredV1 {
-        user_id: user.id.clone(),
+        user_id: user.id,
         email: user.email.clone(),
         registered_at_ms: user.created_at.saturating_mul(1000),
     }
@@ -574,7 +576,7 @@ fn registered(user: &UserRecord) -> UserRegisteredV1 {
 /// The event that has notifications write to the address of a registration.
 fn registration(user: &UserRecord, outcome: RegistrationOutcome) -> RegistrationRequestedV1 {
     RegistrationRequestedV1 {
-        user_id: user.id.clone(),
+        user_id: user.id,
         email: user.email.clone(),
         outcome,
     }
@@ -594,7 +596,7 @@ async fn enqueue(
     message: &impl Message,
 ) -> anyhow::Result<()> {
     let origin = Origin {
-        correlation_id: user.id.clone(),
+        correlation_id: user.id.to_string(),
         ..Origin::default()
     };
     outbox::send(tx, crate::NAME, message, &origin).await

@@ -3,31 +3,30 @@
 
 use std::collections::BTreeMap;
 
+use contracts::ProductId;
+
 /// The most units of one product one order may hold.
 pub const MAX_QUANTITY: i64 = 1000;
 /// The most distinct products one reservation may hold.
 pub const MAX_LINES: usize = 100;
 
-/// A reservation request's lines, checked: product ids are UUIDs, quantities from 1 to
+/// A reservation request's lines, checked: quantities from 1 to
 /// [`MAX_QUANTITY`], duplicates merged, sorted by product (so concurrent reservations
 /// lock rows in one order and cannot deadlock).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lines(Vec<(String, i64)>);
+pub struct Lines(Vec<(ProductId, i64)>);
 
 impl Lines {
     /// Checks and normalises raw `(product id, quantity)` pairs.
-    pub fn parse(raw: impl IntoIterator<Item = (String, i64)>) -> Result<Self, String> {
-        let mut merged: BTreeMap<String, i64> = BTreeMap::new();
+    pub fn parse(raw: impl IntoIterator<Item = (ProductId, i64)>) -> Result<Self, String> {
+        let mut merged: BTreeMap<ProductId, i64> = BTreeMap::new();
         for (product_id, quantity) in raw {
-            let Ok(id) = uuid::Uuid::try_parse(&product_id) else {
-                return Err(format!("{product_id:?} is not a product id"));
-            };
             if !(1..=MAX_QUANTITY).contains(&quantity) {
                 return Err(format!(
                     "quantity {quantity} is not between 1 and {MAX_QUANTITY}"
                 ));
             }
-            let total = merged.entry(id.hyphenated().to_string()).or_default();
+            let total = merged.entry(product_id).or_default();
             *total = total.saturating_add(quantity);
             if *total > MAX_QUANTITY {
                 return Err(format!("more than {MAX_QUANTITY} of {product_id}"));
@@ -43,8 +42,8 @@ impl Lines {
     }
 
     /// `(product id, quantity)`, sorted by product id.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.0.iter().map(|(id, quantity)| (id.as_str(), *quantity))
+    pub fn iter(&self) -> impl Iterator<Item = (ProductId, i64)> + '_ {
+        self.0.iter().copied()
     }
 }
 
@@ -92,24 +91,26 @@ impl State {
 mod tests {
     use super::*;
 
-    const A: &str = "0190a5a0-0000-7000-8000-00000000000a";
-    const B: &str = "0190a5a0-0000-7000-8000-00000000000b";
+    fn id(text: &str) -> ProductId {
+        ProductId::parse(text).expect("a UUID")
+    }
 
     #[test]
     fn lines_merge_duplicates_and_sort() {
-        let lines =
-            Lines::parse([(B.to_owned(), 1), (A.to_owned(), 2), (B.to_owned(), 3)]).expect("valid");
+        let a = id("0190a5a0-0000-7000-8000-00000000000a");
+        let b = id("0190a5a0-0000-7000-8000-00000000000b");
+        let lines = Lines::parse([(b, 1), (a, 2), (b, 3)]).expect("valid");
         let lines: Vec<_> = lines.iter().collect();
-        assert_eq!(lines, vec![(A, 2), (B, 4)]);
+        assert_eq!(lines, vec![(a, 2), (b, 4)]);
     }
 
     #[test]
     fn bad_lines_are_refused() {
+        let a = id("0190a5a0-0000-7000-8000-00000000000a");
         assert!(Lines::parse([]).is_err());
-        assert!(Lines::parse([("not-a-uuid".to_owned(), 1)]).is_err());
-        assert!(Lines::parse([(A.to_owned(), 0)]).is_err());
-        assert!(Lines::parse([(A.to_owned(), -1)]).is_err());
-        assert!(Lines::parse([(A.to_owned(), 600), (A.to_owned(), 600)]).is_err());
+        assert!(Lines::parse([(a, 0)]).is_err());
+        assert!(Lines::parse([(a, -1)]).is_err());
+        assert!(Lines::parse([(a, 600), (a, 600)]).is_err());
     }
 
     #[test]

@@ -80,12 +80,12 @@ impl Handler for CatalogEvents {
             match envelope.kind.as_str() {
                 kind if kind == ProductCreatedV1::TYPE => {
                     let created: ProductCreatedV1 = envelope.decode()?;
-                    store::ensure_stock(connection, &created.product_id, self.initial_stock, now)
+                    store::ensure_stock(connection, created.product_id, self.initial_stock, now)
                         .await
                 }
                 kind if kind == ProductDeletedV1::TYPE => {
                     let deleted: ProductDeletedV1 = envelope.decode()?;
-                    store::discontinue(connection, &deleted.product_id, now).await
+                    store::discontinue(connection, deleted.product_id, now).await
                 }
                 // Price changes and future catalog events do not concern stock.
                 _ => Ok(()),

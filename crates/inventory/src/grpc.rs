@@ -1,5 +1,6 @@
 //! Inventory's internal gRPC API: availability for the cart.
 
+use contracts::ProductId;
 use contracts::proto::inventory::v1::inventory_server::{Inventory, InventoryServer};
 use contracts::proto::inventory::v1::{
     Availability, GetAvailabilityRequest, GetAvailabilityResponse,
@@ -44,13 +45,12 @@ impl Inventory for InventoryGrpc {
             .await
             .map_err(|error| internal(&error.into()))?;
         for (index, id) in ids.into_iter().enumerate() {
-            let Ok(parsed) = uuid::Uuid::try_parse(&id) else {
+            let Ok(product_id) = ProductId::parse(&id) else {
                 return Err(Status::invalid_argument(format!(
                     "product_ids[{index}]: {id:?} is not a UUID"
                 )));
             };
-            let product_id = parsed.hyphenated().to_string();
-            let levels = store::levels_of(&mut connection, &product_id)
+            let levels = store::levels_of(&mut connection, product_id)
                 .await
                 .map_err(|error| internal(&error))?;
             items.push(Availability {
@@ -59,7 +59,7 @@ impl Inventory for InventoryGrpc {
                     .filter(|levels| !levels.discontinued)
                     .map_or(0, store::Levels::available),
                 tracked: levels.is_some(),
-                product_id,
+                product_id: product_id.to_string(),
             });
         }
         Ok(Response::new(GetAvailabilityResponse { items }))

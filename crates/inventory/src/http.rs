@@ -4,6 +4,7 @@
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
+use contracts::ProductId;
 use platform::auth::Admin;
 use platform::db::Database;
 use platform::http::{BearerAuth, EdgeResponses, Json};
@@ -81,7 +82,7 @@ async fn availability(
 ) -> Result<Json<Availability>, Problem> {
     let product_id = product_id(&product)?;
     let mut connection = db.pool().acquire().await.map_err(anyhow::Error::from)?;
-    let levels = store::levels_of(&mut connection, &product_id)
+    let levels = store::levels_of(&mut connection, product_id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no stock is kept for {product_id}")))?;
     let available = if levels.discontinued {
@@ -90,7 +91,7 @@ async fn availability(
         levels.available()
     };
     Ok(Json(Availability {
-        product_id,
+        product_id: product_id.to_string(),
         available,
     }))
 }
@@ -136,7 +137,7 @@ async fn adjust(
     let mut connection = db.pool().acquire().await.map_err(anyhow::Error::from)?;
     let levels = match store::adjust(
         &mut connection,
-        &product_id,
+        product_id,
         body.delta,
         platform::clock::now_ms(),
     )
@@ -155,17 +156,15 @@ async fn adjust(
     };
     tracing::info!(
         admin = admin.id,
-        product = product_id,
+        product = %product_id,
         delta = body.delta,
         "adjusted stock"
     );
     Ok(Json(view(levels)))
 }
 
-fn product_id(text: &str) -> Result<String, Problem> {
-    uuid::Uuid::try_parse(text)
-        .map(|id| id.hyphenated().to_string())
-        .map_err(|_| Problem::invalid_field("product", "must be a product id (UUID)"))
+fn product_id(text: &str) -> Result<ProductId, Problem> {
+    ProductId::parse(text).map_err(|error| Problem::invalid_field("product", error.to_string()))
 }
 
 fn view(levels: Levels) -> StockLevels {

@@ -102,7 +102,7 @@ pub async fn expire_due(db: &Database, now: i64) -> anyhow::Result<usize> {
     let mut expired = 0;
     for order_id in store::due(db.pool(), now, 100).await? {
         let mut tx = db.begin().await?;
-        if ops::expire(&mut tx, &order_id, now).await? {
+        if ops::expire(&mut tx, order_id, now).await? {
             expired += 1;
         }
         tx.commit().await?;

@@ -2,10 +2,12 @@
 //! command's effect, the event that answers it and the record that it was handled
 //! commit together; a repeated command finds its reservation and gets the same answer.
 
+use contracts::OrderId;
 use contracts::messaging::Message;
 use contracts::messaging::inventory::{
-    CommitRefusedV1, CommitStockV1, ReleaseStockV1, ReserveStockV1, ReturnStockV1,
-    StockCommittedV1, StockRejectedV1, StockReleasedV1, StockReservedV1, StockReturnedV1,
+    CommitRefusedV1, CommitStockV1, ReleaseReason, ReleaseStockV1, ReservationEnd, ReserveStockV1,
+    ReturnStockV1, StockCommittedV1, StockRejectedV1, StockReleasedV1, StockReservedV1,
+    StockReturnedV1,
 };
 use platform::outbox::{self, Origin};
 use sqlx::AnyConnection;
@@ -31,8 +33,8 @@ pub async fn reserve(
     origin: &Origin,
     now: i64,
 ) -> anyhow::Result<()> {
-    let order_id = command.order_id.clone();
-    if let Some((state, expires_at_ms)) = store::reservation(&mut *connection, &order_id).await? {
+    let order_id = command.order_id;
+    if let Some((state, expires_at_ms)) = store::reservation(&mut *connection, order_id).await? {
         return match state {
             State::Rejected => {
                 let unavailable = Vec::new();
@@ -58,7 +60,11 @@ pub async fn reserve(
                 .await
             }
             State::Released | State::Expired => {
-                let reason = state.as_str().to_owned();
+                let reason = if state == State::Expired {
+                    ReleaseReason::Expired
+                } else {
+                    ReleaseReason::Released
+                };
                 answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
             }
         };
@@ -66,7 +72,7 @@ pub async fn reserve(
     let raw = command
         .lines
         .iter()
-        .map(|line| (line.product_id.clone(), line.quantity));
+        .map(|line| (line.product_id, line.quantity));
     let short = match Lines::parse(raw) {
         Ok(lines) => {
             let short = store::shortages(&mut *connection, &lines).await?;
@@ -74,7 +80,7 @@ pub async fn reserve(
                 let hold_ms =
                     i64::try_from(command.hold_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
                 let expires_at_ms = now.saturating_add(hold_ms);
-                store::hold(&mut *connection, &order_id, &lines, expires_at_ms, now).await?;
+                store::hold(&mut *connection, order_id, &lines, expires_at_ms, now).await?;
                 return answer(
                     connection,
                     &StockReservedV1 {
@@ -89,13 +95,13 @@ pub async fn reserve(
         }
         Err(reason) => {
             tracing::warn!(
-                order = order_id,
+                order = %order_id,
                 "refusing a malformed reservation: {reason}"
             );
             Vec::new()
         }
     };
-    store::reject(&mut *connection, &order_id, now).await?;
+    store::reject(&mut *connection, order_id, now).await?;
     answer(
         connection,
         &StockRejectedV1 {
@@ -115,34 +121,34 @@ pub async fn release(
     origin: &Origin,
     now: i64,
 ) -> anyhow::Result<()> {
-    let order_id = command.order_id.clone();
-    match store::finish(&mut *connection, &order_id, State::Released, now).await? {
+    let order_id = command.order_id;
+    match store::finish(&mut *connection, order_id, State::Released, now).await? {
         Some(State::Held | State::Released) => {
-            let reason = State::Released.as_str().to_owned();
+            let reason = ReleaseReason::Released;
             answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
         }
         Some(State::Expired) => {
-            let reason = State::Expired.as_str().to_owned();
+            let reason = ReleaseReason::Expired;
             answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
         }
         Some(State::Committed) => {
             // Sold stock is not given back by a release; a refund does not restock.
             tracing::warn!(
-                order = order_id,
+                order = %order_id,
                 "release of a committed reservation ignored"
             );
             Ok(())
         }
         // Rejected: nothing was ever held, so there is nothing to give back.
         Some(State::Rejected) => {
-            let reason = State::Released.as_str().to_owned();
+            let reason = ReleaseReason::Released;
             answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
         }
         // Unknown: the release overtook its reservation. Remember it, so that the
         // reservation, should it still come, holds nothing for a cancelled order.
         None => {
-            store::record(&mut *connection, &order_id, State::Released, now, now).await?;
-            let reason = State::Released.as_str().to_owned();
+            store::record(&mut *connection, order_id, State::Released, now, now).await?;
+            let reason = ReleaseReason::Released;
             answer(connection, &StockReleasedV1 { order_id, reason }, origin).await
         }
     }
@@ -156,17 +162,18 @@ pub async fn commit(
     origin: &Origin,
     now: i64,
 ) -> anyhow::Result<()> {
-    let order_id = command.order_id.clone();
-    match store::finish(&mut *connection, &order_id, State::Committed, now).await? {
+    let order_id = command.order_id;
+    match store::finish(&mut *connection, order_id, State::Committed, now).await? {
         Some(State::Held | State::Committed) => {
             answer(connection, &StockCommittedV1 { order_id }, origin).await
         }
-        Some(state) => {
-            let state = state.as_str().to_owned();
-            answer(connection, &CommitRefusedV1 { order_id, state }, origin).await
-        }
-        None => {
-            let state = "unknown".to_owned();
+        ended => {
+            let state = match ended {
+                Some(State::Released) => ReservationEnd::Released,
+                Some(State::Expired) => ReservationEnd::Expired,
+                Some(State::Rejected) => ReservationEnd::Rejected,
+                _ => ReservationEnd::Unknown,
+            };
             answer(connection, &CommitRefusedV1 { order_id, state }, origin).await
         }
     }
@@ -181,9 +188,9 @@ pub async fn return_stock(
     origin: &Origin,
     now: i64,
 ) -> anyhow::Result<()> {
-    let order_id = command.order_id.clone();
-    if store::return_sold(&mut *connection, &order_id, now).await? {
-        tracing::info!(order = order_id, "sold stock returned to sale");
+    let order_id = command.order_id;
+    if store::return_sold(&mut *connection, order_id, now).await? {
+        tracing::info!(order = %order_id, "sold stock returned to sale");
     }
     answer(connection, &StockReturnedV1 { order_id }, origin).await
 }
@@ -192,20 +199,19 @@ pub async fn return_stock(
 /// `expired`). Nothing happens if it was committed or released meanwhile.
 pub async fn expire(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
     now: i64,
 ) -> anyhow::Result<bool> {
     let expired =
         store::finish(&mut *connection, order_id, State::Expired, now).await? == Some(State::Held);
     if expired {
         let origin = Origin {
-            correlation_id: order_id.to_owned(),
+            correlation_id: order_id.to_string(),
             ..Origin::default()
         };
-        let reason = State::Expired.as_str().to_owned();
         let released = StockReleasedV1 {
-            order_id: order_id.to_owned(),
-            reason,
+            order_id,
+            reason: ReleaseReason::Expired,
         };
         answer(connection, &released, &origin).await?;
     }

@@ -3,6 +3,7 @@
 //! inbox record commit together.
 
 use anyhow::Context as _;
+use contracts::{OrderId, ProductId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row as _};
 
@@ -47,7 +48,7 @@ pub enum AdjustError {
 /// Starts tracking a product with `initial` units, unless it is tracked already.
 pub async fn ensure_stock(
     connection: &mut AnyConnection,
-    product_id: &str,
+    product_id: ProductId,
     initial: i64,
     now: i64,
 ) -> anyhow::Result<()> {
@@ -55,7 +56,7 @@ pub async fn ensure_stock(
         "INSERT INTO stock (product_id, received, reserved, sold, updated_at) VALUES ($1, $2, 0, 0, $3) \
          ON CONFLICT (product_id) DO NOTHING",
     )
-    .bind(product_id.to_owned())
+    .bind(product_id.to_string())
     .bind(initial)
     .bind(now)
     .execute(connection)
@@ -67,11 +68,11 @@ pub async fn ensure_stock(
 /// Stops new reservations of a product the catalog removed; held ones run their course.
 pub async fn discontinue(
     connection: &mut AnyConnection,
-    product_id: &str,
+    product_id: ProductId,
     now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query("UPDATE stock SET discontinued = 1, updated_at = $2 WHERE product_id = $1")
-        .bind(product_id.to_owned())
+        .bind(product_id.to_string())
         .bind(now)
         .execute(connection)
         .await
@@ -82,7 +83,7 @@ pub async fn discontinue(
 /// Adds `delta` units (negative removes), never below what is reserved and sold.
 pub async fn adjust(
     connection: &mut AnyConnection,
-    product_id: &str,
+    product_id: ProductId,
     delta: i64,
     now: i64,
 ) -> Result<Levels, AdjustError> {
@@ -91,7 +92,7 @@ pub async fn adjust(
          WHERE product_id = $1 AND received + $2 - reserved - sold >= 0 AND received + $2 >= 0 \
          RETURNING product_id, received, reserved, sold, discontinued",
     )
-    .bind(product_id.to_owned())
+    .bind(product_id.to_string())
     .bind(delta)
     .bind(now)
     .fetch_optional(&mut *connection)
@@ -109,10 +110,10 @@ pub async fn adjust(
 /// The stock of one product.
 pub async fn levels_of(
     connection: &mut AnyConnection,
-    product_id: &str,
+    product_id: ProductId,
 ) -> anyhow::Result<Option<Levels>> {
     let row = sqlx::query(concat!(select_levels!(), " WHERE product_id = $1"))
-        .bind(product_id.to_owned())
+        .bind(product_id.to_string())
         .fetch_optional(connection)
         .await
         .context("reading stock")?;
@@ -131,10 +132,10 @@ pub async fn all_levels(pool: &AnyPool) -> anyhow::Result<Vec<Levels>> {
 /// An order's reservation: its state and when its hold ends (Unix ms).
 pub async fn reservation(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
 ) -> anyhow::Result<Option<(State, i64)>> {
     let row = sqlx::query("SELECT state, expires_at FROM reservations WHERE order_id = $1")
-        .bind(order_id.to_owned())
+        .bind(order_id.to_string())
         .fetch_optional(connection)
         .await
         .context("reading a reservation")?;
@@ -151,7 +152,7 @@ pub async fn reservation(
 /// was sold).
 pub async fn return_sold(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
     now: i64,
 ) -> anyhow::Result<bool> {
     if !matches!(
@@ -165,7 +166,7 @@ pub async fn return_sold(
         "INSERT INTO stock_returns (order_id, returned_at) VALUES ($1, $2) \
          ON CONFLICT (order_id) DO NOTHING",
     )
-    .bind(order_id.to_owned())
+    .bind(order_id.to_string())
     .bind(now)
     .execute(&mut *connection)
     .await
@@ -178,7 +179,7 @@ pub async fn return_sold(
         "UPDATE stock SET sold = sold - l.quantity, updated_at = $2 \
          FROM reservation_lines l WHERE l.order_id = $1 AND stock.product_id = l.product_id",
     )
-    .bind(order_id.to_owned())
+    .bind(order_id.to_string())
     .bind(now)
     .execute(&mut *connection)
     .await
@@ -190,14 +191,14 @@ pub async fn return_sold(
 pub async fn shortages(
     connection: &mut AnyConnection,
     lines: &Lines,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<ProductId>> {
     let mut short = Vec::new();
     for (product_id, quantity) in lines.iter() {
         let enough = levels_of(&mut *connection, product_id)
             .await?
             .is_some_and(|levels| !levels.discontinued && levels.available() >= quantity);
         if !enough {
-            short.push(product_id.to_owned());
+            short.push(product_id);
         }
     }
     Ok(short)
@@ -208,7 +209,7 @@ pub async fn shortages(
 /// fails and the caller's transaction rolls back, to be retried on fresh numbers.
 pub async fn hold(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
     lines: &Lines,
     expires_at: i64,
     now: i64,
@@ -218,7 +219,7 @@ pub async fn hold(
             "UPDATE stock SET reserved = reserved + $2, updated_at = $3 \
              WHERE product_id = $1 AND discontinued = 0 AND received - reserved - sold >= $2",
         )
-        .bind(product_id.to_owned())
+        .bind(product_id.to_string())
         .bind(quantity)
         .bind(now)
         .execute(&mut *connection)
@@ -235,8 +236,8 @@ pub async fn hold(
         sqlx::query(
             "INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES ($1, $2, $3)",
         )
-        .bind(order_id.to_owned())
-        .bind(product_id.to_owned())
+        .bind(order_id.to_string())
+        .bind(product_id.to_string())
         .bind(quantity)
         .execute(&mut *connection)
         .await
@@ -248,7 +249,7 @@ pub async fn hold(
 /// Records that `order_id` was rejected, so a repeated command gets the same answer.
 pub async fn reject(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
     now: i64,
 ) -> anyhow::Result<()> {
     record(connection, order_id, State::Rejected, now, now).await
@@ -259,7 +260,7 @@ pub async fn reject(
 /// answer a repeated or late command; nothing changes unless it was held.
 pub async fn finish(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
     to: State,
     now: i64,
 ) -> anyhow::Result<Option<State>> {
@@ -268,7 +269,7 @@ pub async fn finish(
     };
     // Claim the transition first: of two concurrent finishes only one sees `held`.
     let claimed = sqlx::query("UPDATE reservations SET state = $2, updated_at = $3 WHERE order_id = $1 AND state = 'held'")
-        .bind(order_id.to_owned())
+        .bind(order_id.to_string())
         .bind(to.as_str())
         .bind(now)
         .execute(&mut *connection)
@@ -287,7 +288,7 @@ pub async fn finish(
     }
     let lines =
         sqlx::query("SELECT product_id, quantity FROM reservation_lines WHERE order_id = $1")
-            .bind(order_id.to_owned())
+            .bind(order_id.to_string())
             .fetch_all(&mut *connection)
             .await
             .context("reading reservation lines")?;
@@ -309,7 +310,7 @@ pub async fn finish(
 }
 
 /// Held reservations whose hold ended by `now`, oldest first, at most `limit`.
-pub async fn due(pool: &AnyPool, now: i64, limit: i64) -> anyhow::Result<Vec<String>> {
+pub async fn due(pool: &AnyPool, now: i64, limit: i64) -> anyhow::Result<Vec<OrderId>> {
     let rows = sqlx::query(
         "SELECT order_id FROM reservations WHERE state = 'held' AND expires_at <= $1 \
          ORDER BY expires_at LIMIT $2",
@@ -320,14 +321,17 @@ pub async fn due(pool: &AnyPool, now: i64, limit: i64) -> anyhow::Result<Vec<Str
     .await
     .context("finding expired reservations")?;
     rows.iter()
-        .map(|row| Ok(row.try_get("order_id")?))
+        .map(|row| {
+            let order_id: String = row.try_get("order_id")?;
+            OrderId::parse(&order_id).with_context(|| format!("stored order id {order_id:?}"))
+        })
         .collect()
 }
 
 /// Records a reservation of `order_id` in `state`, with no lines.
 pub(crate) async fn record(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
     state: State,
     expires_at: i64,
     now: i64,
@@ -335,7 +339,7 @@ pub(crate) async fn record(
     sqlx::query(
         "INSERT INTO reservations (order_id, state, expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
     )
-    .bind(order_id.to_owned())
+    .bind(order_id.to_string())
     .bind(state.as_str())
     .bind(expires_at)
     .bind(now)

@@ -15,6 +15,7 @@ use contracts::messaging::identity::{
 };
 use contracts::messaging::orders::{OrderCancelledV1, OrderConfirmedV1, OrderRefundedV1};
 use contracts::messaging::{Envelope, Message as _};
+use contracts::{OrderId, UserId};
 use futures_util::future::BoxFuture;
 use platform::bus::{Bus, SubscriptionSpec};
 use platform::clock::now_ms;
@@ -97,14 +98,14 @@ impl Handler for Events {
                     let registered: UserRegisteredV1 = envelope.decode()?;
                     store::remember_customer(
                         connection,
-                        &registered.user_id,
+                        &registered.user_id.to_string(),
                         &registered.email,
                         registered.registered_at_ms,
                         now,
                     )
                     .await?;
                     let email = templates::welcome(&registered.email);
-                    record(connection, envelope, &registered.user_id, None, &email, now).await
+                    record(connection, envelope, registered.user_id, None, &email, now).await
                 }
                 kind if kind == RegistrationRequestedV1::TYPE => {
                     let requested: RegistrationRequestedV1 = envelope.decode()?;
@@ -113,7 +114,7 @@ impl Handler for Events {
                     // again.
                     store::remember_customer(
                         connection,
-                        &requested.user_id,
+                        &requested.user_id.to_string(),
                         &requested.email,
                         now,
                         now,
@@ -131,16 +132,16 @@ impl Handler for Events {
                             templates::already_registered(&requested.email, &self.shop_url)
                         }
                     };
-                    record(connection, envelope, &requested.user_id, None, &email, now).await
+                    record(connection, envelope, requested.user_id, None, &email, now).await
                 }
                 kind if kind == OrderConfirmedV1::TYPE => {
                     let confirmed: OrderConfirmedV1 = envelope.decode()?;
                     let email = templates::order_confirmed(&confirmed);
-                    let order = Some(confirmed.order_id.as_str());
+                    let order = Some(confirmed.order_id);
                     record(
                         connection,
                         envelope,
-                        &confirmed.customer_id,
+                        confirmed.customer_id,
                         order,
                         &email,
                         now,
@@ -150,11 +151,11 @@ impl Handler for Events {
                 kind if kind == OrderCancelledV1::TYPE => {
                     let cancelled: OrderCancelledV1 = envelope.decode()?;
                     let email = templates::order_cancelled(&cancelled);
-                    let order = Some(cancelled.order_id.as_str());
+                    let order = Some(cancelled.order_id);
                     record(
                         connection,
                         envelope,
-                        &cancelled.customer_id,
+                        cancelled.customer_id,
                         order,
                         &email,
                         now,
@@ -164,11 +165,11 @@ impl Handler for Events {
                 kind if kind == OrderRefundedV1::TYPE => {
                     let refunded: OrderRefundedV1 = envelope.decode()?;
                     let email = templates::order_refunded(&refunded);
-                    let order = Some(refunded.order_id.as_str());
+                    let order = Some(refunded.order_id);
                     record(
                         connection,
                         envelope,
-                        &refunded.customer_id,
+                        refunded.customer_id,
                         order,
                         &email,
                         now,
@@ -186,12 +187,14 @@ impl Handler for Events {
 async fn record(
     connection: &mut AnyConnection,
     envelope: &Envelope,
-    customer_id: &str,
-    order_id: Option<&str>,
+    customer_id: UserId,
+    order_id: Option<OrderId>,
     email: &Email,
     now: i64,
 ) -> anyhow::Result<()> {
     let id = NotificationId::generate();
+    let (customer_id, order_id) = (customer_id.to_string(), order_id.map(|id| id.to_string()));
+    let (customer_id, order_id) = (customer_id.as_str(), order_id.as_deref());
     let new = store::insert(
         connection,
         &NewNotification {

@@ -5,8 +5,10 @@
 //! so what a customer reads in the API is exactly what was mailed, whatever later
 //! versions of these templates say.
 
-use contracts::Money;
-use contracts::messaging::orders::{OrderCancelledV1, OrderConfirmedV1, OrderRefundedV1};
+use contracts::messaging::orders::{
+    CancelReason, OrderCancelledV1, OrderConfirmedV1, OrderRefundedV1,
+};
+use contracts::{Money, OrderId};
 
 use crate::domain::Kind;
 
@@ -130,7 +132,7 @@ pub fn order_cancelled(event: &OrderCancelledV1) -> Email {
              Nothing was charged.\n\n\
              {SIGNATURE}",
             short(&event.order_id),
-            cancellation_reason(&event.reason)
+            cancellation_reason(event.reason)
         ),
     }
 }
@@ -152,18 +154,18 @@ pub fn order_refunded(event: &OrderRefundedV1) -> Email {
 }
 
 /// A sentence that explains a cancellation's reason code to the customer.
-pub fn cancellation_reason(code: &str) -> &'static str {
-    match code {
-        "out_of_stock" => "Some of what you ordered was no longer in stock.",
-        "payment_declined" => "Your payment was declined.",
-        "review_declined" => "We could not approve the payment after reviewing it.",
-        "customer_cancelled" => "You cancelled it.",
-        "reservation_expired" => {
+pub fn cancellation_reason(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::OutOfStock => "Some of what you ordered was no longer in stock.",
+        CancelReason::PaymentDeclined => "Your payment was declined.",
+        CancelReason::ReviewDeclined => "We could not approve the payment after reviewing it.",
+        CancelReason::CustomerCancelled => "You cancelled it.",
+        CancelReason::ReservationExpired => {
             "The items were held for you, but the payment did not complete in time."
         }
-        "deadline_missed" => "We could not complete it in time.",
+        CancelReason::DeadlineMissed => "We could not complete it in time.",
         // A reason newer than this version of the templates: still a true sentence.
-        _ => "We could not complete it.",
+        CancelReason::PaymentFailed | CancelReason::Other => "We could not complete it.",
     }
 }
 
@@ -175,8 +177,8 @@ pub fn format_money(amount: Money) -> String {
 const SIGNATURE: &str = "Bazaar\n";
 
 /// The order's number, as the shop shows it: orders of the same minute read apart.
-fn short(order_id: &str) -> String {
-    contracts::orders::order_number(&plain(order_id, 64))
+fn short(order_id: &OrderId) -> String {
+    contracts::orders::order_number(&order_id.to_string())
 }
 
 /// `text` on one line, control characters replaced by spaces, at most `max` characters.
@@ -230,17 +232,17 @@ mod tests {
     #[test]
     fn a_confirmation_lists_lines_and_the_total() {
         let email = order_confirmed(&OrderConfirmedV1 {
-            order_id: "0192f0c4-aaaa-7bbb-8ccc-123456789abc".to_owned(),
-            customer_id: "c-1".to_owned(),
+            order_id: OrderId::parse("0192f0c4-aaaa-7bbb-8ccc-123456789abc").expect("a UUID"),
+            customer_id: test_support::user_id("c-1"),
             lines: vec![
                 OrderLine {
-                    product_id: "p-1".to_owned(),
+                    product_id: test_support::product_id("p-1"),
                     name: "Enamel mug".to_owned(),
                     quantity: 2,
                     unit_price: eur(1450),
                 },
                 OrderLine {
-                    product_id: "p-2".to_owned(),
+                    product_id: test_support::product_id("p-2"),
                     name: "Cast iron\nteapot".to_owned(),
                     quantity: 1,
                     unit_price: eur(120_000),
@@ -269,10 +271,10 @@ mod tests {
     #[test]
     fn an_overflowing_line_still_renders() {
         let email = order_confirmed(&OrderConfirmedV1 {
-            order_id: "o-1".to_owned(),
-            customer_id: "c-1".to_owned(),
+            order_id: test_support::order_id("o-1"),
+            customer_id: test_support::user_id("c-1"),
             lines: vec![OrderLine {
-                product_id: "p-1".to_owned(),
+                product_id: test_support::product_id("p-1"),
                 name: "x".repeat(200),
                 quantity: i64::MAX,
                 unit_price: eur(2),
@@ -294,14 +296,16 @@ mod tests {
             "reservation_expired",
             "deadline_missed",
         ];
-        let sentences: std::collections::BTreeSet<&str> =
-            codes.iter().map(|code| cancellation_reason(code)).collect();
+        let sentences: std::collections::BTreeSet<&str> = codes
+            .iter()
+            .map(|code| cancellation_reason(CancelReason::parse(code)))
+            .collect();
         assert_eq!(sentences.len(), codes.len(), "two reasons share a sentence");
-        assert!(!sentences.contains(cancellation_reason("meteor_strike")));
+        assert!(!sentences.contains(cancellation_reason(CancelReason::parse("meteor_strike"))));
         let email = order_cancelled(&OrderCancelledV1 {
-            order_id: "0192f0c4-aaaa-7bbb-8ccc-0000000000a2".to_owned(),
-            customer_id: "c-1".to_owned(),
-            reason: "out_of_stock".to_owned(),
+            order_id: OrderId::parse("0192f0c4-aaaa-7bbb-8ccc-0000000000a2").expect("a UUID"),
+            customer_id: test_support::user_id("c-1"),
+            reason: CancelReason::OutOfStock,
         });
         assert_eq!(
             email.subject,
@@ -316,8 +320,8 @@ mod tests {
     #[test]
     fn a_refund_names_the_amount() {
         let email = order_refunded(&OrderRefundedV1 {
-            order_id: "0192f0c4-aaaa-7bbb-8ccc-0000000000b7".to_owned(),
-            customer_id: "c-1".to_owned(),
+            order_id: OrderId::parse("0192f0c4-aaaa-7bbb-8ccc-0000000000b7").expect("a UUID"),
+            customer_id: test_support::user_id("c-1"),
             amount: eur(5900),
         });
         assert_eq!(email.kind, Kind::OrderRefunded);

@@ -3,8 +3,10 @@
 //! The events are the source of truth: an [`Order`] is nothing but the fold of its
 //! [`OrderEvent`]s, so it can always be rebuilt, and the read model is one more fold.
 
-use contracts::Money;
-use contracts::messaging::orders::OrderLine;
+use contracts::messaging::inventory::ReleaseReason;
+use contracts::messaging::orders::{CancelReason, OrderLine};
+use contracts::messaging::payments::{DeclineReason, HoldReason, Operation};
+use contracts::{Money, ProductId};
 use serde::{Deserialize, Serialize};
 
 /// Where an order is in its life. The first four are steps of the checkout; the rest
@@ -116,14 +118,14 @@ pub enum OrderEvent {
     /// Inventory could not hold the stock.
     StockRejected {
         /// The products that were short.
-        unavailable: Vec<String>,
+        unavailable: Vec<ProductId>,
     },
     /// Payments authorized the amount.
     PaymentAuthorized,
     /// Payments authorized the amount but holds it for review.
     PaymentHeld {
         /// The fraud rules that asked for it.
-        reasons: Vec<String>,
+        reasons: Vec<HoldReason>,
     },
     /// An admin decided on a held payment.
     ReviewRequested {
@@ -134,8 +136,8 @@ pub enum OrderEvent {
     },
     /// Payments declined.
     PaymentDeclined {
-        /// Payments' reason code.
-        reason: String,
+        /// Payments' reason.
+        reason: DeclineReason,
     },
     /// Inventory sold the held stock.
     StockCommitted,
@@ -146,15 +148,15 @@ pub enum OrderEvent {
     },
     /// The card network refused a capture or a refund for good.
     PaymentFailed {
-        /// `capture` or `refund`.
-        operation: String,
-        /// The network's reason code.
-        reason: String,
+        /// What was refused.
+        operation: Operation,
+        /// The network's reason.
+        reason: DeclineReason,
     },
     /// The order is being cancelled; the compensations named are under way.
     CancellationStarted {
-        /// A short reason code, e.g. `payment_declined`.
-        reason: String,
+        /// Why.
+        reason: CancelReason,
         /// Whether held stock must be released.
         release_stock: bool,
         /// Whether the payment must be voided.
@@ -165,8 +167,8 @@ pub enum OrderEvent {
     },
     /// Inventory released the held stock (or never held any).
     StockReleased {
-        /// `released` or `expired`.
-        reason: String,
+        /// Why.
+        reason: ReleaseReason,
     },
     /// Payments voided the authorization (or there was none).
     PaymentVoided,
@@ -174,8 +176,8 @@ pub enum OrderEvent {
     StockReturned,
     /// Every compensation is done: the order is cancelled.
     Cancelled {
-        /// The reason code of the cancellation.
-        reason: String,
+        /// The cancellation's reason.
+        reason: CancelReason,
     },
     /// An admin asked for a confirmed order's payment back.
     RefundRequested {
@@ -250,7 +252,7 @@ pub struct Order {
     /// An admin's decision on a held payment, once made.
     pub review: Option<(bool, String)>,
     /// Why it is being or was cancelled.
-    pub cancel_reason: Option<String>,
+    pub cancel_reason: Option<CancelReason>,
     /// A cancellation still waits for inventory to release the stock.
     pub awaiting_release: bool,
     /// A cancellation still waits for payments to void the authorization.
@@ -348,7 +350,7 @@ impl Order {
             OrderEvent::PaymentCaptured { .. } => self.status = Status::Confirmed,
             OrderEvent::PaymentFailed { operation, .. } => {
                 // A refused capture is followed by the cancellation that undoes it.
-                if operation == "refund" {
+                if *operation == Operation::Refund {
                     self.status = Status::RefundFailed;
                 }
             }
@@ -359,7 +361,7 @@ impl Order {
                 return_stock,
             } => {
                 self.status = Status::Cancelling;
-                self.cancel_reason = Some(reason.clone());
+                self.cancel_reason = Some(*reason);
                 self.awaiting_release = *release_stock;
                 self.awaiting_void = *void_payment;
                 self.awaiting_return = *return_stock;
@@ -369,7 +371,7 @@ impl Order {
             OrderEvent::StockReturned => self.awaiting_return = false,
             OrderEvent::Cancelled { reason } => {
                 self.status = Status::Cancelled;
-                self.cancel_reason = Some(reason.clone());
+                self.cancel_reason = Some(*reason);
             }
             OrderEvent::RefundRequested { .. } => self.status = Status::Refunding,
             OrderEvent::PaymentRefunded { .. } => self.status = Status::Refunded,

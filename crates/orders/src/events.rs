@@ -1,6 +1,7 @@
 //! What orders consumes: inventory's and payments' answers to the saga's commands,
 //! each through the inbox and turned into a saga [`Input`].
 
+use contracts::OrderId;
 use contracts::messaging::inventory::{
     CommitRefusedV1, StockCommittedV1, StockRejectedV1, StockReleasedV1, StockReservedV1,
     StockReturnedV1,
@@ -32,7 +33,7 @@ pub fn payment_events() -> SubscriptionSpec {
 
 /// Reads an answer as the order it is about and the saga input it means; `None` for
 /// messages the saga does not wait for.
-pub fn input(envelope: &Envelope) -> anyhow::Result<Option<(String, Input)>> {
+pub fn input(envelope: &Envelope) -> anyhow::Result<Option<(OrderId, Input)>> {
     fn decoded<M: Message>(envelope: &Envelope) -> anyhow::Result<M> {
         Ok(envelope.decode::<M>()?)
     }
@@ -116,7 +117,7 @@ impl Handler for Answers {
             let origin = Origin::caused_by(envelope);
             ops::handle(
                 connection,
-                &order_id,
+                &order_id.to_string(),
                 input,
                 &origin,
                 &self.settings,

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use contracts::CustomerId;
 use contracts::orders::OrderId;
 use platform::auth::{Admin, AuthUser};
 use platform::clock::now_ms;
@@ -139,6 +140,12 @@ async fn place(
     Json(body): Json<PlaceOrder>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
+    // Identity names every account by a UUID, and the saga's messages carry it as one.
+    if CustomerId::parse(&user.id).is_err() {
+        return Err(Problem::forbidden(
+            "only an account made by identity can place orders",
+        ));
+    }
     // The customer's own token goes with the lookups: cart and payments answer only
     // for the customer it names.
     let bearer = platform::auth::bearer_token(&headers).map_err(Problem::from)?;

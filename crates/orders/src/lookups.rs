@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use contracts::Money;
 use contracts::messaging::orders::OrderLine;
 use contracts::proto::cart::v1::GetCartRequest;
 use contracts::proto::cart::v1::cart_client::CartClient;
 use contracts::proto::payments::v1::GetPaymentMethodRequest;
 use contracts::proto::payments::v1::payments_client::PaymentsClient;
+use contracts::{Money, ProductId};
 use platform::grpc::TracedChannel;
 
 use crate::ops::Basket;
@@ -63,7 +63,8 @@ impl Lookups {
                 .unit_price
                 .ok_or_else(|| malformed(&"a line without a price"))?;
             lines.push(OrderLine {
-                product_id: line.product_id,
+                product_id: ProductId::parse(&line.product_id)
+                    .map_err(|error| malformed(&error))?,
                 name: line.name,
                 quantity: line.quantity,
                 unit_price: Money::try_from(price).map_err(|error| malformed(&error))?,

@@ -4,7 +4,7 @@
 //! ([`rebuild`]); nothing reads it to decide anything.
 
 use anyhow::Context as _;
-use contracts::messaging::orders::OrderLine;
+use contracts::messaging::orders::{CancelReason, OrderLine};
 use contracts::{Currency, Money};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -99,8 +99,8 @@ pub async fn project(
     // A rejected order was never cancelled; its reason is the code its public event
     // gives (`ops::announce`), so that the view says why, as documented.
     .bind(match after.status {
-        Status::Rejected => Some("out_of_stock".to_owned()),
-        _ => after.cancel_reason.clone(),
+        Status::Rejected => Some(CancelReason::OutOfStock.as_str()),
+        _ => after.cancel_reason.map(CancelReason::as_str),
     })
     .bind(after.placed_at_ms)
     .bind(now)
@@ -126,7 +126,8 @@ fn describe(event: &OrderEvent) -> String {
         }
         OrderEvent::PaymentAuthorized => "Payment authorized".to_owned(),
         OrderEvent::PaymentHeld { reasons } => {
-            format!("Payment held for review ({})", reasons.join(", "))
+            let codes: Vec<&str> = reasons.iter().map(|reason| reason.as_str()).collect();
+            format!("Payment held for review ({})", codes.join(", "))
         }
         OrderEvent::ReviewRequested { approve: true, .. } => "Payment approved".to_owned(),
         OrderEvent::ReviewRequested { approve: false, .. } => "Payment rejected".to_owned(),

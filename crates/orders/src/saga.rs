@@ -14,7 +14,10 @@
 //! forward (or finishing the undo) is the only way to leave the customer uncharged for
 //! an unconfirmed order.
 
-use contracts::Money;
+use contracts::messaging::inventory::ReleaseReason;
+use contracts::messaging::orders::CancelReason;
+use contracts::messaging::payments::{DeclineReason, HoldReason, Operation};
+use contracts::{Money, ProductId};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Order, OrderEvent, Status};
@@ -75,12 +78,12 @@ pub enum Input {
     /// Inventory had too little.
     StockRejected {
         /// What was short.
-        unavailable: Vec<String>,
+        unavailable: Vec<ProductId>,
     },
     /// Inventory released the stock (asked to, or the hold expired).
     StockReleased {
-        /// `released` or `expired`.
-        reason: String,
+        /// Why.
+        reason: ReleaseReason,
     },
     /// Inventory sold the stock.
     StockCommitted,
@@ -93,12 +96,12 @@ pub enum Input {
     /// Payments authorized, pending review.
     PaymentHeld {
         /// The fraud rules that asked for it.
-        reasons: Vec<String>,
+        reasons: Vec<HoldReason>,
     },
     /// Payments declined.
     PaymentDeclined {
-        /// The reason code.
-        reason: String,
+        /// Why.
+        reason: DeclineReason,
     },
     /// Payments captured.
     PaymentCaptured {
@@ -114,10 +117,10 @@ pub enum Input {
     },
     /// The card network refused a capture or a refund for good.
     PaymentFailed {
-        /// `capture` or `refund`.
-        operation: String,
-        /// The network's reason code.
-        reason: String,
+        /// What was refused.
+        operation: Operation,
+        /// The network's reason.
+        reason: DeclineReason,
     },
     /// The customer asks to cancel.
     CustomerCancel,
@@ -263,10 +266,9 @@ pub fn awaited(order: &Order) -> Vec<Command> {
 
 /// Starts cancelling `order` for `reason`, releasing its stock and voiding its payment
 /// as asked; cancelled at once if there is nothing to undo.
-fn cancel(reason: &str, release_stock: bool, void_payment: bool) -> Decision {
-    let reason = reason.to_owned();
+fn cancel(reason: CancelReason, release_stock: bool, void_payment: bool) -> Decision {
     let mut events = vec![OrderEvent::CancellationStarted {
-        reason: reason.clone(),
+        reason,
         release_stock,
         void_payment,
         return_stock: false,
@@ -290,7 +292,7 @@ fn compensated(order: &Order, event: OrderEvent) -> Decision {
     after.apply(&event, 0);
     let mut events = vec![event];
     if !after.awaiting_release && !after.awaiting_void && !after.awaiting_return {
-        let reason = order.cancel_reason.clone().unwrap_or_default();
+        let reason = order.cancel_reason.unwrap_or(CancelReason::Other);
         events.push(OrderEvent::Cancelled { reason });
     }
     Decision::new(events, Vec::new())
@@ -312,7 +314,7 @@ pub fn react(order: &Order, input: Input, deadlines: &Deadlines) -> Result<Decis
             S::Cancelling if order.awaiting_release => compensated(
                 order,
                 OrderEvent::StockReleased {
-                    reason: "rejected".to_owned(),
+                    reason: ReleaseReason::Rejected,
                 },
             ),
             _ => Decision::nothing(),
@@ -322,11 +324,11 @@ pub fn react(order: &Order, input: Input, deadlines: &Deadlines) -> Result<Decis
                 compensated(order, OrderEvent::StockReleased { reason })
             }
             // The hold ran out before the order was paid for and sold.
-            S::StockReserved | S::PaymentHeld if reason == "expired" => {
-                cancel("reservation_expired", false, true)
+            S::StockReserved | S::PaymentHeld if reason == ReleaseReason::Expired => {
+                cancel(CancelReason::ReservationExpired, false, true)
             }
-            S::Paid if reason == "expired" && !order.stock_committed => {
-                cancel("reservation_expired", false, true)
+            S::Paid if reason == ReleaseReason::Expired && !order.stock_committed => {
+                cancel(CancelReason::ReservationExpired, false, true)
             }
             _ => Decision::nothing(),
         },
@@ -335,7 +337,7 @@ pub fn react(order: &Order, input: Input, deadlines: &Deadlines) -> Result<Decis
             vec![Command::CapturePayment],
         ),
         Input::CommitRefused if status == S::Paid && !order.stock_committed => {
-            cancel("reservation_expired", false, true)
+            cancel(CancelReason::ReservationExpired, false, true)
         }
         Input::PaymentAuthorized if matches!(status, S::StockReserved | S::PaymentHeld) => {
             Decision::new(
@@ -348,10 +350,10 @@ pub fn react(order: &Order, input: Input, deadlines: &Deadlines) -> Result<Decis
         }
         Input::PaymentDeclined { reason } => match status {
             S::StockReserved | S::PaymentHeld => {
-                let code = if reason == "review_declined" {
-                    "review_declined"
+                let code = if reason == DeclineReason::ReviewDeclined {
+                    CancelReason::ReviewDeclined
                 } else {
-                    "payment_declined"
+                    CancelReason::PaymentDeclined
                 };
                 let mut decision = cancel(code, true, false);
                 decision
@@ -369,13 +371,13 @@ pub fn react(order: &Order, input: Input, deadlines: &Deadlines) -> Result<Decis
         // Nothing was taken and the authorization is spent (payments voided it): the
         // stock sold to this order goes back on sale and the order is cancelled.
         Input::PaymentFailed { operation, reason }
-            if operation == "capture" && status == S::Paid && order.stock_committed =>
+            if operation == Operation::Capture && status == S::Paid && order.stock_committed =>
         {
             Decision::new(
                 vec![
                     OrderEvent::PaymentFailed { operation, reason },
                     OrderEvent::CancellationStarted {
-                        reason: "payment_failed".to_owned(),
+                        reason: CancelReason::PaymentFailed,
                         release_stock: false,
                         void_payment: false,
                         return_stock: true,
@@ -386,7 +388,7 @@ pub fn react(order: &Order, input: Input, deadlines: &Deadlines) -> Result<Decis
         }
         // The money stays captured: an end, for an operator to settle.
         Input::PaymentFailed { operation, reason }
-            if operation == "refund" && status == S::Refunding =>
+            if operation == Operation::Refund && status == S::Refunding =>
         {
             Decision::new(
                 vec![OrderEvent::PaymentFailed { operation, reason }],
@@ -403,8 +405,10 @@ pub fn react(order: &Order, input: Input, deadlines: &Deadlines) -> Result<Decis
             Decision::new(vec![OrderEvent::PaymentRefunded { amount }], vec![])
         }
         Input::CustomerCancel => match status {
-            S::Placed => cancel("customer_cancelled", true, false),
-            S::StockReserved | S::PaymentHeld => cancel("customer_cancelled", true, true),
+            S::Placed => cancel(CancelReason::CustomerCancelled, true, false),
+            S::StockReserved | S::PaymentHeld => {
+                cancel(CancelReason::CustomerCancelled, true, true)
+            }
             other => return Err(Refusal::NotCancellable(other.as_str())),
         },
         Input::Review { approve, reviewer } => match status {
@@ -434,11 +438,11 @@ fn deadline_passed(order: &Order, deadlines: &Deadlines) -> Decision {
     use Status as S;
     if order.status == S::PaymentHeld && order.review.is_none() {
         // Nobody reviewed the payment while the stock was held.
-        return cancel("reservation_expired", true, true);
+        return cancel(CancelReason::ReservationExpired, true, true);
     }
     let gives_up = matches!(order.status, S::Placed | S::StockReserved | S::PaymentHeld);
     if gives_up && order.attempts >= deadlines.max_attempts {
-        return cancel("deadline_missed", true, order.payment_requested);
+        return cancel(CancelReason::DeadlineMissed, true, order.payment_requested);
     }
     let commands = awaited(order);
     let attempt = order.attempts.saturating_add(1);
@@ -468,7 +472,7 @@ mod tests {
         let placed = OrderEvent::Placed {
             customer_id: "c".to_owned(),
             lines: vec![OrderLine {
-                product_id: "p".to_owned(),
+                product_id: test_support::product_id("p"),
                 name: "P".to_owned(),
                 quantity: 2,
                 unit_price: EUR(500),
@@ -539,7 +543,7 @@ mod tests {
         let (order, sent) = run(vec![
             Input::StockReserved { expires_at_ms: 900 },
             Input::PaymentDeclined {
-                reason: "card_declined".to_owned(),
+                reason: DeclineReason::CardDeclined,
             },
         ]);
         assert_eq!(order.status, Status::Cancelling);
@@ -547,20 +551,20 @@ mod tests {
         let (order, _) = run(vec![
             Input::StockReserved { expires_at_ms: 900 },
             Input::PaymentDeclined {
-                reason: "card_declined".to_owned(),
+                reason: DeclineReason::CardDeclined,
             },
             Input::StockReleased {
-                reason: "released".to_owned(),
+                reason: ReleaseReason::Released,
             },
         ]);
         assert_eq!(order.status, Status::Cancelled);
-        assert_eq!(order.cancel_reason.as_deref(), Some("payment_declined"));
+        assert_eq!(order.cancel_reason, Some(CancelReason::PaymentDeclined));
     }
 
     #[test]
     fn rejection_ends_the_order_without_compensation() {
         let (order, sent) = run(vec![Input::StockRejected {
-            unavailable: vec!["p".to_owned()],
+            unavailable: vec![test_support::product_id("p")],
         }]);
         assert_eq!(order.status, Status::Rejected);
         assert!(sent.is_empty());
@@ -574,7 +578,7 @@ mod tests {
                 expires_at_ms: 10_000,
             },
             Input::PaymentHeld {
-                reasons: vec!["amount".to_owned()],
+                reasons: vec![HoldReason::Amount],
             },
         ]);
         assert_eq!(order.status, Status::PaymentHeld);
@@ -614,7 +618,7 @@ mod tests {
             Input::PaymentVoided,
         ]);
         assert_eq!(order.status, Status::Cancelled);
-        assert_eq!(order.cancel_reason.as_deref(), Some("reservation_expired"));
+        assert_eq!(order.cancel_reason, Some(CancelReason::ReservationExpired));
         assert_eq!(sent.last(), Some(&Command::VoidPayment));
     }
 
@@ -634,7 +638,7 @@ mod tests {
         assert_eq!(decision.commands, [Command::ReleaseStock]);
         assert!(matches!(
             &decision.events[0],
-            OrderEvent::CancellationStarted { reason, .. } if reason == "deadline_missed"
+            OrderEvent::CancellationStarted { reason, .. } if *reason == CancelReason::DeadlineMissed
         ));
     }
 
@@ -681,10 +685,10 @@ mod tests {
             Input::StockReserved { expires_at_ms: 900 },
             Input::CustomerCancel,
             Input::PaymentDeclined {
-                reason: "voided".to_owned(),
+                reason: DeclineReason::Voided,
             },
             Input::StockReleased {
-                reason: "released".to_owned(),
+                reason: ReleaseReason::Released,
             },
         ]);
         assert_eq!(order.status, Status::Cancelled);
@@ -693,8 +697,8 @@ mod tests {
     #[test]
     fn a_refused_capture_returns_the_stock_and_cancels() {
         let refused = || Input::PaymentFailed {
-            operation: "capture".to_owned(),
-            reason: "authorization_lapsed".to_owned(),
+            operation: Operation::Capture,
+            reason: DeclineReason::AuthorizationLapsed,
         };
         let paid_and_sold = vec![
             Input::StockReserved { expires_at_ms: 900 },
@@ -717,7 +721,7 @@ mod tests {
         ]
         .concat());
         assert_eq!(order.status, Status::Cancelled);
-        assert_eq!(order.cancel_reason.as_deref(), Some("payment_failed"));
+        assert_eq!(order.cancel_reason, Some(CancelReason::PaymentFailed));
         assert!(order.status.is_terminal());
     }
 
@@ -733,8 +737,8 @@ mod tests {
                 by: "admin".to_owned(),
             },
             Input::PaymentFailed {
-                operation: "refund".to_owned(),
-                reason: "card_closed".to_owned(),
+                operation: Operation::Refund,
+                reason: DeclineReason::CardClosed,
             },
         ]);
         assert_eq!(order.status, Status::RefundFailed);
@@ -743,8 +747,8 @@ mod tests {
         assert_eq!(deadlines.due(&order), None, "nothing is re-sent");
         // A refused capture cannot arrive for a refund, nor change a settled order.
         let late = Input::PaymentFailed {
-            operation: "capture".to_owned(),
-            reason: "authorization_lapsed".to_owned(),
+            operation: Operation::Capture,
+            reason: DeclineReason::AuthorizationLapsed,
         };
         assert!(react(&order, late, &deadlines).expect("allowed").is_empty());
     }

@@ -178,7 +178,7 @@ fn count(effect: &Effect) {
         Effect::Authorized => metrics::counter!("payments_authorized_total").increment(1),
         Effect::Held => metrics::counter!("payments_held_total").increment(1),
         Effect::Declined(reason) => {
-            metrics::counter!("payments_declined_total", "reason" => reason.clone()).increment(1);
+            metrics::counter!("payments_declined_total", "reason" => reason.as_str()).increment(1);
         }
         Effect::Captured(amount) => {
             metrics::counter!("payments_captured_minor_total", "currency" => amount.currency.as_str().to_owned())

@@ -12,7 +12,8 @@
 //!     └──void (before any authorization)──▶ voided, with no charge: a tombstone
 //! ```
 
-use contracts::Money;
+use contracts::messaging::payments::{DeclineReason, HoldReason};
+use contracts::{Money, OrderId};
 
 /// Where a payment stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,15 +75,15 @@ pub struct Charge {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payment {
     /// The order, which is also the payment's id.
-    pub order_id: String,
+    pub order_id: OrderId,
     /// Where it stands.
     pub state: State,
     /// Who pays how much; `None` for a tombstone.
     pub charge: Option<Charge>,
     /// Why the fraud rules held it, if they did.
-    pub hold_reasons: Vec<String>,
-    /// Why it was declined, if it was.
-    pub decline_reason: Option<String>,
+    pub hold_reasons: Vec<HoldReason>,
+    /// Why it was declined, or why the processor refused its capture, if either.
+    pub decline_reason: Option<DeclineReason>,
     /// The processor's authorization, once there is one.
     pub authorization_id: Option<String>,
     /// The processor's capture, once there is one.
@@ -98,9 +99,9 @@ pub struct Payment {
 impl Payment {
     /// The payment of `order_id` as it is made at `now_ms`, in `state`, with nothing
     /// from the processor yet; `charge` is `None` for a tombstone.
-    pub fn new(order_id: &str, state: State, charge: Option<Charge>, now_ms: i64) -> Self {
+    pub fn new(order_id: OrderId, state: State, charge: Option<Charge>, now_ms: i64) -> Self {
         Self {
-            order_id: order_id.to_owned(),
+            order_id,
             state,
             charge,
             hold_reasons: Vec::new(),

@@ -30,8 +30,12 @@ impl Handler for Registrations {
                 return Ok(());
             }
             let registered: UserRegisteredV1 = envelope.decode()?;
-            store::record_registration(connection, &registered.user_id, registered.registered_at_ms)
-                .await
+            store::record_registration(
+                connection,
+                &registered.user_id.to_string(),
+                registered.registered_at_ms,
+            )
+            .await
         })
     }
 }

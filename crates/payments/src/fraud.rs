@@ -83,27 +83,7 @@ pub struct Facts {
     pub account_age_ms: Option<i64>,
 }
 
-/// A rule that asked for a review.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Reason {
-    /// The amount is large.
-    Amount,
-    /// The customer pays unusually often.
-    Velocity,
-    /// A large amount from a new account.
-    AccountAge,
-}
-
-impl Reason {
-    /// The code sent in `PaymentHeld` and stored with the payment.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Amount => "amount",
-            Self::Velocity => "velocity",
-            Self::AccountAge => "account_age",
-        }
-    }
-}
+pub use contracts::messaging::payments::HoldReason as Reason;
 
 /// The rules' judgement.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -280,14 +280,13 @@ async fn get_payment(
     Path(order_id): Path<String>,
 ) -> Result<Json<PaymentView>, Problem> {
     let order_id = OrderId::parse(&order_id)
-        .map_err(|invalid| Problem::invalid_field("order_id", invalid.to_string()))?
-        .to_string();
+        .map_err(|invalid| Problem::invalid_field("order_id", invalid.to_string()))?;
     let viewer = if user.is_admin() {
         Viewer::Admin
     } else {
         Viewer::Customer(&user.id)
     };
-    let (payment, moved) = ops::payment(&payments, viewer, &order_id)
+    let (payment, moved) = ops::payment(&payments, viewer, order_id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no payment of yours for order {order_id}")))?;
     Ok(Json(payment_view(payment, &moved)))
@@ -409,9 +408,15 @@ fn payment_view(payment: Payment, moved: &BTreeMap<Kind, Money>) -> PaymentView 
         refunded: of(Kind::Refund),
         amount,
         payment_method: payment.charge.and_then(|charge| charge.payment_method),
-        hold_reasons: payment.hold_reasons,
-        decline_reason: payment.decline_reason,
-        order_id: payment.order_id,
+        hold_reasons: payment
+            .hold_reasons
+            .iter()
+            .map(|reason| reason.as_str().to_owned())
+            .collect(),
+        decline_reason: payment
+            .decline_reason
+            .map(|reason| reason.as_str().to_owned()),
+        order_id: payment.order_id.to_string(),
         created_at_ms: payment.created_at_ms,
         updated_at_ms: payment.updated_at_ms,
     }

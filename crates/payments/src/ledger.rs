@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use contracts::{Currency, Money};
+use contracts::{Currency, Money, OrderId};
 use sqlx::{AnyConnection, AnyPool, Row as _};
 
 /// A ledger account.
@@ -168,10 +168,10 @@ pub struct Transaction {
 
 impl Transaction {
     /// Moves `amount` along `kind`'s route, for `order_id`.
-    pub fn transfer(order_id: &str, kind: Kind, amount: Money) -> Result<Self, LedgerError> {
+    pub fn transfer(order_id: OrderId, kind: Kind, amount: Money) -> Result<Self, LedgerError> {
         let (from, to) = kind.route();
         Self::from_entries(
-            order_id,
+            &order_id.to_string(),
             kind,
             vec![
                 Entry {
@@ -427,10 +427,19 @@ mod tests {
         Money::new(amount, Currency::EUR)
     }
 
+    fn order(name: &str) -> OrderId {
+        match name {
+            "o" => OrderId::parse("01900000-0000-7000-8000-00000000000a"),
+            _ => OrderId::parse("01900000-0000-7000-8000-00000000000b"),
+        }
+        .expect("a UUID")
+    }
+
     #[test]
     fn transfers_are_balanced_by_construction() {
         for kind in Kind::ALL {
-            let transaction = Transaction::transfer("o-1", kind, eur(1_999)).expect("balanced");
+            let transaction =
+                Transaction::transfer(order("o-1"), kind, eur(1_999)).expect("balanced");
             assert_eq!(check_balanced(transaction.entries()), Ok(()));
             let (from, to) = kind.route();
             assert_eq!(transaction.entries()[0].account, from);
@@ -477,10 +486,10 @@ mod tests {
             Err(LedgerError::Empty)
         );
         assert_eq!(
-            Transaction::transfer("o-1", Kind::Capture, eur(0)),
+            Transaction::transfer(order("o-1"), Kind::Capture, eur(0)),
             Err(LedgerError::NotPositive(eur(0)))
         );
-        assert!(Transaction::transfer("o-1", Kind::Capture, eur(-5)).is_err());
+        assert!(Transaction::transfer(order("o-1"), Kind::Capture, eur(-5)).is_err());
     }
 
     #[test]
@@ -494,7 +503,8 @@ mod tests {
             (Kind::Authorize, 300),
             (Kind::Void, 300),
         ] {
-            let transaction = Transaction::transfer("o", kind, eur(amount)).expect("balanced");
+            let transaction =
+                Transaction::transfer(order("o"), kind, eur(amount)).expect("balanced");
             for entry in transaction.entries() {
                 let sign = match entry.direction {
                     Direction::Debit => 1,

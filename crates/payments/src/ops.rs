@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::Money;
+use contracts::{Money, OrderId};
 use platform::db::Database;
 
 use crate::cards::Card;
@@ -45,9 +45,9 @@ pub struct Payments {
 /// The processor's idempotency key for an operation on an order's payment: the order id
 /// for the authorization (the saga's own key for the payment), the order id and the
 /// operation's name for the others (`capture`, `void`, `refund`).
-pub fn processor_key(order_id: &str, operation: Kind) -> String {
+pub fn processor_key(order_id: OrderId, operation: Kind) -> String {
     match operation {
-        Kind::Authorize => order_id.to_owned(),
+        Kind::Authorize => order_id.to_string(),
         other => format!("{order_id}:{}", other.as_str()),
     }
 }
@@ -177,7 +177,7 @@ pub enum Viewer<'a> {
 pub async fn payment(
     payments: &Payments,
     viewer: Viewer<'_>,
-    order_id: &str,
+    order_id: OrderId,
 ) -> anyhow::Result<Option<(Payment, BTreeMap<Kind, Money>)>> {
     let mut connection = payments.db.pool().acquire().await?;
     let Some(payment) = store::payment(&mut connection, order_id).await? else {
@@ -190,7 +190,7 @@ pub async fn payment(
     if !visible {
         return Ok(None);
     }
-    let moved = ledger::order_movements(&mut connection, order_id).await?;
+    let moved = ledger::order_movements(&mut connection, &order_id.to_string()).await?;
     Ok(Some((payment, moved)))
 }
 

@@ -12,6 +12,7 @@
 mod simulator;
 
 use contracts::Money;
+use contracts::messaging::payments::DeclineReason;
 use futures_util::future::BoxFuture;
 
 use crate::cards::Card;
@@ -108,13 +109,19 @@ pub enum DeclineCode {
 }
 
 impl DeclineCode {
-    /// The code, as sent in `PaymentDeclined`: `card_declined` or `insufficient_funds`.
+    /// The code, as logged and counted.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CardDeclined => "card_declined",
-            Self::InsufficientFunds => "insufficient_funds",
-            Self::AuthorizationLapsed => "authorization_lapsed",
-            Self::CardClosed => "card_closed",
+        DeclineReason::from(self).as_str()
+    }
+}
+
+impl From<DeclineCode> for DeclineReason {
+    fn from(code: DeclineCode) -> Self {
+        match code {
+            DeclineCode::CardDeclined => Self::CardDeclined,
+            DeclineCode::InsufficientFunds => Self::InsufficientFunds,
+            DeclineCode::AuthorizationLapsed => Self::AuthorizationLapsed,
+            DeclineCode::CardClosed => Self::CardClosed,
         }
     }
 }

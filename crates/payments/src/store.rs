@@ -3,7 +3,8 @@
 //! change, its ledger entries, its answer and its inbox record commit together.
 
 use anyhow::Context as _;
-use contracts::{Currency, Money};
+use contracts::messaging::payments::{DeclineReason, HoldReason};
+use contracts::{Currency, Money, OrderId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
@@ -114,14 +115,14 @@ pub async fn delete_method(
 /// An order's payment.
 pub async fn payment(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
 ) -> anyhow::Result<Option<Payment>> {
     let row = sqlx::query(
         "SELECT order_id, state, customer_id, payment_method, amount_minor, currency, \
          hold_reasons, decline_reason, authorization_id, capture_id, refund_id, created_at, \
          updated_at FROM payments WHERE order_id = $1",
     )
-    .bind(order_id.to_owned())
+    .bind(order_id.to_string())
     .fetch_optional(connection)
     .await
     .context("reading a payment")?;
@@ -178,14 +179,14 @@ pub async fn insert_payment(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (order_id) DO NOTHING",
     )
-    .bind(payment.order_id.clone())
+    .bind(payment.order_id.to_string())
     .bind(payment.state.as_str())
     .bind(charge.map(|charge| charge.customer_id.clone()))
     .bind(charge.and_then(|charge| charge.payment_method.clone()))
     .bind(charge.map(|charge| charge.amount.amount_minor))
     .bind(charge.map(|charge| charge.amount.currency.as_str().to_owned()))
-    .bind(payment.hold_reasons.join(","))
-    .bind(payment.decline_reason.clone())
+    .bind(codes(&payment.hold_reasons))
+    .bind(payment.decline_reason.map(|reason| reason.as_str()))
     .bind(payment.authorization_id.clone())
     .bind(payment.capture_id.clone())
     .bind(payment.refund_id.clone())
@@ -204,7 +205,7 @@ pub struct Change {
     /// The new state.
     pub to: State,
     /// Why it was declined, when it is.
-    pub decline_reason: Option<String>,
+    pub decline_reason: Option<DeclineReason>,
     /// The processor's capture, when captured.
     pub capture_id: Option<String>,
     /// The processor's refund, when refunded.
@@ -227,7 +228,7 @@ impl Change {
 /// `from` (a concurrent command moved it first), in which case nothing changed.
 pub async fn transition(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
     from: State,
     change: &Change,
     now: i64,
@@ -237,10 +238,10 @@ pub async fn transition(
          capture_id = COALESCE($5, capture_id), refund_id = COALESCE($6, refund_id), \
          updated_at = $7 WHERE order_id = $1 AND state = $2",
     )
-    .bind(order_id.to_owned())
+    .bind(order_id.to_string())
     .bind(from.as_str())
     .bind(change.to.as_str())
-    .bind(change.decline_reason.clone())
+    .bind(change.decline_reason.map(|reason| reason.as_str()))
     .bind(change.capture_id.clone())
     .bind(change.refund_id.clone())
     .bind(now)
@@ -288,20 +289,29 @@ fn payment_from_row(row: &AnyRow) -> anyhow::Result<Payment> {
         _ => None,
     };
     let hold_reasons: String = row.try_get("hold_reasons")?;
+    let order_id: String = row.try_get("order_id")?;
+    let decline_reason: Option<String> = row.try_get("decline_reason")?;
     Ok(Payment {
-        order_id: row.try_get("order_id")?,
+        order_id: OrderId::parse(&order_id)
+            .with_context(|| format!("stored order id {order_id:?}"))?,
         state,
         charge,
         hold_reasons: hold_reasons
             .split(',')
             .filter(|reason| !reason.is_empty())
-            .map(str::to_owned)
+            .map(HoldReason::parse)
             .collect(),
-        decline_reason: row.try_get("decline_reason")?,
+        decline_reason: decline_reason.as_deref().map(DeclineReason::parse),
         authorization_id: row.try_get("authorization_id")?,
         capture_id: row.try_get("capture_id")?,
         refund_id: row.try_get("refund_id")?,
         created_at_ms: row.try_get("created_at")?,
         updated_at_ms: row.try_get("updated_at")?,
     })
+}
+
+/// Hold reasons as stored: their codes, comma-separated.
+fn codes(reasons: &[HoldReason]) -> String {
+    let codes: Vec<&str> = reasons.iter().map(|reason| reason.as_str()).collect();
+    codes.join(",")
 }

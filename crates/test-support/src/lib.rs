@@ -9,11 +9,14 @@
 //! `cargo xtask ci` stops at the end. If neither works, the test fails and says what to
 //! install: a PostgreSQL test never passes by skipping.
 //!
+//! [`ids`] turns the names tests give orders, products and users into real ids.
+//!
 //! [`security`] holds the checks every service reuses: the JWT attack corpus and the
 //! object-level authorization check. [`nats::NatsServer`] is a JetStream server of the
 //! test's own, which it can kill and restart.
 
 pub mod duplicating;
+pub mod ids;
 pub mod mail;
 pub mod nats;
 pub mod proxy;
@@ -29,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use contracts::identity::{AUDIENCE, AccessClaims, Role};
 use contracts::messaging::{Envelope, Message};
+pub use ids::{order_id, product_id, user_id};
 use platform::auth::Verifier;
 use platform::bus::embedded::EmbeddedBus;
 use platform::bus::{Bus, Subscription};

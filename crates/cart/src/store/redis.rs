@@ -224,7 +224,7 @@ impl RedisCartStore {
                 Ok(Line::new(product_id, quantity))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+        lines.sort_by_key(|a| a.product_id);
         Ok(Contents {
             revision: revision.unwrap_or(0),
             lines,
@@ -241,7 +241,7 @@ impl RedisCartStore {
         let answer: i64 = ADD
             .key(self.cart_key(customer))
             .key(self.revisions_key(customer))
-            .arg(product.as_str())
+            .arg(product.to_string())
             .arg(quantity)
             .arg(self.limits.max_quantity)
             .arg(self.limits.max_lines)
@@ -268,7 +268,7 @@ impl RedisCartStore {
         let set: i64 = SET
             .key(self.cart_key(customer))
             .key(self.revisions_key(customer))
-            .arg(product.as_str())
+            .arg(product.to_string())
             .arg(quantity)
             .arg(self.ttl_secs)
             .invoke_async(&mut self.connection.clone())
@@ -288,7 +288,7 @@ impl RedisCartStore {
         let removed: i64 = REMOVE
             .key(self.cart_key(customer))
             .key(self.revisions_key(customer))
-            .arg(product.as_str())
+            .arg(product.to_string())
             .arg(self.ttl_secs)
             .invoke_async(&mut self.connection.clone())
             .await
@@ -334,7 +334,7 @@ impl RedisCartStore {
         for line in ordered {
             // A negative quantity would add units; an order takes, never gives.
             invocation
-                .arg(line.product_id.as_str())
+                .arg(line.product_id.to_string())
                 .arg(line.quantity.max(0));
         }
         let applied: i64 = invocation

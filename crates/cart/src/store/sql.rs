@@ -157,7 +157,7 @@ impl SqlCartStore {
                      VALUES ($1, $2, $3, $4)",
                 )
                 .bind(customer.as_str().to_owned())
-                .bind(product.as_str().to_owned())
+                .bind(product.to_string())
                 .bind(quantity)
                 .bind(revision)
                 .execute(&mut *tx)
@@ -344,7 +344,7 @@ async fn held(
 ) -> anyhow::Result<Option<i64>> {
     sqlx::query_scalar("SELECT quantity FROM cart_lines WHERE customer_id = $1 AND product_id = $2")
         .bind(customer.as_str().to_owned())
-        .bind(product.as_str().to_owned())
+        .bind(product.to_string())
         .fetch_optional(connection)
         .await
         .context("reading a line")
@@ -361,7 +361,7 @@ async fn held_since(
         "SELECT quantity, since FROM cart_lines WHERE customer_id = $1 AND product_id = $2",
     )
     .bind(customer.as_str().to_owned())
-    .bind(product.as_str().to_owned())
+    .bind(product.to_string())
     .fetch_optional(connection)
     .await
     .context("reading a line")?;
@@ -377,7 +377,7 @@ async fn set_line(
 ) -> anyhow::Result<()> {
     sqlx::query("UPDATE cart_lines SET quantity = $3 WHERE customer_id = $1 AND product_id = $2")
         .bind(customer.as_str().to_owned())
-        .bind(product.as_str().to_owned())
+        .bind(product.to_string())
         .bind(quantity)
         .execute(connection)
         .await
@@ -392,7 +392,7 @@ async fn delete_line(
 ) -> anyhow::Result<bool> {
     let deleted = sqlx::query("DELETE FROM cart_lines WHERE customer_id = $1 AND product_id = $2")
         .bind(customer.as_str().to_owned())
-        .bind(product.as_str().to_owned())
+        .bind(product.to_string())
         .execute(connection)
         .await
         .context("removing a line")?

@@ -26,14 +26,14 @@ async fn a_confirmed_order_leaves_the_cart_exactly_once(engine: Engine) {
     shop.add(&bystander, &mug.id, 5).await;
 
     let line = |product: &contracts::catalog::Product, quantity| OrderLine {
-        product_id: product.id.clone(),
+        product_id: product.id.parse().expect("an id"),
         name: product.name.clone(),
         quantity,
         unit_price: product.price,
     };
     let confirmed = OrderConfirmedV1 {
-        order_id: "order-1".to_owned(),
-        customer_id: customer_id.to_owned(),
+        order_id: test_support::order_id("order-1"),
+        customer_id: customer_id.parse().expect("an id"),
         lines: vec![line(mug, 2), line(pen, 1)],
         total: Money::new(
             mug.price.amount_minor * 2 + pen.price.amount_minor,

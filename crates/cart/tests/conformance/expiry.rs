@@ -39,7 +39,7 @@ async fn sql_carts_expire(subject: &Subject) {
     let later = fresh_touched - 1 + abandon_ms;
     assert_eq!(store.expire_abandoned(later).await.expect("swept"), 1);
     assert!(subject.lines(&old).await.is_empty(), "the old cart expired");
-    assert_eq!(subject.lines(&fresh).await, vec![(pen.clone(), 1)]);
+    assert_eq!(subject.lines(&fresh).await, vec![(pen, 1)]);
     assert_eq!(
         store.expire_abandoned(later).await.expect("swept"),
         0,

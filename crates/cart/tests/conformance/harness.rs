@@ -115,5 +115,5 @@ pub(crate) fn sorted(mut lines: Vec<(ProductId, i64)>) -> Vec<(ProductId, i64)> 
 }
 
 pub(crate) fn line(product: &ProductId, quantity: i64) -> Line {
-    Line::new(product.clone(), quantity)
+    Line::new(*product, quantity)
 }

@@ -19,7 +19,7 @@ pub(crate) async fn an_order_leaves_the_cart_exactly_once(subject: Subject) {
             .await
             .expect("applied")
     );
-    let after = sorted(vec![(mug.clone(), 3), (cup.clone(), 1)]);
+    let after = sorted(vec![(mug, 3), (cup, 1)]);
     assert_eq!(subject.lines(&alice).await, after);
     for _ in 0..2 {
         assert!(
@@ -67,7 +67,7 @@ pub(crate) async fn a_repeated_order_racing_itself_applies_once(subject: Subject
     subject.store.add(&alice, &mug, 20).await.expect("added");
     let store = subject.store.clone();
     let deliveries = (0..8).map(|_| {
-        let (store, alice, mug) = (Arc::clone(&store), alice.clone(), mug.clone());
+        let (store, alice, mug) = (Arc::clone(&store), alice.clone(), mug);
         tokio::spawn(async move {
             store
                 .remove_ordered(&alice, "order-race", &[line(&mug, 3)], None)
@@ -112,7 +112,7 @@ pub(crate) async fn a_line_added_again_after_the_order_stays(subject: Subject) {
     );
     assert_eq!(
         subject.lines(&alice).await,
-        sorted(vec![(mug.clone(), 1), (pen.clone(), 2)])
+        sorted(vec![(mug, 1), (pen, 2)])
     );
 
     // An emptied cart starts again at a later revision.
@@ -146,7 +146,7 @@ pub(crate) async fn an_order_leaves_other_customers_alone(subject: Subject) {
             .await
             .expect("applied")
     );
-    assert_eq!(subject.lines(&alice).await, vec![(mug.clone(), 4)]);
+    assert_eq!(subject.lines(&alice).await, vec![(mug, 4)]);
     assert_eq!(subject.lines(&bob).await, vec![(mug, 3)]);
 }
 
@@ -163,14 +163,15 @@ pub(crate) async fn the_consumer_applies_each_confirmed_order_once(subject: Subj
     let mut consumer = cart::events::OrderEvents::subscribe(bus.clone(), subject.store.clone())
         .await
         .expect("subscribed");
-    let alice = customer("alice");
+    let alice_id = test_support::user_id("alice");
+    let alice = customer(&alice_id.to_string());
     let mug = product();
     subject.store.add(&alice, &mug, 3).await.expect("added");
     let confirmed = OrderConfirmedV1 {
-        order_id: "order-7".to_owned(),
-        customer_id: "alice".to_owned(),
+        order_id: test_support::order_id("order-7"),
+        customer_id: alice_id,
         lines: vec![OrderLine {
-            product_id: mug.to_string(),
+            product_id: mug,
             name: "Mug".to_owned(),
             quantity: 1,
             unit_price: contracts::Money::new(1450, contracts::Currency::EUR),
@@ -188,7 +189,7 @@ pub(crate) async fn the_consumer_applies_each_confirmed_order_once(subject: Subj
             .await
             .expect("the bus answers");
         assert_eq!(outcome, Some(expected));
-        assert_eq!(subject.lines(&alice).await, vec![(mug.clone(), 2)]);
+        assert_eq!(subject.lines(&alice).await, vec![(mug, 2)]);
     }
     // A confirmation that cannot be read is refused, to be retried and then kept as a
     // dead letter, and changes nothing.

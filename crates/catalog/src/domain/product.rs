@@ -1,10 +1,8 @@
 //! What a product and a category are, and how a URL names a product.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use contracts::{Currency, Money};
-use uuid::Uuid;
 
 /// The currency of every price in the catalog.
 ///
@@ -12,27 +10,7 @@ use uuid::Uuid;
 /// nothing in the catalog ever converts; a price in another currency is refused.
 pub const CURRENCY: Currency = Currency::EUR;
 
-/// A product's stable id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ProductId(Uuid);
-
-impl ProductId {
-    /// A new, time-ordered id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Parses the hyphenated UUID form.
-    pub fn parse(text: &str) -> Option<Self> {
-        Uuid::try_parse(text).ok().map(Self)
-    }
-}
-
-impl fmt::Display for ProductId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
+pub use contracts::ProductId;
 
 /// A URL-friendly name: 1 to 80 lower-case ASCII letters, digits and inner hyphens.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,7 +96,7 @@ pub enum ProductRef {
 impl ProductRef {
     /// A UUID is an id; anything else must be a well-formed slug.
     pub fn parse(text: &str) -> Result<Self, String> {
-        if let Some(id) = ProductId::parse(text) {
+        if let Ok(id) = ProductId::parse(text) {
             return Ok(Self::Id(id));
         }
         Slug::parse(text)

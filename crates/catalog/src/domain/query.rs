@@ -133,7 +133,7 @@ impl Cursor {
         let (sort, rest) = text.split_once('|').ok_or(MALFORMED)?;
         let (value, id) = rest.rsplit_once('|').ok_or(MALFORMED)?;
         let sort = Sort::parse(sort).map_err(|_| MALFORMED.to_owned())?;
-        let id = ProductId::parse(id).ok_or(MALFORMED)?;
+        let id = ProductId::parse(id).ok().ok_or(MALFORMED)?;
         let value = match sort.key {
             SortKey::Name => SortValue::Name(value.to_owned()),
             SortKey::Price => SortValue::Price(value.parse().map_err(|_| MALFORMED.to_owned())?),

@@ -74,7 +74,7 @@ async fn registration_is_announced_on_the_bus(engine: Engine) {
         envelope
     };
     let requested: RegistrationRequestedV1 = next().await.decode().expect("a request");
-    assert_eq!(requested.user_id, account["id"]);
+    assert_eq!(requested.user_id.to_string(), account["id"]);
     assert_eq!(requested.email, "grace@example.com");
     assert!(matches!(
         requested.outcome,
@@ -82,7 +82,7 @@ async fn registration_is_announced_on_the_bus(engine: Engine) {
             if token.len() == 43 && expires_at_ms > 1_700_000_000_000
     ));
     let registered: UserRegisteredV1 = next().await.decode().expect("a registration");
-    assert_eq!(registered.user_id, account["id"]);
+    assert_eq!(registered.user_id.to_string(), account["id"]);
     assert_eq!(registered.email, "grace@example.com");
     assert!(registered.registered_at_ms > 1_700_000_000_000);
 }
@@ -131,7 +131,7 @@ async fn registering_tells_nobody_whether_the_address_had_an_account(engine: Eng
         outcomes,
         [("ada@example.com", false), ("bob@example.com", true)]
     );
-    assert_eq!(mailed[0].user_id, ada["id"]);
+    assert_eq!(mailed[0].user_id.to_string(), ada["id"]);
     // Ada's password still works; the other one never did.
     app.login("ada@example.com", PASSWORD).await;
     let wrong = app
@@ -264,7 +264,7 @@ async fn emails_are_normalised_and_unique(engine: Engine) {
     app.register_unconfirmed("ada@example.COM", PASSWORD).await;
     let mailed = app.mailed().await;
     assert!(
-        matches!(mailed[..], [RegistrationRequestedV1 { ref user_id, outcome: RegistrationOutcome::AlreadyRegistered, .. }] if *user_id == ada["id"]),
+        matches!(mailed[..], [RegistrationRequestedV1 { ref user_id, outcome: RegistrationOutcome::AlreadyRegistered, .. }] if user_id.to_string() == ada["id"]),
         "{mailed:?}"
     );
     app.login("ADA@example.com", PASSWORD).await;

@@ -82,11 +82,12 @@ impl TestApp {
     }
 
     /// Announces a product, as the catalog does, and waits until inventory tracks it.
-    pub(crate) async fn product(&self) -> String {
-        let id = uuid::Uuid::now_v7().to_string();
+    pub(crate) async fn product(&self) -> contracts::ProductId {
+        let id = contracts::ProductId::generate();
+        let text = id.to_string();
         let created = contracts::messaging::catalog::ProductCreatedV1 {
-            product_id: id.clone(),
-            slug: format!("p-{}", &id[id.len() - 8..]),
+            product_id: id,
+            slug: format!("p-{}", &text[text.len() - 8..]),
             name: "Test product".to_owned(),
             category: "kitchen".to_owned(),
             price: contracts::Money::new(100, contracts::Currency::EUR),
@@ -101,7 +102,7 @@ impl TestApp {
     }
 
     /// What `GET /stock/{id}` says is available, if inventory tracks the product.
-    pub(crate) async fn available(&self, product_id: &str) -> Option<i64> {
+    pub(crate) async fn available(&self, product_id: &contracts::ProductId) -> Option<i64> {
         let response = self
             .client
             .get(self.url(&format!("/stock/{product_id}")))

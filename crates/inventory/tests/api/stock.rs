@@ -99,7 +99,7 @@ async fn availability_is_answered_over_grpc_in_one_call(engine: Engine) {
         .expect("a gRPC connection");
     let answer = client
         .get_availability(GetAvailabilityRequest {
-            product_ids: vec![product.clone(), untracked.clone()],
+            product_ids: vec![product.to_string(), untracked.clone()],
         })
         .await
         .expect("answered")

@@ -31,7 +31,7 @@ async fn a_registration_mails_its_address_a_link_or_word_of_the_account(engine: 
     let (ada, bob) = (new_id(), new_id());
     let token = "Zm9yIGEgdGVzdCwgbm90IGEgcmVhbCB0b2tlbiBhdCBhbGw";
     app.deliver(&RegistrationRequestedV1 {
-        user_id: ada.clone(),
+        user_id: ada.parse().expect("an id"),
         email: "ada@example.com".to_owned(),
         outcome: RegistrationOutcome::Confirm {
             token: token.to_owned(),
@@ -40,7 +40,7 @@ async fn a_registration_mails_its_address_a_link_or_word_of_the_account(engine: 
     })
     .await;
     app.deliver(&RegistrationRequestedV1 {
-        user_id: bob.clone(),
+        user_id: bob.parse().expect("an id"),
         email: "bob@example.com".to_owned(),
         outcome: RegistrationOutcome::AlreadyRegistered,
     })

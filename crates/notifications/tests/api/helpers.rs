@@ -254,7 +254,7 @@ pub(crate) fn new_id() -> String {
 
 pub(crate) fn registered(customer_id: &str, email: &str) -> UserRegisteredV1 {
     UserRegisteredV1 {
-        user_id: customer_id.to_owned(),
+        user_id: customer_id.parse().expect("an id"),
         email: email.to_owned(),
         registered_at_ms: platform::clock::now_ms(),
     }
@@ -263,17 +263,17 @@ pub(crate) fn registered(customer_id: &str, email: &str) -> UserRegisteredV1 {
 /// Two mugs at 14.50 and a teapot at 30.00: 59.00 EUR.
 pub(crate) fn confirmed(customer_id: &str, order_id: &str) -> OrderConfirmedV1 {
     OrderConfirmedV1 {
-        order_id: order_id.to_owned(),
-        customer_id: customer_id.to_owned(),
+        order_id: order_id.parse().expect("an id"),
+        customer_id: customer_id.parse().expect("an id"),
         lines: vec![
             OrderLine {
-                product_id: new_id(),
+                product_id: new_id().parse().expect("an id"),
                 name: "Enamel mug".to_owned(),
                 quantity: 2,
                 unit_price: eur(1450),
             },
             OrderLine {
-                product_id: new_id(),
+                product_id: new_id().parse().expect("an id"),
                 name: "Teapot".to_owned(),
                 quantity: 1,
                 unit_price: eur(3000),
@@ -286,16 +286,16 @@ pub(crate) fn confirmed(customer_id: &str, order_id: &str) -> OrderConfirmedV1 {
 
 pub(crate) fn cancelled(customer_id: &str, order_id: &str, reason: &str) -> OrderCancelledV1 {
     OrderCancelledV1 {
-        order_id: order_id.to_owned(),
-        customer_id: customer_id.to_owned(),
-        reason: reason.to_owned(),
+        order_id: order_id.parse().expect("an id"),
+        customer_id: customer_id.parse().expect("an id"),
+        reason: contracts::messaging::orders::CancelReason::parse(reason),
     }
 }
 
 pub(crate) fn refunded(customer_id: &str, order_id: &str) -> OrderRefundedV1 {
     OrderRefundedV1 {
-        order_id: order_id.to_owned(),
-        customer_id: customer_id.to_owned(),
+        order_id: order_id.parse().expect("an id"),
+        customer_id: customer_id.parse().expect("an id"),
         amount: eur(5900),
     }
 }

@@ -3,8 +3,10 @@
 //! payment held past its stock's hold is cancelled.
 
 use contracts::messaging::Message as _;
+use contracts::messaging::inventory::ReleaseReason;
 use contracts::messaging::inventory::{ReleaseStockV1, ReserveStockV1};
 use contracts::messaging::orders::OrderCancelledV1;
+use contracts::messaging::payments::HoldReason;
 use contracts::messaging::payments::{AuthorizePaymentV1, VoidPaymentV1};
 use orders::domain::Status;
 use orders::ops;
@@ -69,7 +71,10 @@ async fn a_missed_answer_resends_then_gives_up_and_compensates(engine: Engine) {
     assert_eq!(run_due(now).await.expect("ran"), 1);
     let order = orders.load(&id).await;
     assert_eq!(order.status, Status::Cancelling);
-    assert_eq!(order.cancel_reason.as_deref(), Some("deadline_missed"));
+    assert_eq!(
+        order.cancel_reason,
+        Some(contracts::messaging::orders::CancelReason::DeadlineMissed)
+    );
     let sent = orders.sent_about(&id).await;
     assert_eq!(
         sent.last().map(String::as_str),
@@ -81,7 +86,7 @@ async fn a_missed_answer_resends_then_gives_up_and_compensates(engine: Engine) {
         "no payment was asked for, so none is voided"
     );
 
-    let reason = "released".to_owned();
+    let reason = ReleaseReason::Released;
     orders
         .feed(&id, Input::StockReleased { reason }, now + 1)
         .await;
@@ -91,8 +96,8 @@ async fn a_missed_answer_resends_then_gives_up_and_compensates(engine: Engine) {
     assert_eq!(cancelled.kind, OrderCancelledV1::TYPE);
     let cancelled: OrderCancelledV1 = cancelled.decode().expect("a cancellation");
     assert_eq!(
-        (cancelled.order_id.as_str(), cancelled.reason.as_str()),
-        (id.as_str(), "deadline_missed")
+        (cancelled.order_id.to_string(), cancelled.reason.as_str()),
+        (id.clone(), "deadline_missed")
     );
     let (view, _) = orders.view(&id).await;
     assert_eq!(view.status, Status::Cancelled);
@@ -109,7 +114,7 @@ async fn a_payment_held_past_the_stock_hold_is_cancelled(engine: Engine) {
     orders
         .feed(&id, Input::StockReserved { expires_at_ms }, T0 + 1)
         .await;
-    let reasons = vec!["amount".to_owned()];
+    let reasons = vec![HoldReason::Amount];
     orders
         .feed(&id, Input::PaymentHeld { reasons }, T0 + 2)
         .await;
@@ -126,7 +131,10 @@ async fn a_payment_held_past_the_stock_hold_is_cancelled(engine: Engine) {
     assert_eq!(run_due(expired).await.expect("ran"), 1);
     let order = orders.load(&id).await;
     assert_eq!(order.status, Status::Cancelling);
-    assert_eq!(order.cancel_reason.as_deref(), Some("reservation_expired"));
+    assert_eq!(
+        order.cancel_reason,
+        Some(contracts::messaging::orders::CancelReason::ReservationExpired)
+    );
     let sent = orders.sent_about(&id).await;
     assert_eq!(
         sent[before.len()..],
@@ -136,7 +144,7 @@ async fn a_payment_held_past_the_stock_hold_is_cancelled(engine: Engine) {
     // Both compensations answered, in either order, end the order.
     orders.feed(&id, Input::PaymentVoided, expired + 1).await;
     assert_eq!(orders.load(&id).await.status, Status::Cancelling);
-    let reason = "released".to_owned();
+    let reason = ReleaseReason::Released;
     orders
         .feed(&id, Input::StockReleased { reason }, expired + 2)
         .await;

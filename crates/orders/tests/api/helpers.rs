@@ -35,10 +35,15 @@ pub(crate) fn eur(amount_minor: i64) -> Money {
     }
 }
 
+/// The id of the customer the tests call `name`, as tokens and orders carry it.
+pub(crate) fn customer_id(name: &str) -> String {
+    test_support::user_id(name).to_string()
+}
+
 /// A basket of two lines: two mugs at 14.50 and a notebook at 9.90.
 pub(crate) fn basket() -> Basket {
     let line = |product_id: &str, name: &str, quantity: i64, price: i64| OrderLine {
-        product_id: product_id.to_owned(),
+        product_id: test_support::product_id(product_id),
         name: name.to_owned(),
         quantity,
         unit_price: eur(price),
@@ -99,8 +104,9 @@ impl Orders {
         let request = PlaceOrder {
             payment_method: card.to_owned(),
         };
+        let customer = customer_id(customer);
         let new = NewOrder {
-            customer_id: customer,
+            customer_id: &customer,
             key,
             request: &request,
             basket: basket(),
@@ -413,9 +419,9 @@ impl TestShop {
         panic!("order {id} never became {status}: {last}");
     }
 
-    /// A customer `sub` with an approved card saved at payments.
-    pub(crate) async fn shopper(&self, sub: &str) -> Shopper {
-        let token = self.issuer.customer(sub);
+    /// A customer named `name` with an approved card saved at payments.
+    pub(crate) async fn shopper(&self, name: &str) -> Shopper {
+        let token = self.issuer.customer(&customer_id(name));
         let response = self
             .client
             .post(format!("http://{}/methods", self.payments))

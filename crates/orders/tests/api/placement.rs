@@ -6,7 +6,7 @@ use contracts::messaging::inventory::ReserveStockV1;
 use orders::ops::{self, PlaceOrder, Placement};
 use test_support::Engine;
 
-use crate::helpers::{Orders, T0};
+use crate::helpers::{Orders, T0, customer_id};
 
 test_support::on_both_engines!(
     concurrent_retries_of_one_request_place_one_order,
@@ -49,7 +49,7 @@ async fn concurrent_retries_of_one_request_place_one_order(engine: Engine) {
     let request = PlaceOrder {
         payment_method: "pm_card".to_owned(),
     };
-    let previous = ops::previous(&orders.db, "customer-1", "key-1", &request)
+    let previous = ops::previous(&orders.db, &customer_id("customer-1"), "key-1", &request)
         .await
         .expect("read");
     assert_eq!(previous, Some(Placement::Repeated(id)));
@@ -71,7 +71,7 @@ async fn a_key_is_per_customer_and_per_request(engine: Engine) {
     let request = PlaceOrder {
         payment_method: "pm_other_card".to_owned(),
     };
-    let previous = ops::previous(&orders.db, "customer-1", "key-1", &request)
+    let previous = ops::previous(&orders.db, &customer_id("customer-1"), "key-1", &request)
         .await
         .expect("read");
     assert_eq!(previous, Some(Placement::KeyReused));

@@ -2,8 +2,11 @@
 //! to confirmed with exactly the expected messages, the timeline, a rebuilt read model
 //! equal to the inline one, duplicate answers, and two writers of one order.
 
+use contracts::ProductId;
+use contracts::messaging::inventory::ReleaseReason;
 use contracts::messaging::inventory::{CommitStockV1, ReserveStockV1, StockReservedV1};
 use contracts::messaging::orders::OrderConfirmedV1;
+use contracts::messaging::payments::DeclineReason;
 use contracts::messaging::payments::{AuthorizePaymentV1, CapturePaymentV1};
 use contracts::messaging::{Envelope, Message as _};
 use orders::domain::{OrderEvent, Status};
@@ -16,7 +19,7 @@ use platform::inbox::{self, Outcome};
 use platform::outbox;
 use test_support::Engine;
 
-use crate::helpers::{HOUR_MS, Orders, T0, basket, eur, origin};
+use crate::helpers::{HOUR_MS, Orders, T0, basket, customer_id, eur, origin};
 
 test_support::on_both_engines!(
     answers_drive_an_order_to_confirmed_with_exactly_the_expected_messages,
@@ -71,32 +74,38 @@ async fn answers_drive_an_order_to_confirmed_with_exactly_the_expected_messages(
         assert_eq!(envelope.correlation_id, origin().correlation_id);
     }
     let reserve: ReserveStockV1 = sent[0].decode().expect("a reservation");
-    assert_eq!(reserve.order_id, id);
-    let reserved: Vec<(&str, i64)> = reserve
+    assert_eq!(reserve.order_id.to_string(), id);
+    let reserved: Vec<(ProductId, i64)> = reserve
         .lines
         .iter()
-        .map(|line| (line.product_id.as_str(), line.quantity))
+        .map(|line| (line.product_id, line.quantity))
         .collect();
-    assert_eq!(reserved, [("product-mug", 2), ("product-notebook", 1)]);
+    assert_eq!(
+        reserved,
+        [
+            (test_support::product_id("product-mug"), 2),
+            (test_support::product_id("product-notebook"), 1)
+        ]
+    );
     assert_eq!(reserve.hold_secs, orders.settings.reservation_hold_secs);
     let authorize: AuthorizePaymentV1 = sent[1].decode().expect("an authorization");
     assert_eq!(
         (
-            authorize.customer_id.as_str(),
+            authorize.customer_id,
             authorize.payment_method.as_str(),
             authorize.amount
         ),
-        ("customer-1", "pm_card", eur(3890))
+        (test_support::user_id("customer-1"), "pm_card", eur(3890))
     );
     let confirmed: OrderConfirmedV1 = sent[4].decode().expect("a confirmation");
-    assert_eq!(confirmed.order_id, id);
-    assert_eq!(confirmed.customer_id, "customer-1");
+    assert_eq!(confirmed.order_id.to_string(), id);
+    assert_eq!(confirmed.customer_id, test_support::user_id("customer-1"));
     assert_eq!(confirmed.total, eur(3890));
     assert_eq!(confirmed.lines, basket().lines);
 
     let (view, timeline) = orders.view(&id).await;
     assert_eq!(view.status, Status::Confirmed);
-    assert_eq!(view.customer_id, "customer-1");
+    assert_eq!(view.customer_id, customer_id("customer-1"));
     assert_eq!(view.total, eur(3890));
     assert_eq!(view.lines, basket().lines);
     assert_eq!(view.reason, None);
@@ -141,7 +150,7 @@ async fn the_rebuilt_read_model_equals_the_inline_one(engine: Engine) {
         orders.feed(&confirmed, answer, at).await;
     }
     let rejected = orders.place("customer-2", T0 + 10).await;
-    let unavailable = vec!["product-mug".to_owned()];
+    let unavailable = vec![test_support::product_id("product-mug")];
     orders
         .feed(&rejected, Input::StockRejected { unavailable }, T0 + 11)
         .await;
@@ -150,11 +159,11 @@ async fn the_rebuilt_read_model_equals_the_inline_one(engine: Engine) {
     orders
         .feed(&declined, Input::StockReserved { expires_at_ms }, T0 + 21)
         .await;
-    let reason = "card_declined".to_owned();
+    let reason = DeclineReason::CardDeclined;
     orders
         .feed(&declined, Input::PaymentDeclined { reason }, T0 + 22)
         .await;
-    let reason = "released".to_owned();
+    let reason = ReleaseReason::Released;
     orders
         .feed(&declined, Input::StockReleased { reason }, T0 + 23)
         .await;
@@ -165,7 +174,7 @@ async fn the_rebuilt_read_model_equals_the_inline_one(engine: Engine) {
     let after = ops::request(
         &orders.db,
         &cancelled,
-        Some("customer-3"),
+        Some(customer_id("customer-3").as_str()),
         Input::CustomerCancel,
         &origin(),
         &orders.settings,
@@ -175,7 +184,7 @@ async fn the_rebuilt_read_model_equals_the_inline_one(engine: Engine) {
     .expect("cancellable before payment");
     assert_eq!(after.status, Status::Cancelling);
     orders.feed(&cancelled, Input::PaymentVoided, T0 + 33).await;
-    let reason = "released".to_owned();
+    let reason = ReleaseReason::Released;
     orders
         .feed(&cancelled, Input::StockReleased { reason }, T0 + 34)
         .await;
@@ -238,7 +247,7 @@ async fn the_rebuilt_read_model_equals_the_inline_one(engine: Engine) {
     // The customer's own listing pages by id, newest first.
     let mut connection = orders.db.pool().acquire().await.expect("a connection");
     let mine = projection::Filter {
-        customer_id: Some("customer-1".to_owned()),
+        customer_id: Some(customer_id("customer-1")),
         ..projection::Filter::default()
     };
     let page = projection::list(&mut connection, &mine, 1)
@@ -269,7 +278,7 @@ async fn the_rebuilt_read_model_equals_the_inline_one(engine: Engine) {
 /// An answer as inventory would publish it.
 fn stock_reserved(order_id: &str) -> Envelope {
     let message = StockReservedV1 {
-        order_id: order_id.to_owned(),
+        order_id: order_id.parse().expect("an id"),
         expires_at_ms: T0 + HOUR_MS,
     };
     outbox::envelope("inventory", &message, &origin()).expect("an envelope")
@@ -348,7 +357,7 @@ async fn duplicate_answers_append_nothing(engine: Engine) {
     let refused = ops::request(
         &orders.db,
         &id,
-        Some("customer-1"),
+        Some(customer_id("customer-1").as_str()),
         Input::CustomerCancel,
         &origin(),
         &orders.settings,
@@ -365,7 +374,7 @@ async fn duplicate_answers_append_nothing(engine: Engine) {
     let foreign = ops::request(
         &orders.db,
         &id,
-        Some("customer-2"),
+        Some(customer_id("customer-2").as_str()),
         Input::CustomerCancel,
         &origin(),
         &orders.settings,
@@ -410,7 +419,7 @@ async fn of_two_writers_of_one_version_exactly_one_commits(engine: Engine) {
         let id = id.clone();
         async move {
             let rejected = [OrderEvent::StockRejected {
-                unavailable: vec!["product-mug".to_owned()],
+                unavailable: vec![test_support::product_id("product-mug")],
             }];
             let outcome = store::append(&mut second, &id, 1, &rejected, T0 + 2).await;
             (second, outcome)
@@ -433,7 +442,7 @@ async fn of_two_writers_of_one_version_exactly_one_commits(engine: Engine) {
     assert_eq!((order.status, order.version), (Status::StockReserved, 2));
 
     // The loser's answer, handled again on the new history, no longer fits.
-    let unavailable = vec!["product-mug".to_owned()];
+    let unavailable = vec![test_support::product_id("product-mug")];
     orders
         .feed(&id, Input::StockRejected { unavailable }, T0 + 3)
         .await;

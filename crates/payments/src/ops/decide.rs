@@ -10,6 +10,7 @@
 //! | void | no payment ([`Action::Tombstone`]); held or authorized ([`Action::Void`]) | voided when declined or voided; else where it stands |
 //! | refund | captured ([`Action::Refund`]) | refunded; else where it stands |
 
+use contracts::OrderId;
 use contracts::messaging::Envelope;
 use contracts::messaging::Message as _;
 use contracts::messaging::payments::{
@@ -49,13 +50,13 @@ impl Command {
     }
 
     /// The order it is about.
-    pub fn order_id(&self) -> &str {
+    pub fn order_id(&self) -> OrderId {
         match self {
-            Self::Authorize(command) => &command.order_id,
-            Self::Review(command) => &command.order_id,
-            Self::Capture(command) => &command.order_id,
-            Self::Void(command) => &command.order_id,
-            Self::Refund(command) => &command.order_id,
+            Self::Authorize(command) => command.order_id,
+            Self::Review(command) => command.order_id,
+            Self::Capture(command) => command.order_id,
+            Self::Void(command) => command.order_id,
+            Self::Refund(command) => command.order_id,
         }
     }
 
@@ -160,12 +161,15 @@ pub fn reply(command: &Command, payment: &Payment) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use contracts::messaging::payments::DeclineReason;
     use contracts::{Currency, Money};
 
     use super::*;
     use crate::domain::Charge;
 
-    const ORDER: &str = "01900000-0000-7000-8000-000000000001";
+    fn order() -> OrderId {
+        OrderId::parse("01900000-0000-7000-8000-000000000001").expect("a UUID")
+    }
 
     fn payment(state: State) -> Payment {
         let charge = Charge {
@@ -173,7 +177,7 @@ mod tests {
             amount: Money::new(1_450, Currency::EUR),
             payment_method: Some("pm_1".to_owned()),
         };
-        Payment::new(ORDER, state, Some(charge), 0)
+        Payment::new(order(), state, Some(charge), 0)
     }
 
     fn tombstone() -> Payment {
@@ -184,13 +188,14 @@ mod tests {
     }
 
     fn commands() -> [(&'static str, Command); 6] {
-        let order_id = ORDER.to_owned();
+        let order_id = order();
         [
             (
                 "authorize",
                 Command::Authorize(AuthorizePaymentV1 {
-                    order_id: order_id.clone(),
-                    customer_id: "ada".to_owned(),
+                    order_id,
+                    customer_id: contracts::UserId::parse("01900000-0000-7000-8000-0000000000ad")
+                        .expect("a UUID"),
                     payment_method: "pm_1".to_owned(),
                     amount: Money::new(1_450, Currency::EUR),
                 }),
@@ -198,7 +203,7 @@ mod tests {
             (
                 "approve",
                 Command::Review(ReviewPaymentV1 {
-                    order_id: order_id.clone(),
+                    order_id,
                     approve: true,
                     reviewer: "root".to_owned(),
                 }),
@@ -206,23 +211,13 @@ mod tests {
             (
                 "decline",
                 Command::Review(ReviewPaymentV1 {
-                    order_id: order_id.clone(),
+                    order_id,
                     approve: false,
                     reviewer: "root".to_owned(),
                 }),
             ),
-            (
-                "capture",
-                Command::Capture(CapturePaymentV1 {
-                    order_id: order_id.clone(),
-                }),
-            ),
-            (
-                "void",
-                Command::Void(VoidPaymentV1 {
-                    order_id: order_id.clone(),
-                }),
-            ),
+            ("capture", Command::Capture(CapturePaymentV1 { order_id })),
+            ("void", Command::Void(VoidPaymentV1 { order_id })),
             ("refund", Command::Refund(RefundPaymentV1 { order_id })),
         ]
     }
@@ -281,7 +276,7 @@ mod tests {
     #[test]
     fn a_command_that_moved_nothing_is_answered_as_the_table_says() {
         let refused_capture = Payment {
-            decline_reason: Some("do_not_honor".to_owned()),
+            decline_reason: Some(DeclineReason::AuthorizationLapsed),
             ..payment(State::Voided)
         };
         let states = [

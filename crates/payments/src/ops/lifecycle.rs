@@ -32,11 +32,12 @@
 //! `payments_processor_refusals_total{operation, reason}`, which an alert watches.
 
 use anyhow::Context as _;
-use contracts::Money;
 use contracts::messaging::payments::{
-    AuthorizePaymentV1, PaymentAuthorizedV1, PaymentCapturedV1, PaymentDeclinedV1, PaymentFailedV1,
-    PaymentHeldV1, PaymentRefundedV1, PaymentVoidedV1,
+    AuthorizePaymentV1, DeclineReason, HoldReason, Operation, PaymentAuthorizedV1,
+    PaymentCapturedV1, PaymentDeclinedV1, PaymentFailedV1, PaymentHeldV1, PaymentRefundedV1,
+    PaymentVoidedV1,
 };
+use contracts::{Money, OrderId};
 use platform::outbox::{self, Origin};
 use sqlx::AnyConnection;
 
@@ -48,17 +49,6 @@ use crate::fraud::{self, Facts, Verdict};
 use crate::ledger::{self, Kind, Transaction};
 use crate::processor::{CardRef, DeclineCode, ProcessorError};
 use crate::store::{self, Change};
-
-/// `PaymentDeclined` reason: the fraud rules declined it.
-pub const FRAUD: &str = "fraud";
-/// `PaymentDeclined` reason: a reviewer declined it.
-pub const REVIEW_DECLINED: &str = "review_declined";
-/// `PaymentDeclined` reason: the order named no payment method of the customer's.
-pub const UNKNOWN_PAYMENT_METHOD: &str = "unknown_payment_method";
-/// `PaymentDeclined` reason: the order was cancelled (voided) first.
-pub const VOIDED: &str = "voided";
-/// `PaymentDeclined` reason: the amount was not positive.
-pub const INVALID_AMOUNT: &str = "invalid_amount";
 
 /// A command with what phase one found out: the state it saw and the processor's answer.
 #[derive(Clone, Debug)]
@@ -92,7 +82,10 @@ enum Step {
         capture_id: String,
     },
     /// The processor refused the capture for good.
-    CaptureRefused { payment: Payment, reason: String },
+    CaptureRefused {
+        payment: Payment,
+        reason: DeclineReason,
+    },
     /// Voided at the processor.
     Void(Payment),
     /// A void before any authorization.
@@ -100,7 +93,7 @@ enum Step {
     /// Refunded at the processor.
     Refund { payment: Payment, refund_id: String },
     /// The processor refused the refund for good.
-    RefundRefused { reason: String },
+    RefundRefused { reason: DeclineReason },
 }
 
 /// The velocity rule, checked again when a new payment is recorded.
@@ -113,10 +106,10 @@ struct Velocity {
 /// How a new payment ended its first phase.
 #[derive(Clone, Debug)]
 enum Outcome {
-    Declined(String),
+    Declined(DeclineReason),
     Authorized {
         authorization_id: String,
-        hold_reasons: Vec<String>,
+        hold_reasons: Vec<HoldReason>,
     },
 }
 
@@ -130,7 +123,7 @@ pub enum Effect {
     /// A payment was authorized and held for review.
     Held,
     /// A payment was declined, for this reason.
-    Declined(String),
+    Declined(DeclineReason),
     /// An amount was captured.
     Captured(Money),
     /// A payment was voided.
@@ -170,7 +163,7 @@ pub async fn prepare(payments: &Payments, command: Command, now: i64) -> anyhow:
         Action::Capture(payment) => {
             let authorization = authorization_of(payment)?;
             let amount = amount_of(payment)?;
-            let key = processor_key(&payment.order_id, Kind::Capture);
+            let key = processor_key(payment.order_id, Kind::Capture);
             match ask(payments.processor.capture(&key, authorization, amount)).await {
                 Ok(capture) => Step::Capture {
                     payment: payment.clone(),
@@ -178,7 +171,7 @@ pub async fn prepare(payments: &Payments, command: Command, now: i64) -> anyhow:
                 },
                 Err(ProcessorError::Declined { code }) => Step::CaptureRefused {
                     payment: payment.clone(),
-                    reason: refused("capture", &payment.order_id, code),
+                    reason: refused("capture", payment.order_id, code),
                 },
                 Err(error) => {
                     return Err(anyhow::Error::new(error).context("capturing at the processor"));
@@ -196,14 +189,14 @@ pub async fn prepare(payments: &Payments, command: Command, now: i64) -> anyhow:
                 .as_deref()
                 .context("a captured payment without its capture")?;
             let amount = amount_of(payment)?;
-            let key = processor_key(&payment.order_id, Kind::Refund);
+            let key = processor_key(payment.order_id, Kind::Refund);
             match ask(payments.processor.refund(&key, capture, amount)).await {
                 Ok(refund) => Step::Refund {
                     payment: payment.clone(),
                     refund_id: refund.id,
                 },
                 Err(ProcessorError::Declined { code }) => Step::RefundRefused {
-                    reason: refused("refund", &payment.order_id, code),
+                    reason: refused("refund", payment.order_id, code),
                 },
                 Err(error) => {
                     return Err(anyhow::Error::new(error).context("refunding at the processor"));
@@ -268,21 +261,21 @@ pub async fn record(
                 now,
             )
             .await?;
-            tracing::info!(order = order_id, reviewer, "payment approved");
+            tracing::info!(order = %order_id, reviewer, "payment approved");
             let authorized = Answer::Authorized(amount_of(payment)?);
             answer(connection, order_id, authorized, origin).await?;
             Ok(Effect::Authorized)
         }
         Step::ReviewDecline { payment, reviewer } => {
             let change = Change {
-                decline_reason: Some(REVIEW_DECLINED.to_owned()),
+                decline_reason: Some(DeclineReason::ReviewDeclined),
                 ..Change::to(State::Declined)
             };
             move_payment(connection, payment, change, Some(Kind::Void), now).await?;
-            tracing::info!(order = order_id, reviewer, "payment declined on review");
-            let declined = Answer::Declined(REVIEW_DECLINED.to_owned());
+            tracing::info!(order = %order_id, reviewer, "payment declined on review");
+            let declined = Answer::Declined(DeclineReason::ReviewDeclined);
             answer(connection, order_id, declined, origin).await?;
-            Ok(Effect::Declined(REVIEW_DECLINED.to_owned()))
+            Ok(Effect::Declined(DeclineReason::ReviewDeclined))
         }
         Step::Capture {
             payment,
@@ -299,17 +292,17 @@ pub async fn record(
         }
         Step::CaptureRefused { payment, reason } => {
             let change = Change {
-                decline_reason: Some(reason.clone()),
+                decline_reason: Some(*reason),
                 ..Change::to(State::Voided)
             };
             move_payment(connection, payment, change, Some(Kind::Void), now).await?;
-            let failed = Answer::Failed("capture", reason.clone());
+            let failed = Answer::Failed(Operation::Capture, *reason);
             answer(connection, order_id, failed, origin).await?;
             Ok(Effect::CaptureFailed)
         }
         Step::RefundRefused { reason } => {
             // The money stays captured, and the ledger with it.
-            let failed = Answer::Failed("refund", reason.clone());
+            let failed = Answer::Failed(Operation::Refund, *reason);
             answer(connection, order_id, failed, origin).await?;
             Ok(Effect::Nothing)
         }
@@ -337,7 +330,7 @@ pub async fn record(
         Step::Answer(None) => {
             let command = prepared.command.name();
             tracing::warn!(
-                order = order_id,
+                order = %order_id,
                 "{command} for an order without a payment ignored"
             );
             Ok(Effect::Nothing)
@@ -357,32 +350,33 @@ async fn open(payments: &Payments, command: &AuthorizePaymentV1, now: i64) -> an
             .unwrap_or(i64::MAX),
         hold_after: payments.rules.velocity_hold_after,
     };
-    let declined = |payment_method: Option<String>, reason: &str| Step::Open {
+    let declined = |payment_method: Option<String>, reason: DeclineReason| Step::Open {
         command: command.clone(),
         payment_method,
-        outcome: Outcome::Declined(reason.to_owned()),
+        outcome: Outcome::Declined(reason),
         velocity,
     };
     let (method, verdict) = {
         let mut connection = payments.db.pool().acquire().await?;
         let method = store::method(&mut connection, &command.payment_method)
             .await?
-            .filter(|method| method.customer_id == command.customer_id);
+            .filter(|method| method.customer_id == command.customer_id.to_string());
         let Some(method) = method else {
             // What the order named is not kept: it is no token of this customer's.
-            return Ok(declined(None, UNKNOWN_PAYMENT_METHOD));
+            return Ok(declined(None, DeclineReason::UnknownPaymentMethod));
         };
         if command.amount.amount_minor <= 0 {
             tracing::warn!(
-                order = command.order_id,
+                order = %command.order_id,
                 "refusing to authorize a non-positive amount"
             );
-            return Ok(declined(Some(method.token), INVALID_AMOUNT));
+            return Ok(declined(Some(method.token), DeclineReason::InvalidAmount));
         }
-        let registered = store::registered_at(&mut connection, &command.customer_id).await?;
+        let registered =
+            store::registered_at(&mut connection, &command.customer_id.to_string()).await?;
         let recent = store::payments_since(
             &mut connection,
-            &command.customer_id,
+            &command.customer_id.to_string(),
             now.saturating_sub(velocity.window_ms),
         )
         .await?;
@@ -394,21 +388,18 @@ async fn open(payments: &Payments, command: &AuthorizePaymentV1, now: i64) -> an
         (method, fraud::assess(&payments.rules, &facts))
     };
     let hold_reasons = match verdict {
-        Verdict::Decline => return Ok(declined(Some(method.token), FRAUD)),
+        Verdict::Decline => return Ok(declined(Some(method.token), DeclineReason::Fraud)),
         Verdict::Approve => Vec::new(),
-        Verdict::Hold(reasons) => reasons
-            .iter()
-            .map(|reason| reason.as_str().to_owned())
-            .collect(),
+        Verdict::Hold(reasons) => reasons,
     };
     let card = CardRef::new(method.processor_ref);
-    let key = processor_key(&command.order_id, Kind::Authorize);
+    let key = processor_key(command.order_id, Kind::Authorize);
     let outcome = match ask(payments.processor.authorize(&key, &card, command.amount)).await {
         Ok(authorization) => Outcome::Authorized {
             authorization_id: authorization.id,
             hold_reasons,
         },
-        Err(ProcessorError::Declined { code }) => Outcome::Declined(code.as_str().to_owned()),
+        Err(ProcessorError::Declined { code }) => Outcome::Declined(code.into()),
         Err(error @ ProcessorError::Transient(_)) => {
             return Err(anyhow::Error::new(error).context("authorizing at the processor"));
         }
@@ -431,16 +422,16 @@ async fn void_overtaken(payments: &Payments, command: &AuthorizePaymentV1) -> an
         let mut connection = payments.db.pool().acquire().await?;
         store::method(&mut connection, &command.payment_method)
             .await?
-            .filter(|method| method.customer_id == command.customer_id)
+            .filter(|method| method.customer_id == command.customer_id.to_string())
     };
     let Some(method) = method.filter(|_| command.amount.amount_minor > 0) else {
         return Ok(());
     };
     let card = CardRef::new(method.processor_ref);
-    let key = processor_key(&command.order_id, Kind::Authorize);
+    let key = processor_key(command.order_id, Kind::Authorize);
     match ask(payments.processor.authorize(&key, &card, command.amount)).await {
         Ok(authorization) => {
-            let key = processor_key(&command.order_id, Kind::Void);
+            let key = processor_key(command.order_id, Kind::Void);
             ask(payments.processor.void(&key, &authorization.id))
                 .await
                 .context("voiding an authorization a void overtook")
@@ -455,11 +446,11 @@ async fn void_overtaken(payments: &Payments, command: &AuthorizePaymentV1) -> an
 /// could still take: it counts as done, and the hold lapses at the issuer.
 async fn void_at_processor(payments: &Payments, payment: &Payment) -> anyhow::Result<()> {
     let authorization = authorization_of(payment)?;
-    let key = processor_key(&payment.order_id, Kind::Void);
+    let key = processor_key(payment.order_id, Kind::Void);
     match ask(payments.processor.void(&key, authorization)).await {
         Ok(()) => Ok(()),
         Err(ProcessorError::Declined { code }) => {
-            refused("void", &payment.order_id, code);
+            refused("void", payment.order_id, code);
             Ok(())
         }
         Err(error) => Err(anyhow::Error::new(error).context("voiding at the processor")),
@@ -468,17 +459,21 @@ async fn void_at_processor(payments: &Payments, payment: &Payment) -> anyhow::Re
 
 /// Reports a refusal for good of `operation` on `order_id`'s payment, for the operator
 /// alert, and returns its reason code.
-fn refused(operation: &'static str, order_id: &str, code: DeclineCode) -> String {
-    let reason = code.as_str();
+fn refused(operation: &'static str, order_id: OrderId, code: DeclineCode) -> DeclineReason {
+    let reason = DeclineReason::from(code);
     tracing::error!(
-        order = order_id,
+        order = %order_id,
         operation,
-        reason,
+        reason = reason.as_str(),
         "the card processor refused the operation for good"
     );
-    metrics::counter!("payments_processor_refusals_total", "operation" => operation, "reason" => reason)
-        .increment(1);
-    reason.to_owned()
+    metrics::counter!(
+        "payments_processor_refusals_total",
+        "operation" => operation,
+        "reason" => reason.as_str()
+    )
+    .increment(1);
+    reason
 }
 
 /// A new payment as phase one decided it.
@@ -507,34 +502,31 @@ async fn open_payment(
         velocity,
     } = new;
     let charge = Charge {
-        customer_id: command.customer_id.clone(),
+        customer_id: command.customer_id.to_string(),
         amount: command.amount,
         payment_method,
     };
-    let mut payment = Payment::new(&command.order_id, State::Declined, Some(charge), now);
+    let mut payment = Payment::new(command.order_id, State::Declined, Some(charge), now);
     let (reply, effect) = match outcome {
         Outcome::Declined(reason) => {
-            payment.decline_reason = Some(reason.clone());
-            (
-                Answer::Declined(reason.clone()),
-                Effect::Declined(reason.clone()),
-            )
+            payment.decline_reason = Some(*reason);
+            (Answer::Declined(*reason), Effect::Declined(*reason))
         }
         Outcome::Authorized {
             authorization_id,
             hold_reasons,
         } => {
             let mut hold_reasons = hold_reasons.clone();
-            let velocity_reason = fraud::Reason::Velocity.as_str();
-            store::lock_customer(&mut *connection, &command.customer_id, now).await?;
+            let customer_id = command.customer_id.to_string();
+            store::lock_customer(&mut *connection, &customer_id, now).await?;
             let recent = store::payments_since(
                 &mut *connection,
-                &command.customer_id,
+                &customer_id,
                 now.saturating_sub(velocity.window_ms),
             )
             .await?;
-            if recent >= velocity.hold_after && !hold_reasons.iter().any(|r| r == velocity_reason) {
-                hold_reasons.push(velocity_reason.to_owned());
+            if recent >= velocity.hold_after && !hold_reasons.contains(&fraud::Reason::Velocity) {
+                hold_reasons.push(fraud::Reason::Velocity);
             }
             payment.authorization_id = Some(authorization_id.clone());
             payment.hold_reasons = hold_reasons.clone();
@@ -549,11 +541,10 @@ async fn open_payment(
     };
     insert(connection, &payment).await?;
     if payment.authorization_id.is_some() {
-        let transaction =
-            Transaction::transfer(&command.order_id, Kind::Authorize, command.amount)?;
+        let transaction = Transaction::transfer(command.order_id, Kind::Authorize, command.amount)?;
         ledger::append(connection, &transaction, now).await?;
     }
-    answer(connection, &command.order_id, reply, origin).await?;
+    answer(connection, command.order_id, reply, origin).await?;
     Ok(effect)
 }
 
@@ -578,7 +569,7 @@ async fn move_payment(
 ) -> anyhow::Result<()> {
     let moved = store::transition(
         &mut *connection,
-        &payment.order_id,
+        payment.order_id,
         payment.state,
         &change,
         now,
@@ -590,7 +581,7 @@ async fn move_payment(
         payment.order_id
     );
     if let Some(kind) = movement {
-        let transaction = Transaction::transfer(&payment.order_id, kind, amount_of(payment)?)?;
+        let transaction = Transaction::transfer(payment.order_id, kind, amount_of(payment)?)?;
         ledger::append(connection, &transaction, now).await?;
     }
     Ok(())
@@ -600,34 +591,35 @@ async fn move_payment(
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Answer {
     Authorized(Money),
-    Held(Vec<String>),
-    Declined(String),
+    Held(Vec<HoldReason>),
+    Declined(DeclineReason),
     Captured(Money),
     Voided,
     Refunded(Money),
     /// The processor refused `operation` for good, for this reason.
-    Failed(&'static str, String),
+    Failed(Operation, DeclineReason),
 }
 
 /// The answer to a command that did not move the payment, as [`decide::reply`] says.
 fn repeat_answer(command: &Command, payment: &Payment) -> anyhow::Result<Answer> {
     if let (Command::Authorize(authorize), Some(charge)) = (command, &payment.charge)
-        && (charge.customer_id != authorize.customer_id || charge.amount != authorize.amount)
+        && (charge.customer_id != authorize.customer_id.to_string()
+            || charge.amount != authorize.amount)
     {
         tracing::warn!(
-            order = payment.order_id,
+            order = %payment.order_id,
             "an authorization differing from the order's payment was answered with it"
         );
     }
     Ok(match decide::reply(command, payment) {
         Reply::Authorization => authorization_answer(payment)?,
         Reply::Captured => Answer::Captured(amount_of(payment)?),
-        Reply::CaptureFailed => Answer::Failed("capture", declined_reason(payment)),
+        Reply::CaptureFailed => Answer::Failed(Operation::Capture, declined_reason(payment)),
         Reply::Voided => Answer::Voided,
         Reply::Refunded => Answer::Refunded(amount_of(payment)?),
         Reply::Standing => {
             tracing::warn!(
-                order = payment.order_id,
+                order = %payment.order_id,
                 state = payment.state.as_str(),
                 "{} does not apply; answering with the payment's state",
                 command.name()
@@ -645,7 +637,7 @@ fn authorization_answer(payment: &Payment) -> anyhow::Result<Answer> {
             Answer::Authorized(amount_of(payment)?)
         }
         State::Declined => Answer::Declined(declined_reason(payment)),
-        State::Voided => Answer::Declined(VOIDED.to_owned()),
+        State::Voided => Answer::Declined(DeclineReason::Voided),
     })
 }
 
@@ -661,21 +653,19 @@ fn state_answer(payment: &Payment) -> anyhow::Result<Answer> {
     })
 }
 
-fn declined_reason(payment: &Payment) -> String {
-    payment
-        .decline_reason
-        .clone()
-        .unwrap_or_else(|| "declined".to_owned())
+/// Why `payment` was declined; [`DeclineReason::Other`] if it never said (a payment
+/// recorded before it kept its reason).
+fn declined_reason(payment: &Payment) -> DeclineReason {
+    payment.decline_reason.unwrap_or(DeclineReason::Other)
 }
 
 /// Sends `reply` through the outbox, inside the current transaction.
 async fn answer(
     connection: &mut AnyConnection,
-    order_id: &str,
+    order_id: OrderId,
     reply: Answer,
     origin: &Origin,
 ) -> anyhow::Result<()> {
-    let order_id = order_id.to_owned();
     let envelope = match reply {
         Answer::Authorized(amount) => outbox::envelope(
             crate::NAME,
@@ -698,7 +688,7 @@ async fn answer(
         Answer::Failed(operation, reason) => {
             let failed = PaymentFailedV1 {
                 order_id,
-                operation: operation.to_owned(),
+                operation,
                 reason,
             };
             outbox::envelope(crate::NAME, &failed, origin)

@@ -1,9 +1,10 @@
 //! The fraud rules at work, before the card is asked: amount, velocity, account age,
 //! and an admin's review of what they held.
 
+use contracts::OrderId;
 use contracts::messaging::payments::{
-    CapturePaymentV1, PaymentAuthorizedV1, PaymentCapturedV1, PaymentDeclinedV1, PaymentHeldV1,
-    PaymentVoidedV1, ReviewPaymentV1, VoidPaymentV1,
+    CapturePaymentV1, DeclineReason, HoldReason, PaymentAuthorizedV1, PaymentCapturedV1,
+    PaymentDeclinedV1, PaymentHeldV1, PaymentVoidedV1, ReviewPaymentV1, VoidPaymentV1,
 };
 use payments::cards;
 use test_support::Engine;
@@ -20,9 +21,9 @@ test_support::on_both_engines!(
     a_held_payment_can_be_voided,
 );
 
-fn review(order: &str, approve: bool) -> ReviewPaymentV1 {
+fn review(order: &OrderId, approve: bool) -> ReviewPaymentV1 {
     ReviewPaymentV1 {
-        order_id: order.to_owned(),
+        order_id: *order,
         approve,
         reviewer: "admin-1".to_owned(),
     }
@@ -41,7 +42,7 @@ async fn large_amounts_are_held_and_huge_ones_declined_without_asking_the_card(e
     app.authorize(&large, "ann", &token, 100_001).await;
     let held: PaymentHeldV1 = app.answer_as().await;
     assert_eq!(held.order_id, large);
-    assert_eq!(held.reasons, ["amount"]);
+    assert_eq!(held.reasons, [HoldReason::Amount]);
     let payment = app.payment(&large).await;
     assert_eq!(payment["state"], "held");
     assert_eq!(payment["hold_reasons"], serde_json::json!(["amount"]));
@@ -54,9 +55,9 @@ async fn large_amounts_are_held_and_huge_ones_declined_without_asking_the_card(e
     let huge = order_id();
     app.authorize(&huge, "ann", &token, 1_000_001).await;
     let declined: PaymentDeclinedV1 = app.answer_as().await;
-    assert_eq!(declined.reason, "fraud");
+    assert_eq!(declined.reason, DeclineReason::Fraud);
     assert_eq!(
-        app.simulator.authorize_attempts(&huge),
+        app.simulator.authorize_attempts(&huge.to_string()),
         0,
         "the card was never asked"
     );
@@ -77,8 +78,8 @@ async fn a_customer_paying_too_often_is_held(engine: Engine) {
     app.authorize(&sixth, "ann", &token, 1_000).await;
     let held: PaymentHeldV1 = app.answer_as().await;
     assert_eq!(
-        (held.order_id.as_str(), held.reasons.as_slice()),
-        (sixth.as_str(), ["velocity".to_owned()].as_slice())
+        (held.order_id, held.reasons.as_slice()),
+        (sixth, [HoldReason::Velocity].as_slice())
     );
     // Other customers are not affected.
     let bobs = app.card("bob", cards::APPROVED).await;
@@ -92,10 +93,14 @@ async fn new_and_unknown_accounts_are_held_above_their_limit(engine: Engine) {
     app.registered("new", 3_600_000).await;
     for (customer, amount, held) in [
         ("stranger", 50_000, None),
-        ("stranger", 50_001, Some(vec!["account_age"])),
-        ("new", 50_001, Some(vec!["account_age"])),
+        ("stranger", 50_001, Some(vec![HoldReason::AccountAge])),
+        ("new", 50_001, Some(vec![HoldReason::AccountAge])),
         ("old", 50_001, None),
-        ("new", 150_000, Some(vec!["amount", "account_age"])),
+        (
+            "new",
+            150_000,
+            Some(vec![HoldReason::Amount, HoldReason::AccountAge]),
+        ),
     ] {
         let token = app.card(customer, cards::APPROVED).await;
         let order = order_id();
@@ -131,10 +136,7 @@ async fn a_reviewer_approves_a_held_payment(engine: Engine) {
     // A later contrary decision changes nothing.
     app.send(&review(&order, false)).await;
     let _: PaymentAuthorizedV1 = app.answer_as().await;
-    app.send(&CapturePaymentV1 {
-        order_id: order.clone(),
-    })
-    .await;
+    app.send(&CapturePaymentV1 { order_id: order }).await;
     let captured: PaymentCapturedV1 = app.answer_as().await;
     assert_eq!(captured.amount.amount_minor, 60_000);
     assert_eq!(
@@ -155,7 +157,7 @@ async fn a_reviewer_declines_a_held_payment_and_its_authorization_is_voided(engi
     for _ in 0..2 {
         app.send(&review(&order, false)).await;
         let declined: PaymentDeclinedV1 = app.answer_as().await;
-        assert_eq!(declined.reason, "review_declined");
+        assert_eq!(declined.reason, DeclineReason::ReviewDeclined);
     }
     let payment = app.payment(&order).await;
     assert_eq!(payment["state"], "declined");
@@ -169,11 +171,12 @@ async fn a_reviewer_declines_a_held_payment_and_its_authorization_is_voided(engi
     );
     app.send(&review(&order, true)).await;
     let still: PaymentDeclinedV1 = app.answer_as().await;
-    assert_eq!(still.reason, "review_declined", "a decision is final");
-    app.send(&CapturePaymentV1 {
-        order_id: order.clone(),
-    })
-    .await;
+    assert_eq!(
+        still.reason,
+        DeclineReason::ReviewDeclined,
+        "a decision is final"
+    );
+    app.send(&CapturePaymentV1 { order_id: order }).await;
     let _: PaymentDeclinedV1 = app.answer_as().await;
     assert_eq!(app.ledger(&order).await.len(), 2, "nothing captured");
 }
@@ -185,14 +188,15 @@ async fn a_held_payment_can_be_voided(engine: Engine) {
     app.authorize(&order, "ann", &token, 60_000).await;
     let _: PaymentHeldV1 = app.answer_as().await;
     // The saga's review deadline passed: it cancels the order.
-    app.send(&VoidPaymentV1 {
-        order_id: order.clone(),
-    })
-    .await;
+    app.send(&VoidPaymentV1 { order_id: order }).await;
     let _: PaymentVoidedV1 = app.answer_as().await;
     app.send(&review(&order, true)).await;
     let declined: PaymentDeclinedV1 = app.answer_as().await;
-    assert_eq!(declined.reason, "voided", "a late approval finds it voided");
+    assert_eq!(
+        declined.reason,
+        DeclineReason::Voided,
+        "a late approval finds it voided"
+    );
     assert_eq!(
         app.ledger(&order).await,
         [

@@ -8,7 +8,7 @@ use std::time::Duration;
 use contracts::messaging::identity::UserRegisteredV1;
 use contracts::messaging::payments::AuthorizePaymentV1;
 use contracts::messaging::{Envelope, Message};
-use contracts::{Currency, Money};
+use contracts::{Currency, Money, OrderId};
 use payments::processor::{CardProcessor, SimulatorConfig};
 use payments::{Config, Simulator};
 use platform::bus::embedded::EmbeddedBus;
@@ -155,14 +155,14 @@ impl TestApp {
     /// waits until it knows.
     pub(crate) async fn registered(&self, customer: &str, age_ms: i64) {
         self.send(&UserRegisteredV1 {
-            user_id: customer.to_owned(),
+            user_id: test_support::user_id(customer),
             email: format!("{customer}@example.test"),
             registered_at_ms: now_ms() - age_ms,
         })
         .await;
         for _ in 0..400 {
             let known = sqlx::query("SELECT 1 AS known FROM customers WHERE customer_id = $1")
-                .bind(customer.to_owned())
+                .bind(customer_id(customer))
                 .fetch_optional(self.db.pool())
                 .await
                 .expect("readable");
@@ -179,7 +179,7 @@ impl TestApp {
         let response = self
             .client
             .post(self.url("/methods"))
-            .bearer_auth(self.issuer.customer(customer))
+            .bearer_auth(self.token(customer))
             .json(&card_body(number))
             .send()
             .await
@@ -189,10 +189,15 @@ impl TestApp {
         body["token"].as_str().expect("a token").to_owned()
     }
 
+    /// An access token of the customer named `customer`.
+    pub(crate) fn token(&self, customer: &str) -> String {
+        self.issuer.customer(&customer_id(customer))
+    }
+
     /// Asks payments to authorize `amount_minor` EUR of `order` with `token`.
     pub(crate) async fn authorize(
         &self,
-        order: &str,
+        order: &OrderId,
         customer: &str,
         token: &str,
         amount_minor: i64,
@@ -215,19 +220,19 @@ impl TestApp {
     }
 
     /// The payment of `order`, as an admin sees it.
-    pub(crate) async fn payment(&self, order: &str) -> Value {
+    pub(crate) async fn payment(&self, order: &OrderId) -> Value {
         self.get_json(&format!("/orders/{order}"), &self.issuer.admin(), 200)
             .await
     }
 
     /// The ledger transactions of `order`, as `(kind, amount)` in order.
-    pub(crate) async fn ledger(&self, order: &str) -> Vec<(String, i64)> {
+    pub(crate) async fn ledger(&self, order: &OrderId) -> Vec<(String, i64)> {
         let rows = sqlx::query(
             "SELECT t.kind, e.amount_minor FROM ledger_transactions t \
              JOIN ledger_entries e ON e.transaction_id = t.id \
              WHERE t.order_id = $1 AND e.direction = 'debit' ORDER BY t.id",
         )
-        .bind(order.to_owned())
+        .bind(order.to_string())
         .fetch_all(self.db.pool())
         .await
         .expect("readable");
@@ -242,7 +247,7 @@ impl TestApp {
     }
 
     /// How many answers about `order` payments has written to its outbox.
-    pub(crate) async fn answers_about(&self, order: &str) -> usize {
+    pub(crate) async fn answers_about(&self, order: &OrderId) -> usize {
         let rows = sqlx::query("SELECT envelope FROM outbox")
             .fetch_all(self.db.pool())
             .await
@@ -251,7 +256,7 @@ impl TestApp {
             .filter(|row| {
                 let envelope: String = row.try_get("envelope").expect("envelope");
                 let envelope: Envelope = serde_json::from_str(&envelope).expect("an envelope");
-                envelope.payload["order_id"] == order
+                envelope.payload["order_id"] == order.to_string()
             })
             .count()
     }
@@ -280,22 +285,27 @@ pub(crate) fn eur(amount_minor: i64) -> Money {
 
 /// An `AuthorizePayment` command.
 pub(crate) fn authorization(
-    order: &str,
+    order: &OrderId,
     customer: &str,
     token: &str,
     amount_minor: i64,
 ) -> AuthorizePaymentV1 {
     AuthorizePaymentV1 {
-        order_id: order.to_owned(),
-        customer_id: customer.to_owned(),
+        order_id: *order,
+        customer_id: test_support::user_id(customer),
         payment_method: token.to_owned(),
         amount: eur(amount_minor),
     }
 }
 
 /// A fresh order id.
-pub(crate) fn order_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+pub(crate) fn order_id() -> OrderId {
+    OrderId::generate()
+}
+
+/// The id of the customer the tests call `name`, as tokens and payments name them.
+pub(crate) fn customer_id(name: &str) -> String {
+    test_support::user_id(name).to_string()
 }
 
 /// Every text value stored in `db`'s tables, each with where it is.

@@ -1,6 +1,7 @@
 //! The ledger: balances by account, the audit's snapshot, and history that cannot be
 //! rewritten.
 
+use contracts::OrderId;
 use contracts::messaging::payments::{
     CapturePaymentV1, PaymentAuthorizedV1, PaymentCapturedV1, PaymentDeclinedV1, PaymentRefundedV1,
     PaymentVoidedV1, RefundPaymentV1, VoidPaymentV1,
@@ -17,7 +18,7 @@ test_support::on_both_engines!(
 );
 
 /// Runs four orders through: one refunded, one captured, one voided, one declined.
-async fn some_business(app: &mut TestApp) -> [String; 4] {
+async fn some_business(app: &mut TestApp) -> [OrderId; 4] {
     let token = app.card("ann", cards::APPROVED).await;
     let declined_card = app.card("ann", cards::DECLINED).await;
     let [refunded, captured, voided, declined] = [order_id(), order_id(), order_id(), order_id()];
@@ -28,21 +29,12 @@ async fn some_business(app: &mut TestApp) -> [String; 4] {
     app.authorize(&declined, "ann", &declined_card, 9_999).await;
     let _: PaymentDeclinedV1 = app.answer_as().await;
     for order in [&refunded, &captured] {
-        app.send(&CapturePaymentV1 {
-            order_id: order.clone(),
-        })
-        .await;
+        app.send(&CapturePaymentV1 { order_id: *order }).await;
         let _: PaymentCapturedV1 = app.answer_as().await;
     }
-    app.send(&RefundPaymentV1 {
-        order_id: refunded.clone(),
-    })
-    .await;
+    app.send(&RefundPaymentV1 { order_id: refunded }).await;
     let _: PaymentRefundedV1 = app.answer_as().await;
-    app.send(&VoidPaymentV1 {
-        order_id: voided.clone(),
-    })
-    .await;
+    app.send(&VoidPaymentV1 { order_id: voided }).await;
     let _: PaymentVoidedV1 = app.answer_as().await;
     [refunded, captured, voided, declined]
 }
@@ -82,7 +74,7 @@ async fn balances_and_the_audit_add_up(engine: Engine) {
     let customer = app
         .client
         .get(app.url("/ledger/balances"))
-        .bearer_auth(app.issuer.customer("ann"))
+        .bearer_auth(app.token("ann"))
         .send()
         .await
         .expect("answers");
@@ -93,9 +85,9 @@ async fn balances_and_the_audit_add_up(engine: Engine) {
         .expect("a snapshot");
     assert!(snapshot.balanced, "every transaction balances");
     assert!(snapshot.unbalanced.is_empty());
-    let figures = |order: &str| {
+    let figures = |order: &OrderId| {
         snapshot
-            .order(order)
+            .order(&order.to_string())
             .unwrap_or_else(|| panic!("{order} audited"))
     };
     assert_eq!(figures(&refunded).captured, eur(1_000));
@@ -108,7 +100,7 @@ async fn balances_and_the_audit_add_up(engine: Engine) {
     assert_eq!(figures(&voided).held(), eur(0));
     assert_eq!(figures(&voided).voided, eur(400));
     assert!(
-        snapshot.order(&declined).is_none(),
+        snapshot.order(&declined.to_string()).is_none(),
         "nothing moved for a decline"
     );
     assert_eq!(snapshot.orders.len(), 3);

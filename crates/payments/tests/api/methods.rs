@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use test_support::Engine;
 use test_support::security::{assert_corpus_refused, assert_hidden_from_others, attack_corpus};
 
-use crate::helpers::{TestApp, card_body, every_text};
+use crate::helpers::{TestApp, card_body, customer_id, every_text};
 
 test_support::on_both_engines!(
     a_saved_card_keeps_only_a_token_brand_last_four_and_expiry,
@@ -27,7 +27,7 @@ async fn a_saved_card_keeps_only_a_token_brand_last_four_and_expiry(engine: Engi
     let response = app
         .client
         .post(app.url("/methods"))
-        .bearer_auth(app.issuer.customer("ann"))
+        .bearer_auth(app.token("ann"))
         .json(&json!({"number": "4242 4242 4242 4242", "exp_month": 7, "exp_year": year, "cvc": "987"}))
         .send()
         .await
@@ -55,9 +55,7 @@ async fn a_saved_card_keeps_only_a_token_brand_last_four_and_expiry(engine: Engi
     assert!(body.get("cvc").is_none() && body.get("number").is_none());
 
     let mastercard = app.card("ann", "5555555555554444").await;
-    let listed = app
-        .get_json("/methods", &app.issuer.customer("ann"), 200)
-        .await;
+    let listed = app.get_json("/methods", &app.token("ann"), 200).await;
     let tokens: Vec<&str> = listed["items"]
         .as_array()
         .expect("items")
@@ -65,9 +63,7 @@ async fn a_saved_card_keeps_only_a_token_brand_last_four_and_expiry(engine: Engi
         .map(|item| item["token"].as_str().expect("a token"))
         .collect();
     assert_eq!(tokens, [token, mastercard.as_str()], "oldest first");
-    let read = app
-        .get_json(&location, &app.issuer.customer("ann"), 200)
-        .await;
+    let read = app.get_json(&location, &app.token("ann"), 200).await;
     assert_eq!(read["last4"], "4242");
 
     // Neither the number nor the code is anywhere in payments' database, nor on the bus.
@@ -173,7 +169,7 @@ async fn invalid_cards_are_refused_naming_the_field(engine: Engine) {
         let response = app
             .client
             .post(app.url("/methods"))
-            .bearer_auth(app.issuer.customer("ann"))
+            .bearer_auth(app.token("ann"))
             .json(&body)
             .send()
             .await
@@ -192,7 +188,7 @@ async fn invalid_cards_are_refused_naming_the_field(engine: Engine) {
     let everything_wrong = app
         .client
         .post(app.url("/methods"))
-        .bearer_auth(app.issuer.customer("ann"))
+        .bearer_auth(app.token("ann"))
         .json(&json!({"number": "x", "exp_month": 99, "exp_year": 1, "cvc": ""}))
         .send()
         .await
@@ -205,9 +201,7 @@ async fn invalid_cards_are_refused_naming_the_field(engine: Engine) {
         .map(|error| error["field"].as_str().expect("a field"))
         .collect();
     assert_eq!(fields, ["number", "exp_month", "exp_year", "cvc"]);
-    let listed = app
-        .get_json("/methods", &app.issuer.customer("ann"), 200)
-        .await;
+    let listed = app.get_json("/methods", &app.token("ann"), 200).await;
     assert_eq!(listed["items"], json!([]), "nothing was saved");
 }
 
@@ -217,7 +211,7 @@ async fn malformed_bodies_are_refused_without_echoing_the_number(engine: Engine)
     let post = |body: String| {
         app.client
             .post(app.url("/methods"))
-            .bearer_auth(app.issuer.customer("ann"))
+            .bearer_auth(app.token("ann"))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -275,7 +269,7 @@ async fn malformed_bodies_are_refused_without_echoing_the_number(engine: Engine)
 async fn cards_are_hidden_from_other_customers(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let token = app.card("ann", cards::APPROVED).await;
-    let (ann, bob) = (app.issuer.customer("ann"), app.issuer.customer("bob"));
+    let (ann, bob) = (app.token("ann"), app.token("bob"));
     assert_hidden_from_others(
         &app.client,
         &app.url(&format!("/methods/{token}")),
@@ -315,7 +309,7 @@ async fn cards_are_hidden_from_other_customers(engine: Engine) {
 async fn deleted_cards_are_gone(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let token = app.card("ann", cards::APPROVED).await;
-    let ann = app.issuer.customer("ann");
+    let ann = app.token("ann");
     let delete = || {
         app.client
             .delete(app.url(&format!("/methods/{token}")))
@@ -337,7 +331,7 @@ async fn a_customer_keeps_a_bounded_number_of_cards(engine: Engine) {
     let response = app
         .client
         .post(app.url("/methods"))
-        .bearer_auth(app.issuer.customer("ann"))
+        .bearer_auth(app.token("ann"))
         .json(&card_body(cards::APPROVED))
         .send()
         .await
@@ -348,7 +342,7 @@ async fn a_customer_keeps_a_bounded_number_of_cards(engine: Engine) {
 
 async fn forged_tokens_are_refused(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let valid = app.issuer.customer("ann");
+    let valid = app.token("ann");
     let corpus = attack_corpus(app.issuer.key(), test_support::TestIssuer::ISSUER, &valid);
     let url = app.url("/methods");
     let body = card_body(cards::APPROVED);
@@ -374,10 +368,10 @@ async fn grpc_finds_only_the_customers_own_live_cards(engine: Engine) {
     // Each call carries the asking customer's own token, as orders sends it.
     let ask = |customer: &str, token: &str| {
         let request = GetPaymentMethodRequest {
-            customer_id: customer.to_owned(),
+            customer_id: customer_id(customer),
             token: token.to_owned(),
         };
-        platform::grpc::on_behalf_of(request, &app.issuer.customer(customer)).expect("a request")
+        platform::grpc::on_behalf_of(request, &app.token(customer)).expect("a request")
     };
     let found = client
         .get_payment_method(ask("ann", &token))
@@ -405,14 +399,23 @@ async fn grpc_finds_only_the_customers_own_live_cards(engine: Engine) {
         .into_inner();
     assert!(!unknown.found);
     let refused = client
-        .get_payment_method(ask("", &token))
+        .get_payment_method(
+            platform::grpc::on_behalf_of(
+                GetPaymentMethodRequest {
+                    customer_id: String::new(),
+                    token: token.clone(),
+                },
+                &app.token("ann"),
+            )
+            .expect("a request"),
+        )
         .await
         .expect_err("refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     // Without the customer's token, or with another's, nothing is said about the card.
     let anonymous = client
         .get_payment_method(GetPaymentMethodRequest {
-            customer_id: "ann".to_owned(),
+            customer_id: customer_id("ann"),
             token: token.clone(),
         })
         .await
@@ -420,10 +423,10 @@ async fn grpc_finds_only_the_customers_own_live_cards(engine: Engine) {
     assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
     let as_bob = platform::grpc::on_behalf_of(
         GetPaymentMethodRequest {
-            customer_id: "ann".to_owned(),
+            customer_id: customer_id("ann"),
             token: token.clone(),
         },
-        &app.issuer.customer("bob"),
+        &app.token("bob"),
     )
     .expect("a request");
     let foreign = client
@@ -434,7 +437,7 @@ async fn grpc_finds_only_the_customers_own_live_cards(engine: Engine) {
     let deleted = app
         .client
         .delete(app.url(&format!("/methods/{token}")))
-        .bearer_auth(app.issuer.customer("ann"))
+        .bearer_auth(app.token("ann"))
         .send()
         .await
         .expect("answers");

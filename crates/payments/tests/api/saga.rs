@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::Money;
+use contracts::OrderId;
+use contracts::messaging::payments::DeclineReason;
 use contracts::messaging::payments::{
     CapturePaymentV1, PaymentAuthorizedV1, PaymentCapturedV1, PaymentDeclinedV1, PaymentFailedV1,
     PaymentRefundedV1, PaymentVoidedV1, RefundPaymentV1, VoidPaymentV1,
@@ -36,22 +38,16 @@ test_support::on_both_engines!(
     refusals_for_good_end_in_a_failure_not_a_retry,
 );
 
-fn capture(order: &str) -> CapturePaymentV1 {
-    CapturePaymentV1 {
-        order_id: order.to_owned(),
-    }
+fn capture(order: &OrderId) -> CapturePaymentV1 {
+    CapturePaymentV1 { order_id: *order }
 }
 
-fn void(order: &str) -> VoidPaymentV1 {
-    VoidPaymentV1 {
-        order_id: order.to_owned(),
-    }
+fn void(order: &OrderId) -> VoidPaymentV1 {
+    VoidPaymentV1 { order_id: *order }
 }
 
-fn refund(order: &str) -> RefundPaymentV1 {
-    RefundPaymentV1 {
-        order_id: order.to_owned(),
-    }
+fn refund(order: &OrderId) -> RefundPaymentV1 {
+    RefundPaymentV1 { order_id: *order }
 }
 
 fn kinds(ledger: &[(String, i64)]) -> Vec<&str> {
@@ -67,7 +63,7 @@ async fn an_order_is_authorized_captured_and_refunded(engine: Engine) {
     assert_eq!(
         authorized,
         PaymentAuthorizedV1 {
-            order_id: order.clone(),
+            order_id: order,
             amount: eur(4_250)
         }
     );
@@ -116,7 +112,7 @@ async fn the_card_and_the_method_decide_declines(engine: Engine) {
     let removed = app
         .client
         .delete(app.url(&format!("/methods/{deleted}")))
-        .bearer_auth(app.issuer.customer("ann"))
+        .bearer_auth(app.token("ann"))
         .send()
         .await
         .expect("answers");
@@ -139,8 +135,8 @@ async fn the_card_and_the_method_decide_declines(engine: Engine) {
         assert_eq!(
             answer,
             PaymentDeclinedV1 {
-                order_id: order.clone(),
-                reason: reason.to_owned()
+                order_id: order,
+                reason: DeclineReason::parse(reason)
             }
         );
         assert!(app.ledger(&order).await.is_empty(), "no money moved");
@@ -154,7 +150,7 @@ async fn the_card_and_the_method_decide_declines(engine: Engine) {
                 "an unknown token is not kept"
             );
             assert_eq!(
-                app.simulator.authorize_attempts(&order),
+                app.simulator.authorize_attempts(&order.to_string()),
                 0,
                 "the card was never asked"
             );
@@ -171,7 +167,7 @@ async fn a_transient_failure_is_retried_and_authorizes_once(engine: Engine) {
     // delivered again with backoff, and the third attempt is approved.
     let authorized: PaymentAuthorizedV1 = app.answer_as().await;
     assert_eq!(authorized.order_id, order);
-    assert_eq!(app.simulator.authorize_attempts(&order), 3);
+    assert_eq!(app.simulator.authorize_attempts(&order.to_string()), 3);
     assert_eq!(app.ledger(&order).await, [("authorize".to_owned(), 999)]);
     app.settle().await;
     assert_eq!(app.answers_about(&order).await, 1, "answered once");
@@ -250,7 +246,7 @@ async fn the_processor_is_asked_outside_any_transaction(engine: Engine) {
     let stuck = order_id();
     let gate = Arc::new(Gated {
         simulator: simulator.clone(),
-        order: stuck.clone(),
+        order: stuck.to_string(),
         entered: Notify::new(),
         release: Notify::new(),
     });
@@ -287,21 +283,17 @@ async fn a_void_before_the_authorization_leaves_a_tombstone_and_voids_what_it_ov
     assert_eq!(voided.order_id, order);
     app.authorize(&order, "ann", &token, 1_000).await;
     let declined: PaymentDeclinedV1 = app.answer_as().await;
-    assert_eq!(declined.reason, "voided");
+    assert_eq!(declined.reason, DeclineReason::Voided);
     // The void may have overtaken an authorization still at the processor: asked again
     // under the same key, whatever it authorized is voided, and nothing is recorded.
-    assert_eq!(app.simulator.authorize_attempts(&order), 1);
+    assert_eq!(app.simulator.authorize_attempts(&order.to_string()), 1);
     assert!(app.simulator.was_voided(&format!("{order}:void")));
     assert!(app.ledger(&order).await.is_empty());
     let payment = app.payment(&order).await;
     assert_eq!(payment["state"], "voided");
     assert_eq!(payment["amount"], serde_json::Value::Null);
-    app.get_json(
-        &format!("/orders/{order}"),
-        &app.issuer.customer("ann"),
-        404,
-    )
-    .await;
+    app.get_json(&format!("/orders/{order}"), &app.token("ann"), 404)
+        .await;
     app.send(&void(&order)).await;
     let again: PaymentVoidedV1 = app.answer_as().await;
     assert_eq!(again.order_id, order);
@@ -325,7 +317,7 @@ async fn voids_cancel_authorizations_but_never_captures(engine: Engine) {
     let _: PaymentVoidedV1 = app.answer_as().await;
     app.authorize(&authorized, "ann", &token, 700).await;
     let declined: PaymentDeclinedV1 = app.answer_as().await;
-    assert_eq!(declined.reason, "voided");
+    assert_eq!(declined.reason, DeclineReason::Voided);
 
     let declined_card = app.card("ann", cards::DECLINED).await;
     let declined = order_id();
@@ -388,7 +380,7 @@ async fn repeated_commands_get_the_first_answer_and_move_no_money(engine: Engine
         "each movement once"
     );
     assert_eq!(
-        app.simulator.authorize_attempts(&order),
+        app.simulator.authorize_attempts(&order.to_string()),
         1,
         "the card was asked once"
     );
@@ -449,7 +441,7 @@ async fn a_redelivered_message_has_no_second_effect(engine: Engine) {
         ["authorize", "capture", "refund"]
     );
     assert_eq!(app.answers_about(&order).await, 3, "one answer each");
-    assert_eq!(app.simulator.authorize_attempts(&order), 1);
+    assert_eq!(app.simulator.authorize_attempts(&order.to_string()), 1);
 }
 
 async fn late_or_misplaced_commands_move_nothing(engine: Engine) {
@@ -480,7 +472,7 @@ async fn late_or_misplaced_commands_move_nothing(engine: Engine) {
     let _: PaymentDeclinedV1 = app.answer_as().await;
     app.send(&capture(&declined)).await;
     let still: PaymentDeclinedV1 = app.answer_as().await;
-    assert_eq!(still.reason, "insufficient_funds");
+    assert_eq!(still.reason, DeclineReason::InsufficientFunds);
     assert!(app.ledger(&declined).await.is_empty());
 
     // A command of a type this version does not know is acknowledged and ignored.
@@ -495,9 +487,12 @@ async fn late_or_misplaced_commands_move_nothing(engine: Engine) {
     assert_eq!(kinds(&app.ledger(&order).await), ["authorize"]);
 }
 
-fn payments_review(order: &str, approve: bool) -> contracts::messaging::payments::ReviewPaymentV1 {
+fn payments_review(
+    order: &OrderId,
+    approve: bool,
+) -> contracts::messaging::payments::ReviewPaymentV1 {
     contracts::messaging::payments::ReviewPaymentV1 {
-        order_id: order.to_owned(),
+        order_id: *order,
         approve,
         reviewer: "admin-1".to_owned(),
     }
@@ -510,7 +505,7 @@ async fn a_payment_is_shown_to_its_customer_and_admins_only(engine: Engine) {
     app.authorize(&order, "ann", &token, 2_500).await;
     let _: PaymentAuthorizedV1 = app.answer_as().await;
     let url = app.url(&format!("/orders/{order}"));
-    let (ann, bob) = (app.issuer.customer("ann"), app.issuer.customer("bob"));
+    let (ann, bob) = (app.token("ann"), app.token("bob"));
     assert_hidden_from_others(&app.client, &url, &ann, &bob).await;
     let seen = app.get_json(&format!("/orders/{order}"), &ann, 200).await;
     assert_eq!(seen["amount"]["amount_minor"], 2_500);
