@@ -401,20 +401,23 @@ fn payment_view(payment: Payment, moved: &BTreeMap<Kind, Money>) -> PaymentView 
         })
     };
     PaymentView {
-        state: payment.state.as_str().to_owned(),
+        state: payment.state().as_str().to_owned(),
         authorized: of(Kind::Authorize),
         voided: of(Kind::Void),
         captured: of(Kind::Capture),
         refunded: of(Kind::Refund),
         amount,
-        payment_method: payment.charge.and_then(|charge| charge.payment_method),
+        payment_method: payment
+            .charge()
+            .and_then(|charge| charge.payment_method.clone()),
         hold_reasons: payment
             .hold_reasons
             .iter()
             .map(|reason| reason.as_str().to_owned())
             .collect(),
         decline_reason: payment
-            .decline_reason
+            .stage
+            .decline_reason()
             .map(|reason| reason.as_str().to_owned()),
         order_id: payment.order_id.to_string(),
         created_at_ms: payment.created_at_ms,

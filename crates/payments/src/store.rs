@@ -8,7 +8,7 @@ use contracts::{Currency, Money, OrderId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use crate::domain::{Charge, Method, Payment, State};
+use crate::domain::{Charge, Columns, Method, Payment, Stage, State};
 
 /// Remembers when a customer registered; the first word is kept.
 pub async fn record_registration(
@@ -171,7 +171,8 @@ pub async fn insert_payment(
     connection: &mut AnyConnection,
     payment: &Payment,
 ) -> anyhow::Result<bool> {
-    let charge = payment.charge.as_ref();
+    let charge = payment.charge();
+    let stage = &payment.stage;
     let inserted = sqlx::query(
         "INSERT INTO payments (order_id, state, customer_id, payment_method, amount_minor, \
          currency, hold_reasons, decline_reason, authorization_id, capture_id, refund_id, \
@@ -180,16 +181,16 @@ pub async fn insert_payment(
          ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(payment.order_id.to_string())
-    .bind(payment.state.as_str())
+    .bind(payment.state().as_str())
     .bind(charge.map(|charge| charge.customer_id.clone()))
     .bind(charge.and_then(|charge| charge.payment_method.clone()))
     .bind(charge.map(|charge| charge.amount.amount_minor))
     .bind(charge.map(|charge| charge.amount.currency.as_str().to_owned()))
     .bind(codes(&payment.hold_reasons))
-    .bind(payment.decline_reason.map(|reason| reason.as_str()))
-    .bind(payment.authorization_id.clone())
-    .bind(payment.capture_id.clone())
-    .bind(payment.refund_id.clone())
+    .bind(stage.decline_reason().map(|reason| reason.as_str()))
+    .bind(stage.authorization().map(str::to_owned))
+    .bind(stage.capture().map(str::to_owned))
+    .bind(stage.refund().map(str::to_owned))
     .bind(payment.created_at_ms)
     .bind(payment.updated_at_ms)
     .execute(connection)
@@ -199,38 +200,14 @@ pub async fn insert_payment(
     Ok(inserted == 1)
 }
 
-/// A change of a payment's state, with what the new state records.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Change {
-    /// The new state.
-    pub to: State,
-    /// Why it was declined, when it is.
-    pub decline_reason: Option<DeclineReason>,
-    /// The processor's capture, when captured.
-    pub capture_id: Option<String>,
-    /// The processor's refund, when refunded.
-    pub refund_id: Option<String>,
-}
-
-impl Change {
-    /// A change to `to` that records nothing more.
-    pub fn to(to: State) -> Self {
-        Self {
-            to,
-            decline_reason: None,
-            capture_id: None,
-            refund_id: None,
-        }
-    }
-}
-
-/// Moves an order's payment from `from` to `change.to`; `false` if it was not in
-/// `from` (a concurrent command moved it first), in which case nothing changed.
+/// Moves an order's payment from `from` to `to`, recording what `to` adds (a decline
+/// reason, a capture, a refund); `false` if it was not in `from` (a concurrent command
+/// moved it first), in which case nothing changed.
 pub async fn transition(
     connection: &mut AnyConnection,
     order_id: OrderId,
     from: State,
-    change: &Change,
+    to: &Stage,
     now: i64,
 ) -> anyhow::Result<bool> {
     let moved = sqlx::query(
@@ -240,10 +217,10 @@ pub async fn transition(
     )
     .bind(order_id.to_string())
     .bind(from.as_str())
-    .bind(change.to.as_str())
-    .bind(change.decline_reason.map(|reason| reason.as_str()))
-    .bind(change.capture_id.clone())
-    .bind(change.refund_id.clone())
+    .bind(to.state().as_str())
+    .bind(to.decline_reason().map(|reason| reason.as_str()))
+    .bind(to.capture().map(str::to_owned))
+    .bind(to.refund().map(str::to_owned))
     .bind(now)
     .execute(connection)
     .await
@@ -291,20 +268,25 @@ fn payment_from_row(row: &AnyRow) -> anyhow::Result<Payment> {
     let hold_reasons: String = row.try_get("hold_reasons")?;
     let order_id: String = row.try_get("order_id")?;
     let decline_reason: Option<String> = row.try_get("decline_reason")?;
-    Ok(Payment {
-        order_id: OrderId::parse(&order_id)
-            .with_context(|| format!("stored order id {order_id:?}"))?,
+    let order_id =
+        OrderId::parse(&order_id).with_context(|| format!("stored order id {order_id:?}"))?;
+    let stage = Stage::from_columns(Columns {
         state,
         charge,
+        decline_reason: decline_reason.as_deref().map(DeclineReason::parse),
+        authorization: row.try_get("authorization_id")?,
+        capture: row.try_get("capture_id")?,
+        refund: row.try_get("refund_id")?,
+    })
+    .map_err(|problem| anyhow::anyhow!("order {order_id} has a stored {problem}"))?;
+    Ok(Payment {
+        order_id,
+        stage,
         hold_reasons: hold_reasons
             .split(',')
             .filter(|reason| !reason.is_empty())
             .map(HoldReason::parse)
             .collect(),
-        decline_reason: decline_reason.as_deref().map(DeclineReason::parse),
-        authorization_id: row.try_get("authorization_id")?,
-        capture_id: row.try_get("capture_id")?,
-        refund_id: row.try_get("refund_id")?,
         created_at_ms: row.try_get("created_at")?,
         updated_at_ms: row.try_get("updated_at")?,
     })

@@ -10,14 +10,15 @@
 //! | void | no payment ([`Action::Tombstone`]); held or authorized ([`Action::Void`]) | voided when declined or voided; else where it stands |
 //! | refund | captured ([`Action::Refund`]) | refunded; else where it stands |
 
-use contracts::OrderId;
 use contracts::messaging::Envelope;
 use contracts::messaging::Message as _;
+use contracts::messaging::payments::DeclineReason;
 use contracts::messaging::payments::{
     AuthorizePaymentV1, CapturePaymentV1, RefundPaymentV1, ReviewPaymentV1, VoidPaymentV1,
 };
+use contracts::{Money, OrderId};
 
-use crate::domain::{Payment, State};
+use crate::domain::{Charge, Payment, Stage};
 
 /// A command of the saga, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +73,32 @@ impl Command {
     }
 }
 
-/// What a command does to the order's payment, with what doing it needs.
+/// A held or authorized payment: what voiding, approving or capturing it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Live<'a> {
+    /// The payment.
+    pub payment: &'a Payment,
+    /// Who pays how much.
+    pub charge: &'a Charge,
+    /// The processor's authorization.
+    pub authorization: &'a str,
+}
+
+/// A captured payment: what refunding it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken<'a> {
+    /// The payment.
+    pub payment: &'a Payment,
+    /// Who paid how much.
+    pub charge: &'a Charge,
+    /// The processor's authorization.
+    pub authorization: &'a str,
+    /// The processor's capture.
+    pub capture: &'a str,
+}
+
+/// What a command does to the order's payment, with what doing it needs, taken from
+/// the state it matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action<'a> {
     /// Decide a new payment: the method, the fraud rules, the processor.
@@ -81,46 +107,93 @@ pub enum Action<'a> {
     /// processor authorized under the order's key, then answer as for the tombstone.
     VoidOvertaken(&'a AuthorizePaymentV1, &'a Payment),
     /// A reviewer approves the held payment.
-    Approve(&'a Payment, &'a ReviewPaymentV1),
+    Approve(Live<'a>, &'a ReviewPaymentV1),
     /// A reviewer declines the held payment: its authorization is voided.
-    DeclineOnReview(&'a Payment, &'a ReviewPaymentV1),
+    DeclineOnReview(Live<'a>, &'a ReviewPaymentV1),
     /// Take the authorized amount.
-    Capture(&'a Payment),
+    Capture(Live<'a>),
     /// Cancel the held or authorized payment's authorization.
-    Void(&'a Payment),
+    Void(Live<'a>),
     /// The order is cancelled before any authorization: leave a tombstone, so an
     /// authorization that comes later is voided.
     Tombstone,
     /// Give the captured amount back.
-    Refund(&'a Payment),
+    Refund(Taken<'a>),
     /// Nothing moves: answer with [`reply`] (or, with no payment, ignore the command).
     Answer(Option<&'a Payment>),
 }
 
 /// What `command` does to `payment` (`None`: the order has none yet).
 pub fn decide<'a>(command: &'a Command, payment: Option<&'a Payment>) -> Action<'a> {
-    let state = payment.map(|payment| (payment.state, payment.charge.is_none()));
-    match (command, payment, state) {
-        (Command::Authorize(authorize), None, _) => Action::Open(authorize),
-        (Command::Authorize(authorize), Some(payment), Some((State::Voided, true))) => {
+    let live = |payment: &'a Payment, charge, authorization: &'a String| Live {
+        payment,
+        charge,
+        authorization,
+    };
+    match (command, payment.map(|payment| (payment, &payment.stage))) {
+        (Command::Authorize(authorize), None) => Action::Open(authorize),
+        (Command::Authorize(authorize), Some((payment, Stage::Tombstone))) => {
             Action::VoidOvertaken(authorize, payment)
         }
-        (Command::Review(review), Some(payment), Some((State::Held, _))) => {
+        (
+            Command::Review(review),
+            Some((
+                payment,
+                Stage::Held {
+                    charge,
+                    authorization,
+                },
+            )),
+        ) => {
+            let held = live(payment, charge, authorization);
             if review.approve {
-                Action::Approve(payment, review)
+                Action::Approve(held, review)
             } else {
-                Action::DeclineOnReview(payment, review)
+                Action::DeclineOnReview(held, review)
             }
         }
-        (Command::Capture(_), Some(payment), Some((State::Authorized, _))) => {
-            Action::Capture(payment)
-        }
-        (Command::Void(_), None, _) => Action::Tombstone,
-        (Command::Void(_), Some(payment), Some((State::Held | State::Authorized, _))) => {
-            Action::Void(payment)
-        }
-        (Command::Refund(_), Some(payment), Some((State::Captured, _))) => Action::Refund(payment),
-        (_, payment, _) => Action::Answer(payment),
+        (
+            Command::Capture(_),
+            Some((
+                payment,
+                Stage::Authorized {
+                    charge,
+                    authorization,
+                },
+            )),
+        ) => Action::Capture(live(payment, charge, authorization)),
+        (Command::Void(_), None) => Action::Tombstone,
+        (
+            Command::Void(_),
+            Some((
+                payment,
+                Stage::Held {
+                    charge,
+                    authorization,
+                }
+                | Stage::Authorized {
+                    charge,
+                    authorization,
+                },
+            )),
+        ) => Action::Void(live(payment, charge, authorization)),
+        (
+            Command::Refund(_),
+            Some((
+                payment,
+                Stage::Captured {
+                    charge,
+                    authorization,
+                    capture,
+                },
+            )),
+        ) => Action::Refund(Taken {
+            payment,
+            charge,
+            authorization,
+            capture,
+        }),
+        (_, payment) => Action::Answer(payment.map(|(payment, _)| payment)),
     }
 }
 
@@ -130,14 +203,14 @@ pub enum Reply {
     /// The outcome of the payment's authorization: held, authorized (also once
     /// captured or refunded), declined, or declined `voided`.
     Authorization,
-    /// Captured.
-    Captured,
-    /// The capture failed again: the processor refused it for good before.
-    CaptureFailed,
+    /// Captured, this amount.
+    Captured(Money),
+    /// The capture failed again, for the reason the processor refused it before.
+    CaptureFailed(DeclineReason),
     /// Voided.
     Voided,
-    /// Refunded.
-    Refunded,
+    /// Refunded, this amount.
+    Refunded(Money),
     /// The command does not apply to the payment's state: where it stands, with a
     /// warning (a captured payment is refunded, not voided; a capture or refund of a
     /// payment not in its state moves nothing).
@@ -146,45 +219,83 @@ pub enum Reply {
 
 /// The answer to `command`, which moved nothing of `payment`.
 pub fn reply(command: &Command, payment: &Payment) -> Reply {
-    match (command, payment.state) {
+    match (command, &payment.stage) {
         (Command::Authorize(_) | Command::Review(_), _) => Reply::Authorization,
-        (Command::Capture(_), State::Captured | State::Refunded) => Reply::Captured,
-        // Voided because the processor refused the capture: the same failure again.
-        (Command::Capture(_), State::Voided) if payment.decline_reason.is_some() => {
-            Reply::CaptureFailed
+        (Command::Capture(_), Stage::Captured { charge, .. } | Stage::Refunded { charge, .. }) => {
+            Reply::Captured(charge.amount)
         }
-        (Command::Void(_), State::Declined | State::Voided) => Reply::Voided,
-        (Command::Refund(_), State::Refunded) => Reply::Refunded,
+        // Voided because the processor refused the capture: the same failure again.
+        (
+            Command::Capture(_),
+            Stage::Voided {
+                capture_refused: Some(reason),
+                ..
+            },
+        ) => Reply::CaptureFailed(*reason),
+        (Command::Void(_), Stage::Declined { .. } | Stage::Voided { .. } | Stage::Tombstone) => {
+            Reply::Voided
+        }
+        (Command::Refund(_), Stage::Refunded { charge, .. }) => Reply::Refunded(charge.amount),
         _ => Reply::Standing,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use contracts::messaging::payments::DeclineReason;
-    use contracts::{Currency, Money};
+    use contracts::Currency;
 
     use super::*;
-    use crate::domain::Charge;
+    use crate::domain::State;
 
     fn order() -> OrderId {
         OrderId::parse("01900000-0000-7000-8000-000000000001").expect("a UUID")
     }
 
-    fn payment(state: State) -> Payment {
-        let charge = Charge {
+    fn charge() -> Charge {
+        Charge {
             customer_id: "ada".to_owned(),
             amount: Money::new(1_450, Currency::EUR),
             payment_method: Some("pm_1".to_owned()),
+        }
+    }
+
+    /// A payment in `state`, with what the processor gave it there.
+    fn payment(state: State) -> Payment {
+        let (charge, authorization) = (charge(), "auth_1".to_owned());
+        let stage = match state {
+            State::Held => Stage::Held {
+                charge,
+                authorization,
+            },
+            State::Authorized => Stage::Authorized {
+                charge,
+                authorization,
+            },
+            State::Declined => Stage::Declined {
+                charge,
+                reason: DeclineReason::CardDeclined,
+            },
+            State::Captured => Stage::Captured {
+                charge,
+                authorization,
+                capture: "cap_1".to_owned(),
+            },
+            State::Voided => Stage::Voided {
+                charge,
+                capture_refused: None,
+            },
+            State::Refunded => Stage::Refunded {
+                charge,
+                authorization,
+                capture: "cap_1".to_owned(),
+                refund: "ref_1".to_owned(),
+            },
         };
-        Payment::new(order(), state, Some(charge), 0)
+        Payment::new(order(), stage, 0)
     }
 
     fn tombstone() -> Payment {
-        Payment {
-            charge: None,
-            ..payment(State::Voided)
-        }
+        Payment::new(order(), Stage::Tombstone, 0)
     }
 
     fn commands() -> [(&'static str, Command); 6] {
@@ -275,10 +386,14 @@ mod tests {
 
     #[test]
     fn a_command_that_moved_nothing_is_answered_as_the_table_says() {
-        let refused_capture = Payment {
-            decline_reason: Some(DeclineReason::AuthorizationLapsed),
-            ..payment(State::Voided)
-        };
+        let refused_capture = Payment::new(
+            order(),
+            Stage::Voided {
+                charge: charge(),
+                capture_refused: Some(DeclineReason::AuthorizationLapsed),
+            },
+            0,
+        );
         let states = [
             ("held", payment(State::Held)),
             ("authorized", payment(State::Authorized)),
@@ -288,16 +403,22 @@ mod tests {
             ("refunded", payment(State::Refunded)),
             ("capture refused", refused_capture),
         ];
-        use Reply::{Authorization as Auth, CaptureFailed, Captured, Refunded, Standing, Voided};
+        let (amount, lapsed) = (charge().amount, DeclineReason::AuthorizationLapsed);
+        let (captured, failed, refunded) = (
+            Reply::Captured(amount),
+            Reply::CaptureFailed(lapsed),
+            Reply::Refunded(amount),
+        );
+        use Reply::{Authorization as Auth, Standing, Voided};
         #[rustfmt::skip]
         let expected = [
             //            held      authorized declined  captured  voided    refunded  capture refused
             ("authorize", [Auth,     Auth,      Auth,     Auth,     Auth,     Auth,     Auth]),
             ("approve",   [Auth,     Auth,      Auth,     Auth,     Auth,     Auth,     Auth]),
             ("decline",   [Auth,     Auth,      Auth,     Auth,     Auth,     Auth,     Auth]),
-            ("capture",   [Standing, Standing,  Standing, Captured, Standing, Captured, CaptureFailed]),
+            ("capture",   [Standing, Standing,  Standing, captured, Standing, captured, failed]),
             ("void",      [Standing, Standing,  Voided,   Standing, Voided,   Standing, Voided]),
-            ("refund",    [Standing, Standing,  Standing, Standing, Standing, Refunded, Standing]),
+            ("refund",    [Standing, Standing,  Standing, Standing, Standing, refunded, Standing]),
         ];
         for ((name, command), (row, replies)) in commands().iter().zip(expected) {
             assert_eq!(*name, row);

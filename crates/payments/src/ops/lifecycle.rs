@@ -42,13 +42,13 @@ use platform::outbox::{self, Origin};
 use sqlx::AnyConnection;
 
 pub use super::decide::Command;
-use super::decide::{self, Action, Reply};
+use super::decide::{self, Action, Live, Reply};
 use super::{Payments, ask, processor_key};
-use crate::domain::{Charge, Payment, State};
+use crate::domain::{Charge, Payment, Stage, State};
 use crate::fraud::{self, Facts, Verdict};
 use crate::ledger::{self, Kind, Transaction};
 use crate::processor::{CardRef, DeclineCode, ProcessorError};
-use crate::store::{self, Change};
+use crate::store;
 
 /// A command with what phase one found out: the state it saw and the processor's answer.
 #[derive(Clone, Debug)]
@@ -58,8 +58,7 @@ pub struct Prepared {
     step: Step,
 }
 
-/// What phase one established, with the payment it saw (unchanged when phase two
-/// records it, or phase two refuses).
+/// What phase one established.
 #[derive(Clone, Debug)]
 enum Step {
     /// Nothing moves: answer from where the payment stands; with no payment, the
@@ -72,28 +71,45 @@ enum Step {
         outcome: Outcome,
         velocity: Velocity,
     },
-    /// A held payment approved by its reviewer.
-    Approve { payment: Payment, reviewer: String },
-    /// A held payment declined by its reviewer, its authorization voided.
-    ReviewDecline { payment: Payment, reviewer: String },
-    /// Captured at the processor.
-    Capture {
-        payment: Payment,
-        capture_id: String,
-    },
-    /// The processor refused the capture for good.
-    CaptureRefused {
-        payment: Payment,
-        reason: DeclineReason,
-    },
-    /// Voided at the processor.
-    Void(Payment),
     /// A void before any authorization.
     Tombstone,
-    /// Refunded at the processor.
-    Refund { payment: Payment, refund_id: String },
+    /// The payment moves on, as the processor (or a reviewer) decided.
+    Move(Move),
     /// The processor refused the refund for good.
     RefundRefused { reason: DeclineReason },
+}
+
+/// A payment's move from the state phase one saw to the stage it decided, with the
+/// ledger transaction and the answer that go with it.
+#[derive(Clone, Debug)]
+struct Move {
+    from: State,
+    to: Stage,
+    movement: Option<(Kind, Money)>,
+    answer: Answer,
+    effect: Effect,
+    /// What to log once it is recorded, if anything.
+    note: Option<String>,
+}
+
+impl Move {
+    /// A move of `live` (held or authorized) to `to`.
+    fn of(
+        live: Live<'_>,
+        to: Stage,
+        movement: Option<Kind>,
+        answer: Answer,
+        effect: Effect,
+    ) -> Self {
+        Self {
+            from: live.payment.state(),
+            to,
+            movement: movement.map(|kind| (kind, live.charge.amount)),
+            answer,
+            effect,
+            note: None,
+        }
+    }
 }
 
 /// The velocity rule, checked again when a new payment is recorded.
@@ -142,61 +158,113 @@ pub async fn prepare(payments: &Payments, command: Command, now: i64) -> anyhow:
         let mut connection = payments.db.pool().acquire().await?;
         store::payment(&mut connection, command.order_id()).await?
     };
-    let seen = found.as_ref().map(|payment| payment.state);
+    let seen = found.as_ref().map(Payment::state);
     let step = match decide::decide(&command, found.as_ref()) {
         Action::Open(authorize) => open(payments, authorize, now).await?,
         Action::VoidOvertaken(authorize, tombstone) => {
             void_overtaken(payments, authorize).await?;
             Step::Answer(Some(tombstone.clone()))
         }
-        Action::Approve(payment, review) => Step::Approve {
-            payment: payment.clone(),
-            reviewer: review.reviewer.clone(),
-        },
-        Action::DeclineOnReview(payment, review) => {
-            void_at_processor(payments, payment).await?;
-            Step::ReviewDecline {
-                payment: payment.clone(),
-                reviewer: review.reviewer.clone(),
-            }
+        Action::Approve(held, review) => {
+            let to = Stage::Authorized {
+                charge: held.charge.clone(),
+                authorization: held.authorization.to_owned(),
+            };
+            let amount = held.charge.amount;
+            let mut approved = Move::of(
+                held,
+                to,
+                None,
+                Answer::Authorized(amount),
+                Effect::Authorized,
+            );
+            approved.note = Some(format!("payment approved by {}", review.reviewer));
+            Step::Move(approved)
         }
-        Action::Capture(payment) => {
-            let authorization = authorization_of(payment)?;
-            let amount = amount_of(payment)?;
-            let key = processor_key(payment.order_id, Kind::Capture);
-            match ask(payments.processor.capture(&key, authorization, amount)).await {
-                Ok(capture) => Step::Capture {
-                    payment: payment.clone(),
-                    capture_id: capture.id,
-                },
-                Err(ProcessorError::Declined { code }) => Step::CaptureRefused {
-                    payment: payment.clone(),
-                    reason: refused("capture", payment.order_id, code),
-                },
+        Action::DeclineOnReview(held, review) => {
+            void_at_processor(payments, held).await?;
+            let reason = DeclineReason::ReviewDeclined;
+            let to = Stage::Declined {
+                charge: held.charge.clone(),
+                reason,
+            };
+            let (answer, effect) = (Answer::Declined(reason), Effect::Declined(reason));
+            let mut declined = Move::of(held, to, Some(Kind::Void), answer, effect);
+            declined.note = Some(format!("payment declined on review by {}", review.reviewer));
+            Step::Move(declined)
+        }
+        Action::Capture(authorized) => {
+            let amount = authorized.charge.amount;
+            let key = processor_key(authorized.payment.order_id, Kind::Capture);
+            let asked = payments
+                .processor
+                .capture(&key, authorized.authorization, amount);
+            let charge = authorized.charge.clone();
+            Step::Move(match ask(asked).await {
+                Ok(capture) => {
+                    let to = Stage::Captured {
+                        charge,
+                        authorization: authorized.authorization.to_owned(),
+                        capture: capture.id,
+                    };
+                    let (answer, effect) = (Answer::Captured(amount), Effect::Captured(amount));
+                    Move::of(authorized, to, Some(Kind::Capture), answer, effect)
+                }
+                Err(ProcessorError::Declined { code }) => {
+                    // Nothing was taken, and the authorization is spent: voided.
+                    let reason = refused("capture", authorized.payment.order_id, code);
+                    let to = Stage::Voided {
+                        charge,
+                        capture_refused: Some(reason),
+                    };
+                    let answer = Answer::Failed(Operation::Capture, reason);
+                    Move::of(
+                        authorized,
+                        to,
+                        Some(Kind::Void),
+                        answer,
+                        Effect::CaptureFailed,
+                    )
+                }
                 Err(error) => {
                     return Err(anyhow::Error::new(error).context("capturing at the processor"));
                 }
-            }
+            })
         }
         Action::Tombstone => Step::Tombstone,
-        Action::Void(payment) => {
-            void_at_processor(payments, payment).await?;
-            Step::Void(payment.clone())
+        Action::Void(live) => {
+            void_at_processor(payments, live).await?;
+            let to = Stage::Voided {
+                charge: live.charge.clone(),
+                capture_refused: None,
+            };
+            Step::Move(Move::of(
+                live,
+                to,
+                Some(Kind::Void),
+                Answer::Voided,
+                Effect::Voided,
+            ))
         }
-        Action::Refund(payment) => {
-            let capture = payment
-                .capture_id
-                .as_deref()
-                .context("a captured payment without its capture")?;
-            let amount = amount_of(payment)?;
-            let key = processor_key(payment.order_id, Kind::Refund);
-            match ask(payments.processor.refund(&key, capture, amount)).await {
-                Ok(refund) => Step::Refund {
-                    payment: payment.clone(),
-                    refund_id: refund.id,
-                },
+        Action::Refund(captured) => {
+            let amount = captured.charge.amount;
+            let key = processor_key(captured.payment.order_id, Kind::Refund);
+            match ask(payments.processor.refund(&key, captured.capture, amount)).await {
+                Ok(refund) => Step::Move(Move {
+                    from: captured.payment.state(),
+                    to: Stage::Refunded {
+                        charge: captured.charge.clone(),
+                        authorization: captured.authorization.to_owned(),
+                        capture: captured.capture.to_owned(),
+                        refund: refund.id,
+                    },
+                    movement: Some((Kind::Refund, amount)),
+                    answer: Answer::Refunded(amount),
+                    effect: Effect::Refunded(amount),
+                    note: None,
+                }),
                 Err(ProcessorError::Declined { code }) => Step::RefundRefused {
-                    reason: refused("refund", payment.order_id, code),
+                    reason: refused("refund", captured.payment.order_id, code),
                 },
                 Err(error) => {
                     return Err(anyhow::Error::new(error).context("refunding at the processor"));
@@ -223,7 +291,7 @@ pub async fn record(
 ) -> anyhow::Result<Effect> {
     let order_id = prepared.command.order_id();
     let current = store::payment(&mut *connection, order_id).await?;
-    let state = current.as_ref().map(|payment| payment.state);
+    let state = current.as_ref().map(Payment::state);
     anyhow::ensure!(
         state == prepared.seen,
         "the payment of order {order_id} moved from {} to {} while the processor was asked; \
@@ -247,58 +315,18 @@ pub async fn record(
             open_payment(connection, new, origin, now).await
         }
         Step::Tombstone => {
-            let tombstone = Payment::new(order_id, State::Voided, None, now);
+            let tombstone = Payment::new(order_id, Stage::Tombstone, now);
             insert(connection, &tombstone).await?;
             answer(connection, order_id, Answer::Voided, origin).await?;
             Ok(Effect::Voided)
         }
-        Step::Approve { payment, reviewer } => {
-            move_payment(
-                connection,
-                payment,
-                Change::to(State::Authorized),
-                None,
-                now,
-            )
-            .await?;
-            tracing::info!(order = %order_id, reviewer, "payment approved");
-            let authorized = Answer::Authorized(amount_of(payment)?);
-            answer(connection, order_id, authorized, origin).await?;
-            Ok(Effect::Authorized)
-        }
-        Step::ReviewDecline { payment, reviewer } => {
-            let change = Change {
-                decline_reason: Some(DeclineReason::ReviewDeclined),
-                ..Change::to(State::Declined)
-            };
-            move_payment(connection, payment, change, Some(Kind::Void), now).await?;
-            tracing::info!(order = %order_id, reviewer, "payment declined on review");
-            let declined = Answer::Declined(DeclineReason::ReviewDeclined);
-            answer(connection, order_id, declined, origin).await?;
-            Ok(Effect::Declined(DeclineReason::ReviewDeclined))
-        }
-        Step::Capture {
-            payment,
-            capture_id,
-        } => {
-            let change = Change {
-                capture_id: Some(capture_id.clone()),
-                ..Change::to(State::Captured)
-            };
-            move_payment(connection, payment, change, Some(Kind::Capture), now).await?;
-            let amount = amount_of(payment)?;
-            answer(connection, order_id, Answer::Captured(amount), origin).await?;
-            Ok(Effect::Captured(amount))
-        }
-        Step::CaptureRefused { payment, reason } => {
-            let change = Change {
-                decline_reason: Some(*reason),
-                ..Change::to(State::Voided)
-            };
-            move_payment(connection, payment, change, Some(Kind::Void), now).await?;
-            let failed = Answer::Failed(Operation::Capture, *reason);
-            answer(connection, order_id, failed, origin).await?;
-            Ok(Effect::CaptureFailed)
+        Step::Move(step) => {
+            move_payment(connection, order_id, step, now).await?;
+            if let Some(note) = &step.note {
+                tracing::info!(order = %order_id, "{note}");
+            }
+            answer(connection, order_id, step.answer.clone(), origin).await?;
+            Ok(step.effect.clone())
         }
         Step::RefundRefused { reason } => {
             // The money stays captured, and the ledger with it.
@@ -306,24 +334,8 @@ pub async fn record(
             answer(connection, order_id, failed, origin).await?;
             Ok(Effect::Nothing)
         }
-        Step::Void(payment) => {
-            let change = Change::to(State::Voided);
-            move_payment(connection, payment, change, Some(Kind::Void), now).await?;
-            answer(connection, order_id, Answer::Voided, origin).await?;
-            Ok(Effect::Voided)
-        }
-        Step::Refund { payment, refund_id } => {
-            let change = Change {
-                refund_id: Some(refund_id.clone()),
-                ..Change::to(State::Refunded)
-            };
-            move_payment(connection, payment, change, Some(Kind::Refund), now).await?;
-            let amount = amount_of(payment)?;
-            answer(connection, order_id, Answer::Refunded(amount), origin).await?;
-            Ok(Effect::Refunded(amount))
-        }
         Step::Answer(Some(payment)) => {
-            let repeated = repeat_answer(&prepared.command, payment)?;
+            let repeated = repeat_answer(&prepared.command, payment);
             answer(connection, order_id, repeated, origin).await?;
             Ok(Effect::Nothing)
         }
@@ -442,15 +454,15 @@ async fn void_overtaken(payments: &Payments, command: &AuthorizePaymentV1) -> an
     }
 }
 
-/// Voids `payment`'s authorization. A void refused for good leaves nothing the shop
+/// Voids the authorization of `live`. A void refused for good leaves nothing the shop
 /// could still take: it counts as done, and the hold lapses at the issuer.
-async fn void_at_processor(payments: &Payments, payment: &Payment) -> anyhow::Result<()> {
-    let authorization = authorization_of(payment)?;
-    let key = processor_key(payment.order_id, Kind::Void);
-    match ask(payments.processor.void(&key, authorization)).await {
+async fn void_at_processor(payments: &Payments, live: Live<'_>) -> anyhow::Result<()> {
+    let order_id = live.payment.order_id;
+    let key = processor_key(order_id, Kind::Void);
+    match ask(payments.processor.void(&key, live.authorization)).await {
         Ok(()) => Ok(()),
         Err(ProcessorError::Declined { code }) => {
-            refused("void", payment.order_id, code);
+            refused("void", order_id, code);
             Ok(())
         }
         Err(error) => Err(anyhow::Error::new(error).context("voiding at the processor")),
@@ -506,11 +518,17 @@ async fn open_payment(
         amount: command.amount,
         payment_method,
     };
-    let mut payment = Payment::new(command.order_id, State::Declined, Some(charge), now);
-    let (reply, effect) = match outcome {
+    let (payment, reply, effect) = match outcome {
         Outcome::Declined(reason) => {
-            payment.decline_reason = Some(*reason);
-            (Answer::Declined(*reason), Effect::Declined(*reason))
+            let declined = Stage::Declined {
+                charge,
+                reason: *reason,
+            };
+            (
+                Payment::new(command.order_id, declined, now),
+                Answer::Declined(*reason),
+                Effect::Declined(*reason),
+            )
         }
         Outcome::Authorized {
             authorization_id,
@@ -528,19 +546,31 @@ async fn open_payment(
             if recent >= velocity.hold_after && !hold_reasons.contains(&fraud::Reason::Velocity) {
                 hold_reasons.push(fraud::Reason::Velocity);
             }
-            payment.authorization_id = Some(authorization_id.clone());
-            payment.hold_reasons = hold_reasons.clone();
-            if hold_reasons.is_empty() {
-                payment.state = State::Authorized;
-                (Answer::Authorized(command.amount), Effect::Authorized)
+            let authorization = authorization_id.clone();
+            let (stage, reply, effect) = if hold_reasons.is_empty() {
+                let stage = Stage::Authorized {
+                    charge,
+                    authorization,
+                };
+                (
+                    stage,
+                    Answer::Authorized(command.amount),
+                    Effect::Authorized,
+                )
             } else {
-                payment.state = State::Held;
-                (Answer::Held(hold_reasons.clone()), Effect::Held)
-            }
+                let stage = Stage::Held {
+                    charge,
+                    authorization,
+                };
+                (stage, Answer::Held(hold_reasons.clone()), Effect::Held)
+            };
+            let mut payment = Payment::new(command.order_id, stage, now);
+            payment.hold_reasons = hold_reasons;
+            (payment, reply, effect)
         }
     };
     insert(connection, &payment).await?;
-    if payment.authorization_id.is_some() {
+    if payment.stage.authorization().is_some() {
         let transaction = Transaction::transfer(command.order_id, Kind::Authorize, command.amount)?;
         ledger::append(connection, &transaction, now).await?;
     }
@@ -559,29 +589,21 @@ async fn insert(connection: &mut AnyConnection, payment: &Payment) -> anyhow::Re
     Ok(())
 }
 
-/// Moves `payment` to `change.to`, with the ledger transaction of `movement` if any.
+/// Records `step`: the payment of `order_id` moves to its stage, with the ledger
+/// transaction of its movement if any.
 async fn move_payment(
     connection: &mut AnyConnection,
-    payment: &Payment,
-    change: Change,
-    movement: Option<Kind>,
+    order_id: OrderId,
+    step: &Move,
     now: i64,
 ) -> anyhow::Result<()> {
-    let moved = store::transition(
-        &mut *connection,
-        payment.order_id,
-        payment.state,
-        &change,
-        now,
-    )
-    .await?;
+    let moved = store::transition(&mut *connection, order_id, step.from, &step.to, now).await?;
     anyhow::ensure!(
         moved,
-        "the payment of order {} moved concurrently; handling the command again",
-        payment.order_id
+        "the payment of order {order_id} moved concurrently; handling the command again"
     );
-    if let Some(kind) = movement {
-        let transaction = Transaction::transfer(payment.order_id, kind, amount_of(payment)?)?;
+    if let Some((kind, amount)) = step.movement {
+        let transaction = Transaction::transfer(order_id, kind, amount)?;
         ledger::append(connection, &transaction, now).await?;
     }
     Ok(())
@@ -601,8 +623,8 @@ enum Answer {
 }
 
 /// The answer to a command that did not move the payment, as [`decide::reply`] says.
-fn repeat_answer(command: &Command, payment: &Payment) -> anyhow::Result<Answer> {
-    if let (Command::Authorize(authorize), Some(charge)) = (command, &payment.charge)
+fn repeat_answer(command: &Command, payment: &Payment) -> Answer {
+    if let (Command::Authorize(authorize), Some(charge)) = (command, payment.charge())
         && (charge.customer_id != authorize.customer_id.to_string()
             || charge.amount != authorize.amount)
     {
@@ -611,52 +633,46 @@ fn repeat_answer(command: &Command, payment: &Payment) -> anyhow::Result<Answer>
             "an authorization differing from the order's payment was answered with it"
         );
     }
-    Ok(match decide::reply(command, payment) {
-        Reply::Authorization => authorization_answer(payment)?,
-        Reply::Captured => Answer::Captured(amount_of(payment)?),
-        Reply::CaptureFailed => Answer::Failed(Operation::Capture, declined_reason(payment)),
+    match decide::reply(command, payment) {
+        Reply::Authorization => authorization_answer(payment),
+        Reply::Captured(amount) => Answer::Captured(amount),
+        Reply::CaptureFailed(reason) => Answer::Failed(Operation::Capture, reason),
         Reply::Voided => Answer::Voided,
-        Reply::Refunded => Answer::Refunded(amount_of(payment)?),
+        Reply::Refunded(amount) => Answer::Refunded(amount),
         Reply::Standing => {
             tracing::warn!(
                 order = %payment.order_id,
-                state = payment.state.as_str(),
+                state = payment.state().as_str(),
                 "{} does not apply; answering with the payment's state",
                 command.name()
             );
-            state_answer(payment)?
+            state_answer(payment)
         }
-    })
+    }
 }
 
 /// The outcome of the payment's authorization, as an authorize or review is answered.
-fn authorization_answer(payment: &Payment) -> anyhow::Result<Answer> {
-    Ok(match payment.state {
-        State::Held => Answer::Held(payment.hold_reasons.clone()),
-        State::Authorized | State::Captured | State::Refunded => {
-            Answer::Authorized(amount_of(payment)?)
-        }
-        State::Declined => Answer::Declined(declined_reason(payment)),
-        State::Voided => Answer::Declined(DeclineReason::Voided),
-    })
+fn authorization_answer(payment: &Payment) -> Answer {
+    match &payment.stage {
+        Stage::Held { .. } => Answer::Held(payment.hold_reasons.clone()),
+        Stage::Authorized { charge, .. }
+        | Stage::Captured { charge, .. }
+        | Stage::Refunded { charge, .. } => Answer::Authorized(charge.amount),
+        Stage::Declined { reason, .. } => Answer::Declined(*reason),
+        Stage::Voided { .. } | Stage::Tombstone => Answer::Declined(DeclineReason::Voided),
+    }
 }
 
 /// The event that describes where the payment stands.
-fn state_answer(payment: &Payment) -> anyhow::Result<Answer> {
-    Ok(match payment.state {
-        State::Held => Answer::Held(payment.hold_reasons.clone()),
-        State::Authorized => Answer::Authorized(amount_of(payment)?),
-        State::Declined => Answer::Declined(declined_reason(payment)),
-        State::Captured => Answer::Captured(amount_of(payment)?),
-        State::Voided => Answer::Voided,
-        State::Refunded => Answer::Refunded(amount_of(payment)?),
-    })
-}
-
-/// Why `payment` was declined; [`DeclineReason::Other`] if it never said (a payment
-/// recorded before it kept its reason).
-fn declined_reason(payment: &Payment) -> DeclineReason {
-    payment.decline_reason.unwrap_or(DeclineReason::Other)
+fn state_answer(payment: &Payment) -> Answer {
+    match &payment.stage {
+        Stage::Held { .. } => Answer::Held(payment.hold_reasons.clone()),
+        Stage::Authorized { charge, .. } => Answer::Authorized(charge.amount),
+        Stage::Declined { reason, .. } => Answer::Declined(*reason),
+        Stage::Captured { charge, .. } => Answer::Captured(charge.amount),
+        Stage::Voided { .. } | Stage::Tombstone => Answer::Voided,
+        Stage::Refunded { charge, .. } => Answer::Refunded(charge.amount),
+    }
 }
 
 /// Sends `reply` through the outbox, inside the current transaction.
@@ -695,26 +711,6 @@ async fn answer(
         }
     }?;
     outbox::enqueue(connection, &envelope).await
-}
-
-fn amount_of(payment: &Payment) -> anyhow::Result<Money> {
-    payment.amount().with_context(|| {
-        format!(
-            "the {} payment of order {} has no amount",
-            payment.state.as_str(),
-            payment.order_id
-        )
-    })
-}
-
-fn authorization_of(payment: &Payment) -> anyhow::Result<&str> {
-    payment.authorization_id.as_deref().with_context(|| {
-        format!(
-            "the {} payment of order {} has no authorization",
-            payment.state.as_str(),
-            payment.order_id
-        )
-    })
 }
 
 fn describe(state: Option<State>) -> &'static str {
