@@ -175,7 +175,6 @@ impl Gateway {
             .collect();
         let swagger = SwaggerUi::new("/api/docs").config(utoipa_swagger_ui::Config::new(docs));
         let mut routes = Router::new()
-            .route("/api/{*path}", any(proxy::forward))
             .route("/", any(proxy::forward))
             .route("/{*path}", any(proxy::forward))
             .route("/console", get(console::overview))
@@ -190,9 +189,21 @@ impl Gateway {
             serve_metrics: false,
             ..platform::http::AppOptions::default()
         };
-        platform::http::app_with(NAME, routes, Readiness::new(), options)
+        let app = platform::http::app_with(NAME, routes, Readiness::new(), options)
             .layer(axum::middleware::from_fn(proxy::heads_bounded))
-            .layer(axum::middleware::from_fn(proxy::own_answers_secured))
+            .layer(axum::middleware::from_fn(proxy::own_answers_secured));
+        // `/api/…` below the layers, which `proxy::Api` does the work of itself; the API
+        // docs under `/api/docs` are static routes, which take precedence.
+        let api = proxy::Api::new(Arc::clone(&self.shared));
+        let api = if config.cors.allowed_origins.is_empty() {
+            Router::new().route_service(proxy::API_ROUTE, api)
+        } else {
+            Router::new().route_service(
+                proxy::API_ROUTE,
+                tower::Layer::layer(&cors(&config.cors), api),
+            )
+        };
+        api.merge(app)
     }
 
     /// Re-reads the routes file and swaps the new table in; requests in flight finish

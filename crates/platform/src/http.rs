@@ -188,28 +188,7 @@ pub fn app_with(
     .layer(PropagateRequestIdLayer::x_request_id())
     .layer(
         TraceLayer::new_for_http()
-            .make_span_with(move |request: &Request| {
-                let request_id = request
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or_default();
-                let span = tracing::info_span!(
-                    "request",
-                    service,
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id,
-                    status = tracing::field::Empty,
-                    trace_id = tracing::field::Empty,
-                );
-                let traceparent = request
-                    .headers()
-                    .get("traceparent")
-                    .and_then(|value| value.to_str().ok());
-                crate::telemetry::adopt(&span, traceparent);
-                span
-            })
+            .make_span_with(move |request: &Request| request_span(service, request))
             .on_response(
                 |response: &Response, _latency: std::time::Duration, span: &tracing::Span| {
                     span.record("status", response.status().as_u16());
@@ -217,6 +196,41 @@ pub fn app_with(
             ),
     )
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The span every request of `service` runs in: method, path, request id, and the
+/// status once answered, joined to the caller's trace when `traceparent` names one.
+pub fn request_span<B>(service: &'static str, request: &http::Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        service,
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id,
+        status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok());
+    crate::telemetry::adopt(&span, traceparent);
+    span
+}
+
+/// A new request id: a random UUID, as [`app`] gives every request that came without
+/// one.
+pub fn new_request_id() -> HeaderValue {
+    HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+        .expect("a UUID is a valid header value")
 }
 
 /// How long an HTTP/1 connection may take to send a request's head (a slow sender is
@@ -382,17 +396,29 @@ async fn record_metrics(
         }
         _ => route,
     };
-    let status = response.status().as_u16().to_string();
+    record_request(service, method, route, response.status(), started);
+    response
+}
+
+/// Counts one answered request of `service` in the RED metrics
+/// (`http_server_requests_total`, `http_server_request_duration_seconds`), labelled by
+/// method, route template and status, timed from `started`.
+pub fn record_request(
+    service: &'static str,
+    method: String,
+    route: String,
+    status: StatusCode,
+    started: Instant,
+) {
     let labels = [
         ("service", service.to_owned()),
         ("method", method),
         ("route", route),
-        ("status", status),
+        ("status", status.as_u16().to_string()),
     ];
     metrics::counter!("http_server_requests_total", &labels).increment(1);
     metrics::histogram!("http_server_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
-    response
 }
 
 /// A request as the origin of the messages it causes: its `x-request-id` (set at the

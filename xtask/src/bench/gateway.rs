@@ -15,6 +15,14 @@
 //! report takes the median over rounds. CPU time per request comes from `/proc` (the
 //! proxy and its children, before and after each wrk run), which is what a proxy costs
 //! where cores are shared with the services behind it; throughput alone would hide it.
+//!
+//! Every target is measured in two layouts, one after the other. **Shared**: every
+//! process may run on both cores, nginx and HAProxy with two workers, as on a small
+//! host where the proxy shares the cores with the services behind it. **Pinned**: each
+//! proxy alone on core 0 (one nginx worker, one HAProxy thread, the gateway's runtime
+//! sizing itself to the one CPU it sees), wrk and the upstream on core 1, so a proxy's
+//! figures are its own and not its neighbours' contention.
+//!
 //! Nothing is asserted: the budget (docs/benchmarks.md) is printed beside the figures.
 
 use std::fmt::Write as _;
@@ -62,6 +70,50 @@ const BODY: &str = "ok\n";
 const EMAIL: &str = "bench@example.com";
 const PASSWORD: &str = "correct horse battery staple";
 
+/// Where the processes of one measurement run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Every process on both cores; the proxies with two workers.
+    Shared,
+    /// Each proxy on core 0 alone with one worker; wrk and the upstream on core 1.
+    Pinned,
+}
+
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Shared => "shared (every process on both cores, two proxy workers)",
+            Self::Pinned => {
+                "pinned (each proxy alone on core 0, one worker; wrk and the upstream on core 1)"
+            }
+        }
+    }
+
+    /// The CPUs a proxy runs on.
+    fn proxy(self) -> Option<&'static str> {
+        match self {
+            Self::Shared => None,
+            Self::Pinned => Some("0"),
+        }
+    }
+
+    /// The CPUs the load (wrk) and the upstream run on.
+    fn load(self) -> Option<&'static str> {
+        match self {
+            Self::Shared => None,
+            Self::Pinned => Some("1"),
+        }
+    }
+
+    /// nginx's workers and HAProxy's threads.
+    fn workers(self) -> u32 {
+        match self {
+            Self::Shared => 2,
+            Self::Pinned => 1,
+        }
+    }
+}
+
 pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
     let settings = Settings::parse(args, USAGE)?;
     install_missing(&[WRK, NGINX, HAPROXY])?;
@@ -77,18 +129,30 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let servers = runtime.block_on(Servers::start(&client, nginx, haproxy, &bazaar, &settings))?;
-    let targets = servers.targets();
-    runtime.block_on(preflight(&client, &targets))?;
-
     println!(
-        "gateway benchmark: {} rounds of {} s per target, {} connections, wrk -t 1",
+        "gateway benchmark: {} rounds of {} s per target and layout, {} connections, wrk -t 1",
         settings.rounds, settings.seconds, settings.connections
     );
-    let samples = measure_rounds(wrk, &targets, &settings)?;
-    let summaries: Vec<Summary> = samples.iter().map(|runs| Summary::of(runs)).collect();
-    let names: Vec<&str> = targets.iter().map(|target| target.name).collect();
-    println!("\n{}", report(&names, &summaries));
+    let mut reports = Vec::new();
+    for layout in [Layout::Shared, Layout::Pinned] {
+        println!("\nlayout: {}", layout.name());
+        let servers = runtime.block_on(Servers::start(
+            &client, nginx, haproxy, &bazaar, &settings, layout,
+        ))?;
+        let targets = servers.targets();
+        runtime.block_on(preflight(&client, &targets))?;
+        let settings = Settings {
+            wrk_cpus: layout.load(),
+            ..settings
+        };
+        let samples = measure_rounds(wrk, &targets, &settings)?;
+        let summaries: Vec<Summary> = samples.iter().map(|runs| Summary::of(runs)).collect();
+        let names: Vec<&str> = targets.iter().map(|target| target.name).collect();
+        reports.push((layout, report(&names, &summaries)));
+    }
+    for (layout, report) in reports {
+        println!("\n### {}\n\n{report}", layout.name());
+    }
     println!("machine: {}", machine());
     println!(
         "command: cargo xtask bench gateway{}",
@@ -117,17 +181,18 @@ impl Servers {
         haproxy: &str,
         bazaar: &Path,
         settings: &Settings,
+        layout: Layout,
     ) -> anyhow::Result<Self> {
         let connections = settings.connections;
-        let upstream = upstream(client, nginx, connections).await?;
-        let nginx = nginx_proxy(client, nginx, &upstream, connections).await?;
-        let haproxy = haproxy_proxy(client, haproxy, &upstream, connections).await?;
-        let gateway = gateway(client, bazaar, &upstream).await?;
+        let upstream = upstream(client, nginx, connections, layout).await?;
+        let nginx = nginx_proxy(client, nginx, &upstream, connections, layout).await?;
+        let haproxy = haproxy_proxy(client, haproxy, &upstream, connections, layout).await?;
+        let gateway = gateway(client, bazaar, &upstream, layout).await?;
         // The token must outlive the run, or the full chain's last runs would be 401s.
         let run_secs = settings.seconds * (settings.rounds as u64 + 1) * 5;
         let identity = identity(client, bazaar, (run_secs + 600).max(3600)).await?;
         let token = access_token(client, &identity.url("")).await?;
-        let full = full_gateway(client, bazaar, &upstream, &identity).await?;
+        let full = full_gateway(client, bazaar, &upstream, &identity, layout).await?;
         Ok(Self {
             upstream,
             gateway,
@@ -155,8 +220,9 @@ async fn upstream(
     client: &reqwest::Client,
     nginx: &str,
     connections: u32,
+    layout: Layout,
 ) -> anyhow::Result<Server> {
-    let mut server = nginx_server(nginx, "upstream", |dir, port| {
+    let mut server = nginx_server(nginx, "upstream", layout.load(), |dir, port| {
         let server = format!(
             "server {{\n\
              \x20       listen 127.0.0.1:{port} backlog=4096;\n\
@@ -179,8 +245,9 @@ async fn nginx_proxy(
     nginx: &str,
     upstream: &Server,
     connections: u32,
+    layout: Layout,
 ) -> anyhow::Result<Server> {
-    let mut server = nginx_server(nginx, "nginx", |dir, port| {
+    let mut server = nginx_server(nginx, "nginx", layout.proxy(), |dir, port| {
         let proxy = format!(
             "upstream echo {{\n\
              \x20       server 127.0.0.1:{upstream};\n\
@@ -197,7 +264,7 @@ async fn nginx_proxy(
              \x20   }}",
             upstream = upstream.port,
         );
-        nginx_config(dir, 2, connections, &proxy)
+        nginx_config(dir, layout.workers(), connections, &proxy)
     })?;
     server.wait_until_ok(client, PATH).await?;
     Ok(server)
@@ -209,10 +276,12 @@ async fn haproxy_proxy(
     haproxy: &str,
     upstream: &Server,
     connections: u32,
+    layout: Layout,
 ) -> anyhow::Result<Server> {
-    let mut server = Server::start("haproxy", |dir, port| {
+    let mut server = Server::start_on("haproxy", layout.proxy(), |dir, port| {
         let config = dir.join("haproxy.cfg");
-        std::fs::write(&config, haproxy_config(port, upstream.port, connections))?;
+        let config_text = haproxy_config(port, upstream.port, connections, layout.workers());
+        std::fs::write(&config, config_text)?;
         let mut command = Command::new(haproxy);
         // -db: in the foreground, one process, so the child is the proxy.
         command.arg("-db").arg("-f").arg(config);
@@ -227,8 +296,10 @@ async fn gateway(
     client: &reqwest::Client,
     bazaar: &Path,
     upstream: &Server,
+    layout: Layout,
 ) -> anyhow::Result<Server> {
-    let mut server = Server::bazaar(bazaar, "gateway", "gateway", |data, port| {
+    let cpus = layout.proxy();
+    let mut server = Server::bazaar_on(bazaar, "gateway", "gateway", cpus, |data, port| {
         format!(
             "{data}\n\
              [log]\n\
@@ -277,8 +348,10 @@ async fn full_gateway(
     bazaar: &Path,
     upstream: &Server,
     identity: &Server,
+    layout: Layout,
 ) -> anyhow::Result<Server> {
-    let mut server = Server::bazaar(bazaar, "gateway-full", "gateway", |data, port| {
+    let cpus = layout.proxy();
+    let mut server = Server::bazaar_on(bazaar, "gateway-full", "gateway", cpus, |data, port| {
         format!(
             "{data}\n\
              [log]\n\
@@ -309,9 +382,10 @@ async fn full_gateway(
 fn nginx_server(
     program: &str,
     name: &'static str,
+    cpus: Option<&str>,
     config: impl FnOnce(&Path, u16) -> String,
 ) -> anyhow::Result<Server> {
-    Server::start(name, |dir, port| {
+    Server::start_on(name, cpus, |dir, port| {
         let file = dir.join("nginx.conf");
         std::fs::write(&file, config(dir, port))?;
         let mut command = Command::new(program);
@@ -361,12 +435,12 @@ fn nginx_config(dir: &Path, workers: u32, connections: u32, http: &str) -> Strin
 }
 
 /// HAProxy as a reverse proxy tuned like the nginx one: HTTP mode, idle upstream
-/// connections reused by any request, two threads, no logging (no `log` line).
-fn haproxy_config(port: u16, upstream_port: u16, connections: u32) -> String {
+/// connections reused by any request, `threads` threads, no logging (no `log` line).
+fn haproxy_config(port: u16, upstream_port: u16, connections: u32, threads: u32) -> String {
     let maxconn = (connections * 2 + 64).max(1024);
     format!(
         "global\n\
-         \x20   nbthread 2\n\
+         \x20   nbthread {threads}\n\
          \x20   maxconn {maxconn}\n\
          defaults\n\
          \x20   mode http\n\

@@ -23,6 +23,7 @@ pub(crate) const WRK: (&str, &[&str]) = ("wrk", &["/usr/bin/wrk", "/usr/local/bi
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long, how hard and how often each target is measured.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
     /// Seconds per run.
     pub(crate) seconds: u64,
@@ -30,6 +31,8 @@ pub(crate) struct Settings {
     pub(crate) connections: u32,
     /// Runs of every target.
     pub(crate) rounds: usize,
+    /// The CPUs wrk runs on (a `taskset` list), if not all.
+    pub(crate) wrk_cpus: Option<&'static str>,
 }
 
 impl Settings {
@@ -39,6 +42,7 @@ impl Settings {
             seconds: 10,
             connections: 64,
             rounds: 3,
+            wrk_cpus: None,
         };
         let mut rest = args;
         while let [flag, value, tail @ ..] = rest {
@@ -79,6 +83,7 @@ pub(crate) fn measure_rounds(
             settings.connections,
             settings.seconds.min(2),
             ticks_per_second,
+            settings.wrk_cpus,
         )?;
     }
     let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
@@ -91,6 +96,7 @@ pub(crate) fn measure_rounds(
                 settings.connections,
                 settings.seconds,
                 ticks_per_second,
+                settings.wrk_cpus,
             )?;
             println!(
                 "round {}: {:<12} {:>9.0} requests/s  p50 {:>9}  p99 {:>9}  CPU {:>7} µs/request  RSS {:>6.1} MiB{}",
@@ -109,6 +115,18 @@ pub(crate) fn measure_rounds(
         }
     }
     Ok(samples)
+}
+
+/// `command` run by `taskset` on the CPUs `cpus` only. taskset executes the program in
+/// its own process, so the process id is still the program's.
+pub(crate) fn on_cpus(command: &Command, cpus: &str) -> Command {
+    let mut pinned = Command::new("taskset");
+    pinned
+        .arg("-c")
+        .arg(cpus)
+        .arg(command.get_program())
+        .args(command.get_args());
+    pinned
 }
 
 /// A loopback port nothing listens on now. Something else may take it before the
@@ -150,11 +168,24 @@ impl Server {
         name: &'static str,
         build: impl FnOnce(&Path, u16) -> anyhow::Result<Command>,
     ) -> anyhow::Result<Self> {
+        Self::start_on(name, None, build)
+    }
+
+    /// [`Server::start`], the server running on the CPUs `cpus` only (a `taskset`
+    /// list, e.g. `0`) when given.
+    pub(crate) fn start_on(
+        name: &'static str,
+        cpus: Option<&str>,
+        build: impl FnOnce(&Path, u16) -> anyhow::Result<Command>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("bazaar-bench-{name}-"))
             .tempdir()?;
         let port = free_port()?;
         let mut command = build(dir.path(), port)?;
+        if let Some(cpus) = cpus {
+            command = on_cpus(&command, cpus);
+        }
         let output = File::create(dir.path().join("output.log"))?;
         let child = command
             .stdin(Stdio::null())
@@ -183,7 +214,19 @@ impl Server {
         service: &str,
         config: impl FnOnce(&str, u16) -> String,
     ) -> anyhow::Result<Self> {
-        Self::start(name, |dir, port| {
+        Self::bazaar_on(binary, name, service, None, config)
+    }
+
+    /// [`Server::bazaar`] on the CPUs `cpus` only, when given: its runtime then sizes
+    /// itself to them.
+    pub(crate) fn bazaar_on(
+        binary: &Path,
+        name: &'static str,
+        service: &str,
+        cpus: Option<&str>,
+        config: impl FnOnce(&str, u16) -> String,
+    ) -> anyhow::Result<Self> {
+        Self::start_on(name, cpus, |dir, port| {
             let data = dir.join("data").to_string_lossy().into_owned();
             // A JSON string is a valid TOML basic string, escapes included.
             let data = format!("data_dir = {}", Value::from(data));
@@ -333,6 +376,7 @@ impl<'a> Target<'a> {
         connections: u32,
         seconds: u64,
         ticks_per_second: f64,
+        cpus: Option<&str>,
     ) -> anyhow::Result<Sample> {
         let family = family(self.charged.child.id());
         let mut command = Command::new(wrk);
@@ -349,6 +393,9 @@ impl<'a> Target<'a> {
             command.args(["-H", &format!("Authorization: Bearer {token}")]);
         }
         command.arg(&self.url);
+        if let Some(cpus) = cpus {
+            command = on_cpus(&command, cpus);
+        }
         let before = cpu_ticks(&family);
         let output = command.output().context("running wrk")?;
         let after = cpu_ticks(&family);
