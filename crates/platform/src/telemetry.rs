@@ -229,6 +229,10 @@ pub fn parse_traceparent(text: &str) -> Option<SpanContext> {
     context.is_valid().then_some(context)
 }
 
+/// How often the recorder folds histogram samples into their buckets when nobody
+/// scrapes it.
+const UPKEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Latency buckets in seconds, from a cache hit to a slow checkout.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -245,6 +249,21 @@ pub fn metrics() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+        }
+        // The recorder keeps every histogram sample until it folds them into buckets,
+        // which it does only when scraped or at upkeep: without this, a process nobody
+        // scrapes grows by every request it times.
+        let upkept = handle.clone();
+        let started = std::thread::Builder::new()
+            .name("metrics-upkeep".to_owned())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_PERIOD);
+                    upkept.run_upkeep();
+                }
+            });
+        if let Err(error) = started {
+            tracing::warn!(%error, "no metrics upkeep thread: histograms grow until scraped");
         }
         handle
     })

@@ -191,7 +191,7 @@ impl Servers {
         // The token must outlive the run, or the full chain's last runs would be 401s.
         let run_secs = settings.seconds * (settings.rounds as u64 + 1) * 5;
         let identity = identity(client, bazaar, (run_secs + 600).max(3600)).await?;
-        let token = access_token(client, &identity.url("")).await?;
+        let token = access_token(client, bazaar, &identity).await?;
         let full = full_gateway(client, bazaar, &upstream, &identity, layout).await?;
         Ok(Self {
             upstream,
@@ -457,20 +457,38 @@ fn haproxy_config(port: u16, upstream_port: u16, connections: u32, threads: u32)
     )
 }
 
-/// Signs up the benchmark's user at identity and signs in: its access token.
-async fn access_token(client: &reqwest::Client, identity: &str) -> anyhow::Result<String> {
-    let credentials = json!({"email": EMAIL, "password": PASSWORD});
-    let registered = client
-        .post(format!("{identity}/register"))
-        .json(&credentials)
-        .send()
-        .await?;
-    let status = registered.status();
+/// Creates the benchmark's account as an operator does (`bazaar admin create-user`,
+/// confirmed at once: there is no mail service to confirm an address through) and signs
+/// in at identity: its access token.
+async fn access_token(
+    client: &reqwest::Client,
+    bazaar: &Path,
+    identity: &Server,
+) -> anyhow::Result<String> {
+    use std::io::Write as _;
+
+    let mut create = Command::new(bazaar)
+        .arg("--config")
+        .arg(identity.config_file())
+        .args(["admin", "create-user", "--email", EMAIL])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting bazaar admin create-user")?;
+    create
+        .stdin
+        .take()
+        .context("the password pipe")?
+        .write_all(format!("{PASSWORD}\n").as_bytes())?;
+    let created = create.wait_with_output()?;
     anyhow::ensure!(
-        status == StatusCode::CREATED,
-        "POST {identity}/register answered {status}: {}",
-        registered.text().await.unwrap_or_default()
+        created.status.success(),
+        "bazaar admin create-user failed: {}",
+        String::from_utf8_lossy(&created.stderr)
     );
+    let identity = identity.url("");
+    let credentials = json!({"email": EMAIL, "password": PASSWORD});
     let signed_in = client
         .post(format!("{identity}/token"))
         .json(&credentials)
