@@ -25,7 +25,9 @@ use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::problem::Problem;
@@ -195,7 +197,7 @@ pub fn app_with(
                 },
             ),
     )
-    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .layer(SetRequestIdLayer::x_request_id(NewRequestId))
 }
 
 /// The span every request of `service` runs in: method, path, request id, and the
@@ -231,6 +233,17 @@ pub fn request_span<B>(service: &'static str, request: &http::Request<B>) -> tra
 pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
         .expect("a UUID is a valid header value")
+}
+
+/// [`new_request_id`] as the request id layer's maker, so that a request id is made
+/// one way whichever path a request takes.
+#[derive(Clone, Copy, Debug)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        Some(RequestId::new(new_request_id()))
+    }
 }
 
 /// How long an HTTP/1 connection may take to send a request's head (a slow sender is
