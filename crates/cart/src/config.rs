@@ -73,7 +73,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8104)),
             database_url: None,
-            max_connections: 8,
+            max_connections: platform::db::DEFAULT_MAX_CONNECTIONS,
             store: StoreConfig::Sql {},
             catalog_url: "http://127.0.0.1:8101".to_owned(),
             inventory_url: "http://127.0.0.1:8103".to_owned(),

@@ -25,7 +25,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8101)),
             database_url: None,
-            max_connections: 8,
+            max_connections: platform::db::DEFAULT_MAX_CONNECTIONS,
             seed_demo_data: true,
         }
     }

@@ -28,7 +28,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8103)),
             database_url: None,
-            max_connections: 8,
+            max_connections: platform::db::DEFAULT_MAX_CONNECTIONS,
             initial_stock: 25,
             expiry_check_ms: 1000,
         }

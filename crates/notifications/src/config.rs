@@ -38,7 +38,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8106)),
             database_url: None,
-            max_connections: 8,
+            max_connections: platform::db::DEFAULT_MAX_CONNECTIONS,
             mailer: MailerConfig::default(),
             from: "Bazaar <shop@bazaar.localhost>".to_owned(),
             shop_url: None,

@@ -39,7 +39,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8107)),
             database_url: None,
-            max_connections: 8,
+            max_connections: platform::db::DEFAULT_MAX_CONNECTIONS,
             cart_url: "http://127.0.0.1:8104".to_owned(),
             payments_url: "http://127.0.0.1:8105".to_owned(),
             call_timeout_ms: 2_000,

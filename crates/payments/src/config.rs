@@ -31,7 +31,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8105)),
             database_url: None,
-            max_connections: 8,
+            max_connections: platform::db::DEFAULT_MAX_CONNECTIONS,
             fraud: FraudRules::default(),
             processor: SimulatorConfig::default(),
         }

@@ -31,6 +31,12 @@ pub struct Database {
     engine: Engine,
 }
 
+/// The most connections a service's pool opens unless configured: on SQLite the
+/// readers (writes take the one writer connection beside them), on PostgreSQL all.
+/// Four keep two cores busy; each SQLite connection is a thread with its own page cache,
+/// so more only cost memory (docs/benchmarks.md, "Memory").
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
+
 /// How to size and time the pool.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolSettings {
@@ -43,7 +49,7 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
-            max_connections: 8,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             // Short: when the database is down a request should fail fast with 503,
             // not hang; a busy pool frees a connection well within it.
             acquire_timeout: Duration::from_secs(2),
@@ -126,7 +132,7 @@ impl Database {
                         // this process queue for the writer pool; the busy timeout is for
                         // another process's (`bazaar` operator commands, a migration).
                         // A page cache of 512 KiB per connection, not SQLite's 2 MiB:
-                        // a shop has some eighty connections, whose caches otherwise
+                        // a shop has some forty connections, whose caches otherwise
                         // fill as the files grow and hold on to it.
                         connection
                             .execute(

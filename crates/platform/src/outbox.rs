@@ -2,9 +2,10 @@
 //! same transaction as the change, and a relay publishes them afterwards.
 //!
 //! Nothing is lost if the process dies between commit and publish: the rows wait in the
-//! outbox. A row is marked published only after the bus acknowledged it; if the process
-//! dies between the two, the row is published again and the bus drops the duplicate by
-//! message id. While the bus is down the relay backs off, rows wait with their next
+//! outbox. A row is deleted only after the bus acknowledged it; if the process dies
+//! between the two, the row is published again and the bus drops the duplicate by
+//! message id. Every row in the outbox is therefore one still to publish (the schema's
+//! `published_at` stays empty, and the queries still name it for the index over it). While the bus is down the relay backs off, rows wait with their next
 //! attempt time, and the backlog drains when the bus returns. Several relays (one per
 //! replica) share a PostgreSQL outbox: each claims a batch with `FOR UPDATE SKIP
 //! LOCKED`, so they never publish the same row at the same time.
@@ -133,8 +134,6 @@ pub struct RelaySettings {
     /// How often an idle relay looks, in case a wake-up was missed (another replica
     /// wrote the row).
     pub idle_poll: Duration,
-    /// How long a published row is kept, for inspection, before it is deleted.
-    pub keep_published: Duration,
 }
 
 impl Default for RelaySettings {
@@ -143,7 +142,6 @@ impl Default for RelaySettings {
             batch: 100,
             claim_for: Duration::from_secs(10),
             idle_poll: Duration::from_millis(250),
-            keep_published: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -191,9 +189,9 @@ impl Relay {
     }
 
     /// One round: claims a batch of due rows and publishes them together, in order
-    /// ([`Bus::publish_all`]), marking them published once the bus acknowledged them.
-    /// Returns how many were published. On a bus failure the rows stored for certain are
-    /// marked, the first of the others is rescheduled with backoff, the rest of the batch
+    /// ([`Bus::publish_all`]), deleting them once the bus acknowledged them. Returns
+    /// how many were published. On a bus failure the rows stored for certain are
+    /// deleted, the first of the others is rescheduled with backoff, the rest of the batch
     /// is released, and the error returned.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         let claimed = self.claim(now_ms()).await?;
@@ -257,7 +255,7 @@ impl Relay {
             .iter()
             .map(|(id, _, _)| id.clone())
             .collect();
-        self.mark_published(&ids).await?;
+        self.delete_published(&ids).await?;
         let Some(error) = error else {
             return Ok(published);
         };
@@ -281,28 +279,29 @@ impl Relay {
         Err(error.context(format!("publishing outbox row {id}")))
     }
 
-    /// Marks rows published, in one statement. Should the process die before this, the
-    /// rows are published again and the bus drops the duplicates by message id.
-    async fn mark_published(&self, ids: &[String]) -> anyhow::Result<()> {
+    /// Deletes rows the bus has acknowledged, in one statement: once the bus holds a
+    /// message nothing needs its row (the bus keeps it for replay, the consumers' inboxes
+    /// drop a second delivery), and a row kept would only cost disk. Should the process
+    /// die before this, the rows are published again and the bus drops the duplicates by
+    /// message id.
+    async fn delete_published(&self, ids: &[String]) -> anyhow::Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        let placeholders: Vec<String> = (2..ids.len() + 2)
-            .map(|index| format!("${index}"))
-            .collect();
+        let placeholders: Vec<String> = (1..=ids.len()).map(|index| format!("${index}")).collect();
         // Only numbered placeholders are spliced in; the ids are bound.
         let sql = format!(
-            "UPDATE outbox SET published_at = $1, claimed_until = NULL WHERE id IN ({})",
+            "DELETE FROM outbox WHERE id IN ({})",
             placeholders.join(", ")
         );
-        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in ids {
             statement = statement.bind(id.clone());
         }
         statement
             .execute(self.db.writer())
             .await
-            .context("marking rows published")?;
+            .context("deleting published rows")?;
         metrics::counter!("outbox_published_total", "service" => self.service)
             .increment(ids.len() as u64);
         Ok(())
@@ -338,16 +337,7 @@ impl Relay {
             );
         }
         let mut failures = 0_u32;
-        let mut last_cleanup = tokio::time::Instant::now();
         loop {
-            // On a timer, not only when idle: under a constant backlog the relay is never
-            // idle, and published rows must still go.
-            if last_cleanup.elapsed() > Duration::from_secs(60) {
-                last_cleanup = tokio::time::Instant::now();
-                if let Err(error) = self.delete_published().await {
-                    tracing::warn!(service = self.service, "outbox cleanup failed: {error:#}");
-                }
-            }
             let pause = match self.relay_once().await {
                 Ok(0) => {
                     failures = 0;
@@ -460,16 +450,6 @@ impl Relay {
                 .await
                 .context("releasing a claim")?;
         }
-        Ok(())
-    }
-
-    async fn delete_published(&self) -> anyhow::Result<()> {
-        let keep = i64::try_from(self.settings.keep_published.as_millis()).unwrap_or(i64::MAX);
-        sqlx::query("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1")
-            .bind(now_ms().saturating_sub(keep))
-            .execute(self.db.writer())
-            .await
-            .context("deleting published rows")?;
         Ok(())
     }
 }

@@ -58,6 +58,9 @@ struct Measured {
     peak_mib: f64,
     end_mib: f64,
     idle_mib: f64,
+    /// Bytes in the shop's data folder after idling (its SQLite files and mailbox; in
+    /// distributed mode only the mailbox, the rest being on the servers).
+    disk_bytes: u64,
 }
 
 /// Every confirmation seen, when and with its placed→confirmed ms: what a soak samples.
@@ -167,6 +170,12 @@ pub(crate) fn run_bench(args: &[&str]) -> anyhow::Result<()> {
             measured.end_mib,
             measured.idle_mib,
             IDLE.as_secs(),
+        );
+        println!(
+            "{:<12} data folder: {:.1} MiB, {:.1} KB per confirmed checkout",
+            "",
+            measured.disk_bytes as f64 / (1024.0 * 1024.0),
+            measured.disk_bytes as f64 / 1000.0 / measured.confirmed.max(1) as f64,
         );
     }
     println!("machine: {}", machine());
@@ -338,6 +347,7 @@ async fn one_mode(
     let (peak_mib, end_mib) = (mib(super::peak_rss_kib(pid)?), mib(super::rss_kib(pid)?));
     tokio::time::sleep(IDLE).await;
     let idle_mib = mib(super::rss_kib(pid)?);
+    let disk_bytes = folder_bytes(shop.data.path())?;
     let mut latencies: Vec<i64> = orders.iter().filter_map(|order| order.1).collect();
     latencies.sort_unstable();
     let percentile = |p: f64| {
@@ -356,7 +366,23 @@ async fn one_mode(
         peak_mib,
         end_mib,
         idle_mib,
+        disk_bytes,
     })
+}
+
+/// The bytes of every file under `folder`.
+fn folder_bytes(folder: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        total += if kind.is_dir() {
+            folder_bytes(&entry.path())?
+        } else {
+            entry.metadata()?.len()
+        };
+    }
+    Ok(total)
 }
 
 /// Registers shopper `n`, confirms the address with the link mailed into `mailbox`,

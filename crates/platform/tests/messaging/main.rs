@@ -230,9 +230,14 @@ async fn the_relay_publishes_in_order_and_only_once(engine: Engine) {
     assert_eq!(
         relay.relay_once().await.expect("relayed"),
         0,
-        "published rows stay published"
+        "published rows are not published again"
     );
     assert_eq!(relay.backlog().await.expect("measured").pending, 0);
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox")
+        .fetch_one(fixture.db.pool())
+        .await
+        .expect("counted");
+    assert_eq!(rows, 0, "a published row leaves the outbox");
     assert_eq!(
         fixture.received("test.order").await,
         (0..10).collect::<Vec<_>>()
@@ -248,7 +253,7 @@ async fn the_relay_backs_off_while_the_bus_is_down_and_drains_the_backlog_after(
     let backlog = relay.backlog().await.expect("measured");
     assert_eq!(
         backlog.pending, 5,
-        "nothing is marked published while the bus is down"
+        "nothing leaves the outbox while the bus is down"
     );
     // The failed row waits out its backoff; the rest are released for the next round.
     fixture.bus.down.store(false, Ordering::SeqCst);
