@@ -19,6 +19,17 @@ use platform::shutdown::Shutdown;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process, first thing in `main`. mimalloc
+/// asks for them on its arenas, and the kernel then backs a mostly empty 2 MiB region
+/// with a whole huge page and keeps it there: under load that was two fifths of the
+/// shop's resident memory, and bought no throughput (docs/benchmarks.md, "Memory").
+fn small_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("bazaar: transparent huge pages stay on: {error}");
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "bazaar",
@@ -86,6 +97,7 @@ fn parse_role(text: &str) -> Result<Role, String> {
 }
 
 fn main() -> ExitCode {
+    small_pages();
     let cli = Cli::parse();
     let config: Config = match platform::config::load(cli.config.as_deref()) {
         Ok(config) => config,
