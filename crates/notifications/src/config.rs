@@ -147,7 +147,7 @@ mod tests {
     fn defaults_are_as_documented() {
         let config = Config::default();
         assert_eq!(config.listen.port(), 8106);
-        assert_eq!(config.max_connections, 8);
+        assert_eq!(config.max_connections, 4);
         assert_eq!(config.mailer, MailerConfig::Mailbox { dir: None });
         assert_eq!(config.from, "Bazaar <shop@bazaar.localhost>");
         assert_eq!(config.retry.first_retry_ms, 1000);

@@ -48,7 +48,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let config = Config::default();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8105");
-        assert_eq!(config.max_connections, 8);
+        assert_eq!(config.max_connections, 4);
         assert_eq!(config.fraud.hold_above_minor, 100_000);
         assert_eq!(config.fraud.decline_above_minor, 1_000_000);
         assert_eq!(config.fraud.velocity_window_secs, 3600);

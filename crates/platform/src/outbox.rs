@@ -5,10 +5,11 @@
 //! outbox. A row is deleted only after the bus acknowledged it; if the process dies
 //! between the two, the row is published again and the bus drops the duplicate by
 //! message id. Every row in the outbox is therefore one still to publish (the schema's
-//! `published_at` stays empty, and the queries still name it for the index over it). While the bus is down the relay backs off, rows wait with their next
-//! attempt time, and the backlog drains when the bus returns. Several relays (one per
-//! replica) share a PostgreSQL outbox: each claims a batch with `FOR UPDATE SKIP
-//! LOCKED`, so they never publish the same row at the same time.
+//! `published_at` stays empty, and the queries still name it for the index over it).
+//! While the bus is down the relay backs off, rows wait with their next attempt time,
+//! and the backlog drains when the bus returns. Several relays (one per replica) share a
+//! PostgreSQL outbox: each claims a batch with `FOR UPDATE SKIP LOCKED`, so they never
+//! publish the same row at the same time.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -246,17 +246,41 @@ impl TestApp {
             .collect()
     }
 
-    /// How many answers about `order` payments has written to its outbox.
+    /// How many answers about `order` payments has published: once its relay has
+    /// published everything it wrote (its outbox is empty), the messages from payments
+    /// about `order` that the bus holds.
     pub(crate) async fn answers_about(&self, order: &OrderId) -> usize {
-        let rows = sqlx::query("SELECT envelope FROM outbox")
-            .fetch_all(self.db.pool())
+        test_support::eventually(
+            "payments' outbox published",
+            Duration::from_secs(10),
+            || async {
+                let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox")
+                    .fetch_one(self.db.pool())
+                    .await
+                    .expect("counted");
+                (rows == 0)
+                    .then_some(())
+                    .ok_or(format!("{rows} rows to publish"))
+            },
+        )
+        .await;
+        let bus = Database::connect(
+            &platform::config::DatabaseUrl::sqlite_file(&self.bus_path()),
+            PoolSettings::default(),
+        )
+        .await
+        .expect("the bus file opens");
+        let rows = sqlx::query("SELECT envelope FROM messages")
+            .fetch_all(bus.pool())
             .await
             .expect("readable");
         rows.iter()
-            .filter(|row| {
+            .map(|row| {
                 let envelope: String = row.try_get("envelope").expect("envelope");
-                let envelope: Envelope = serde_json::from_str(&envelope).expect("an envelope");
-                envelope.payload["order_id"] == order.to_string()
+                serde_json::from_str::<Envelope>(&envelope).expect("an envelope")
+            })
+            .filter(|envelope| {
+                envelope.source == "payments" && envelope.payload["order_id"] == order.to_string()
             })
             .count()
     }
