@@ -265,12 +265,12 @@ impl Server {
         }
     }
 
-    /// The last lines of each log in the server's folder, for an error message.
     /// The configuration file [`Server::bazaar`] wrote for it.
     pub(crate) fn config_file(&self) -> std::path::PathBuf {
         self.dir.path().join("bazaar.toml")
     }
 
+    /// The last lines of each log in the server's folder, for an error message.
     pub(crate) fn logs(&self) -> String {
         let mut logs = String::new();
         for log in ["output.log", "error.log"] {

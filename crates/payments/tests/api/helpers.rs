@@ -99,9 +99,14 @@ impl TestApp {
         }
     }
 
-    /// Where the embedded bus keeps its messages.
-    pub(crate) fn bus_path(&self) -> std::path::PathBuf {
-        self.folder.path().join("bus.db")
+    /// The embedded bus's own database, for inspection.
+    pub(crate) async fn bus_db(&self) -> Database {
+        Database::connect(
+            &platform::config::DatabaseUrl::sqlite_file(&self.folder.path().join("bus.db")),
+            PoolSettings::default(),
+        )
+        .await
+        .expect("the bus file opens")
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -264,12 +269,7 @@ impl TestApp {
             },
         )
         .await;
-        let bus = Database::connect(
-            &platform::config::DatabaseUrl::sqlite_file(&self.bus_path()),
-            PoolSettings::default(),
-        )
-        .await
-        .expect("the bus file opens");
+        let bus = self.bus_db().await;
         let rows = sqlx::query("SELECT envelope FROM messages")
             .fetch_all(bus.pool())
             .await

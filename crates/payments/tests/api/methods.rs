@@ -74,12 +74,7 @@ async fn a_saved_card_keeps_only_a_token_brand_last_four_and_expiry(engine: Engi
                 "{place} holds the card number: {text}"
             );
         }
-        let bus = platform::db::Database::connect(
-            &platform::config::DatabaseUrl::sqlite_file(&app.bus_path()),
-            platform::db::PoolSettings::default(),
-        )
-        .await
-        .expect("the bus file opens");
+        let bus = app.bus_db().await;
         for (place, text) in every_text(&bus).await {
             assert!(
                 !text.contains(number),
