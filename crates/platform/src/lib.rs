@@ -24,6 +24,8 @@
 //! - [`bus`]: the message bus interface and its embedded and JetStream adapters.
 //! - [`outbox`] and [`inbox`]: publishing state changes' messages from the same
 //!   transaction, and consuming messages with effectively-once effects.
+//! - [`flags`]: feature flags in the OpenFeature flagd format, evaluated in process and
+//!   reloaded when their file changes.
 //! - [`auth`]: access token verification against identity's JWKS, and the
 //!   [`auth::AuthUser`] and [`auth::Admin`] extractors.
 
@@ -32,6 +34,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod flags;
 pub mod grpc;
 pub mod http;
 pub mod inbox;
