@@ -23,6 +23,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The message bus.
     pub bus: BusConfig,
+    /// Feature flags.
+    pub flags: FlagsConfig,
     /// The gateway.
     pub gateway: gateway::Config,
     /// Identity.
@@ -50,6 +52,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             bus: BusConfig::default(),
+            flags: FlagsConfig::default(),
             gateway: gateway::Config::default(),
             identity: identity::Config::default(),
             catalog: catalog::Config::default(),
@@ -61,6 +64,16 @@ impl Default for Config {
             storefront: storefront::Config::default(),
         }
     }
+}
+
+/// Where the shop's feature flags are defined.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagsConfig {
+    /// The flag file, in the flagd format; re-read when it changes. Defaults to
+    /// `flags.json` in `data_dir`, written with every flag the shop knows (all off)
+    /// when it is missing. In Kubernetes, a ConfigMap mounted as a file.
+    pub file: Option<PathBuf>,
 }
 
 /// Which message bus the shop's services share.
@@ -98,6 +111,9 @@ impl Config {
             self.auth.jwks_url = Some(format!("http://{identity}/.well-known/jwks.json"));
         }
         let data_dir = self.data_dir.clone();
+        self.flags
+            .file
+            .get_or_insert_with(|| data_dir.join("flags.json"));
         for service in ServiceName::ALL {
             if let Some(url @ None) = self.database_url_mut(service) {
                 *url = Some(DatabaseUrl::sqlite_file(

@@ -101,7 +101,8 @@ impl Shop {
         shutdown: Shutdown,
     ) -> anyhow::Result<Self> {
         let bus = open_bus(&config.clone().resolved()).await?;
-        Self::start_on(bus, config, services, shutdown).await
+        // Boxed: starting every service is a large future to keep on a caller's stack.
+        Box::pin(Self::start_on(bus, config, services, shutdown)).await
     }
 
     /// Starts `services` on `bus`, whatever the configuration says: for wrapping the
@@ -138,12 +139,21 @@ impl Shop {
         // that was accepted finds every service it needs still serving.
         let tiers: Vec<Tier> = (0..TIERS).map(|_| Tier::new()).collect();
         let verifier = config.auth.verifier();
+        let flags = open_flags(&config)?;
         let mut tasks = JoinSet::new();
+        {
+            let (flags, shutdown) = (flags.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                flags.watch(shutdown).await;
+                Ok(())
+            });
+        }
         for (service, listener) in listeners {
             let tier = &tiers[tier_of(service)];
             let context = Context {
                 bus: Arc::clone(&bus),
                 verifier: verifier.clone(),
+                flags: flags.clone(),
                 shutdown: tier.shutdown.clone(),
             };
             let built = build(service, &config, &context)
@@ -194,6 +204,32 @@ impl Shop {
         }
         first_failure.map_or(Ok(()), Err)
     }
+}
+
+/// Every flag the shop knows, all off: written as the flag file when there is none.
+pub const DEFAULT_FLAGS: &str = include_str!("../flags.json");
+
+/// The shop's feature flags, from the configured file. A missing file is written with
+/// [`DEFAULT_FLAGS`] first, so that a learner finds every flag there to switch; where it
+/// cannot be written (a read-only mount), the shop runs with those definitions as they
+/// are. A file that is not a valid definition stops the start.
+fn open_flags(config: &Config) -> anyhow::Result<platform::flags::Flags> {
+    use platform::flags::{FlagSet, Flags};
+
+    let Some(file) = &config.flags.file else {
+        return Ok(Flags::fixed(FlagSet::parse(DEFAULT_FLAGS)?));
+    };
+    if !file.exists() {
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(file, DEFAULT_FLAGS));
+        if let Err(error) = written {
+            tracing::warn!(file = %file.display(), %error, "the flag file cannot be written; the shop's flags stay off");
+            return Ok(Flags::fixed(FlagSet::parse(DEFAULT_FLAGS)?));
+        }
+    }
+    Flags::open(file)
 }
 
 async fn build(

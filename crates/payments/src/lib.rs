@@ -79,6 +79,7 @@ pub async fn build_with(
         context.bus.clone(),
         RelaySettings::default(),
     );
+    let processor = Arc::new(processor::Faulty::new(processor, context.flags.clone()));
     let payments = ops::Payments {
         db: db.clone(),
         processor,

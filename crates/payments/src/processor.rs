@@ -2,13 +2,15 @@
 //!
 //! [`CardProcessor`] is the seam a real provider's adapter would fill; [`Simulator`] is
 //! the one Bazaar ships, a fake card network that behaves like public payment sandboxes
-//! (its test card numbers are in [`crate::cards`]).
+//! (its test card numbers are in [`crate::cards`]). [`Faulty`] stands in front of any
+//! processor and fails as the shop's fault flags say ([`faults`]).
 //!
 //! Every money-moving call takes an idempotency key: the same key gets the same result,
 //! so a call repeated after a crash or a lost answer moves nothing twice. Payments keys
 //! an order's authorization by the order id and the later calls by the order id and the
 //! operation (see [`crate::ops::processor_key`]).
 
+pub mod faults;
 mod simulator;
 
 use contracts::Money;
@@ -17,6 +19,7 @@ use futures_util::future::BoxFuture;
 
 use crate::cards::Card;
 
+pub use faults::Faulty;
 pub use simulator::{Simulator, SimulatorConfig};
 
 /// A card payment provider.

@@ -16,6 +16,7 @@ use futures_util::future::BoxFuture;
 
 use crate::auth::Verifier;
 use crate::bus::Bus;
+use crate::flags::Flags;
 use crate::outbox::Waker;
 use crate::shutdown::Shutdown;
 
@@ -26,6 +27,8 @@ pub struct Context {
     pub bus: Arc<dyn Bus>,
     /// Checks access tokens against identity's keys.
     pub verifier: Verifier,
+    /// The feature flags in use, the same for every service of the process.
+    pub flags: Flags,
     /// Fires when the process stops; workers return on it.
     pub shutdown: Shutdown,
 }

@@ -366,12 +366,14 @@ pub async fn embedded_bus(folder: &Path) -> Arc<EmbeddedBus> {
     )
 }
 
-/// What a service under test is built with: `bus`, `verifier`, and a shutdown signal of
-/// its own (`context.shutdown`), which stops the service and its workers.
+/// What a service under test is built with: `bus`, `verifier`, no feature flags (set
+/// `context.flags` for a test that needs some), and a shutdown signal of its own
+/// (`context.shutdown`), which stops the service and its workers.
 pub fn context(bus: Arc<dyn Bus>, verifier: Verifier) -> Context {
     Context {
         bus,
         verifier,
+        flags: platform::flags::Flags::default(),
         shutdown: Shutdown::new(),
     }
 }

@@ -16,7 +16,7 @@ use test_support::{Engine, TestDatabase};
 use crate::RunningShop;
 
 /// Test cards of the card processor simulator.
-const APPROVED: &str = "4242424242424242";
+pub(crate) const APPROVED: &str = "4242424242424242";
 const DECLINED: &str = "4000000000000002";
 const TRANSIENT: &str = "4000000000000119";
 const LAPSING: &str = "4000000000000267";
@@ -52,6 +52,7 @@ macro_rules! on_both_modes {
         }
     };
 }
+pub(crate) use on_both_modes;
 
 on_both_modes!(
     a_checkout_is_confirmed_emailed_and_empties_the_cart,

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 mod checkout;
 mod documents;
+mod faults;
 mod storefront;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -28,12 +29,15 @@ impl RunningShop {
         Self::start_with(Config::ephemeral(data_dir.to_owned())).await
     }
 
-    async fn start_with(config: Config) -> Self {
-        let shutdown = Shutdown::new();
-        let shop = Shop::start(&config, &ServiceName::ALL, shutdown.clone())
-            .await
-            .expect("the shop starts");
-        Self::running(shop, config, shutdown)
+    /// Boxed: a whole configuration is too large to keep in each caller's future.
+    fn start_with(config: Config) -> futures_util::future::BoxFuture<'static, Self> {
+        Box::pin(async move {
+            let shutdown = Shutdown::new();
+            let shop = Shop::start(&config, &ServiceName::ALL, shutdown.clone())
+                .await
+                .expect("the shop starts");
+            Self::running(shop, config, shutdown)
+        })
     }
 
     /// Drives a shop that is already running.
