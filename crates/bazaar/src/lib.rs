@@ -3,12 +3,14 @@
 //!
 //! - [`topology`]: [`ServiceName`], the single list of services.
 //! - [`config`]: the shop's configuration, one section per service.
+//! - [`flags`]: the feature flags the shop knows, its flag file, and `bazaar flags`.
 //! - [`shop`]: binds, builds and serves services; what `bazaar up` and `bazaar serve` run.
 //! - [`admin`]: operator commands, such as creating the first admin.
 //! - [`verify`]: the read-only audit of the shop's invariants.
 
 pub mod admin;
 pub mod config;
+pub mod flags;
 pub mod shop;
 pub mod topology;
 pub mod verify;

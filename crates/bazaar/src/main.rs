@@ -70,10 +70,29 @@ enum Command {
         /// A plain `http://host:port/path` URL.
         url: String,
     },
+    /// List the feature flags (the default variant marked `*`), or switch one, e.g.
+    /// `bazaar flags set payments-decline-all on`; a running shop reads the change
+    /// within a second.
+    Flags {
+        #[command(subcommand)]
+        command: Option<FlagsCommand>,
+    },
     /// Operator tasks that work on the services' databases directly.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlagsCommand {
+    /// Give everyone `variant` of `flag` (a targeting rule still chooses for those it
+    /// matches).
+    Set {
+        /// The flag, e.g. `payments-decline-all`.
+        flag: String,
+        /// One of its variants, e.g. `on`.
+        variant: String,
     },
 }
 
@@ -128,6 +147,12 @@ fn main() -> ExitCode {
             return verify(&config, Duration::from_secs(email_grace_secs));
         }
         Command::Probe { url } => probe(&url),
+        Command::Flags { command: None } => {
+            bazaar::flags::list(&config).map(|listing| say(&listing))
+        }
+        Command::Flags {
+            command: Some(FlagsCommand::Set { flag, variant }),
+        } => bazaar::flags::set(&config, &flag, &variant).map(|done| say(&done)),
         Command::Admin {
             command: AdminCommand::CreateUser { email, roles },
         } => admin::create_user(&config, &email, roles),
@@ -139,6 +164,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[allow(clippy::print_stdout, reason = "a command's answer")]
+fn say(text: &str) {
+    println!("{}", text.trim_end());
 }
 
 #[allow(

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use platform::bus::Bus;
 use platform::bus::embedded::EmbeddedBus;
+use platform::bus::faulty::FaultyBus;
 use platform::bus::jetstream::JetStreamBus;
+use platform::flags::Flags;
 use platform::service::{Context, Service};
 use platform::shutdown::Shutdown;
 use tokio::net::TcpListener;
@@ -90,6 +92,7 @@ pub struct Shop {
     addresses: BTreeMap<ServiceName, SocketAddr>,
     tasks: JoinSet<anyhow::Result<()>>,
     shutdown: Shutdown,
+    flags: Flags,
 }
 
 impl Shop {
@@ -114,6 +117,8 @@ impl Shop {
         shutdown: Shutdown,
     ) -> anyhow::Result<Self> {
         let mut config = config.clone().resolved();
+        let flags = crate::flags::open(&config)?;
+        let bus: Arc<dyn Bus> = Arc::new(FaultyBus::new(bus, flags.clone()));
         let selected: Vec<ServiceName> = ServiceName::ALL
             .into_iter()
             .filter(|service| services.contains(service))
@@ -139,7 +144,6 @@ impl Shop {
         // that was accepted finds every service it needs still serving.
         let tiers: Vec<Tier> = (0..TIERS).map(|_| Tier::new()).collect();
         let verifier = config.auth.verifier();
-        let flags = open_flags(&config)?;
         let mut tasks = JoinSet::new();
         {
             let (flags, shutdown) = (flags.clone(), shutdown.clone());
@@ -179,7 +183,14 @@ impl Shop {
             addresses,
             tasks,
             shutdown,
+            flags,
         })
+    }
+
+    /// The feature flags every service of this shop reads; [`Flags::reload`] reads their
+    /// file now rather than at the watcher's next look.
+    pub fn flags(&self) -> &Flags {
+        &self.flags
     }
 
     /// The address `service` is listening on, if it runs here.
@@ -204,32 +215,6 @@ impl Shop {
         }
         first_failure.map_or(Ok(()), Err)
     }
-}
-
-/// Every flag the shop knows, all off: written as the flag file when there is none.
-pub const DEFAULT_FLAGS: &str = include_str!("../flags.json");
-
-/// The shop's feature flags, from the configured file. A missing file is written with
-/// [`DEFAULT_FLAGS`] first, so that a learner finds every flag there to switch; where it
-/// cannot be written (a read-only mount), the shop runs with those definitions as they
-/// are. A file that is not a valid definition stops the start.
-fn open_flags(config: &Config) -> anyhow::Result<platform::flags::Flags> {
-    use platform::flags::{FlagSet, Flags};
-
-    let Some(file) = &config.flags.file else {
-        return Ok(Flags::fixed(FlagSet::parse(DEFAULT_FLAGS)?));
-    };
-    if !file.exists() {
-        let written = file
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(file, DEFAULT_FLAGS));
-        if let Err(error) = written {
-            tracing::warn!(file = %file.display(), %error, "the flag file cannot be written; the shop's flags stay off");
-            return Ok(Flags::fixed(FlagSet::parse(DEFAULT_FLAGS)?));
-        }
-    }
-    Flags::open(file)
 }
 
 async fn build(

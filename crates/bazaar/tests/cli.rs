@@ -391,3 +391,42 @@ fn nonsensical_fraud_rules_stop_payments_at_start() {
         "{said}"
     );
 }
+
+#[test]
+fn flags_are_listed_and_switched_in_the_flag_file() {
+    let data = tempfile::tempdir().expect("a folder");
+    let dir = data.path().to_str().expect("UTF-8 path");
+    let env = [("BAZAAR__DATA_DIR", dir)];
+
+    let listed = bazaar(&["flags"], &env);
+    assert!(listed.status.success(), "{listed:?}");
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listing.contains("payments-decline-all: *off=false on=true"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("bus-outage: *off=false on=true"),
+        "{listing}"
+    );
+
+    let switched = bazaar(&["flags", "set", "payments-decline-all", "on"], &env);
+    assert!(switched.status.success(), "{switched:?}");
+    let file = std::fs::read_to_string(data.path().join("flags.json")).expect("the flag file");
+    let file: serde_json::Value = serde_json::from_str(&file).expect("JSON");
+    assert_eq!(
+        file["flags"]["payments-decline-all"]["defaultVariant"],
+        "on"
+    );
+
+    let refused = bazaar(&["flags", "set", "payments-decline-all", "maybe"], &env);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        error.contains("no variant `maybe`; it has off, on"),
+        "{error}"
+    );
+    let refused = bazaar(&["flags", "set", "no-such-flag", "on"], &env);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no flag `no-such-flag`"));
+}

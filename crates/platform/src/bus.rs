@@ -3,7 +3,8 @@
 //! One interface, two adapters: [`embedded::EmbeddedBus`] (a SQLite file, for
 //! `bazaar up`: no server to install, durable across a crash) and
 //! [`jetstream::JetStreamBus`] (NATS JetStream, for distributed mode). Both pass the same
-//! conformance suite (`crates/platform/tests/bus`).
+//! conformance suite (`crates/platform/tests/bus`). [`faulty::FaultyBus`] stands in front
+//! of either and fails or slows publishing as the shop's fault flags say.
 //!
 //! **Guarantees.** A publish returns once the bus has stored the message durably;
 //! publishing a message id again is a no-op. Each durable subscription receives every
@@ -23,6 +24,7 @@
 //! `*` matches one dot-separated token, `>` the rest (`catalog.>`).
 
 pub mod embedded;
+pub mod faulty;
 pub mod jetstream;
 
 use std::time::Duration;

@@ -133,6 +133,24 @@ impl EvaluationContext {
     }
 }
 
+/// A flag as an operator reads it: its variants, which one is the default, and whether
+/// a rule chooses among them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlagView {
+    /// The flag's key.
+    pub key: String,
+    /// False when its state is `DISABLED`: the code's own default applies.
+    pub enabled: bool,
+    /// The variant given to everyone its rule does not choose for.
+    pub default_variant: Option<String>,
+    /// The variants, by name, with their values.
+    pub variants: Vec<(String, Value)>,
+    /// Whether a targeting rule chooses the variant for some.
+    pub targeted: bool,
+    /// What the flag does, from its `metadata.description`.
+    pub description: Option<String>,
+}
+
 /// Why a flag file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum FlagError {
@@ -451,6 +469,72 @@ impl Flags {
         Ok(!changes.is_empty())
     }
 
+    /// Sets flag `key`'s default variant to `variant` in the file, then reads the file
+    /// again (auditing the change as made `by`). The file is written whole and renamed
+    /// into place, so the other processes watching it never read half of it. Fails if
+    /// the flags come from no file, or the flag or the variant does not exist.
+    pub fn set_default(&self, key: &str, variant: &str, by: &str) -> anyhow::Result<()> {
+        let Some(file) = &self.inner.file else {
+            anyhow::bail!("these flags come from no file; there is nothing to change");
+        };
+        let content = std::fs::read_to_string(file).map_err(|error| {
+            anyhow::anyhow!("reading the flag file {}: {error}", file.display())
+        })?;
+        let mut definition: Value = serde_json::from_str(&content)
+            .map_err(|error| anyhow::anyhow!("the flag file {}: {error}", file.display()))?;
+        let flag = definition
+            .get_mut("flags")
+            .and_then(|flags| flags.get_mut(key))
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| anyhow::anyhow!("there is no flag `{key}`"))?;
+        let variants = flag.get("variants").and_then(Value::as_object);
+        if !variants.is_some_and(|variants| variants.contains_key(variant)) {
+            let known: Vec<&str> = variants
+                .map(|variants| variants.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            anyhow::bail!(
+                "flag `{key}` has no variant `{variant}`; it has {}",
+                known.join(", ")
+            );
+        }
+        flag.insert("defaultVariant".to_owned(), Value::from(variant));
+        let mut written = serde_json::to_string_pretty(&definition)?;
+        written.push('\n');
+        FlagSet::parse(&written)?;
+        let draft = file.with_extension("json.draft");
+        std::fs::write(&draft, &written)
+            .and_then(|()| std::fs::rename(&draft, file))
+            .map_err(|error| {
+                anyhow::anyhow!("writing the flag file {}: {error}", file.display())
+            })?;
+        self.reload(by)?;
+        Ok(())
+    }
+
+    /// Every flag of the set in use, as an operator reads it.
+    pub fn describe(&self) -> Vec<FlagView> {
+        self.current()
+            .flags
+            .iter()
+            .map(|(key, flag)| FlagView {
+                key: key.clone(),
+                enabled: flag.enabled,
+                default_variant: flag.default_variant.clone(),
+                variants: flag
+                    .variants
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect(),
+                targeted: flag.targeting.is_some(),
+                description: flag
+                    .source
+                    .pointer("/metadata/description")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            })
+            .collect()
+    }
+
     /// Re-reads the file every second until `shutdown`; a file refused is logged once
     /// per change, and the set in use stays.
     pub async fn watch(self, shutdown: Shutdown) {
@@ -681,6 +765,53 @@ mod tests {
         assert!(
             flags.boolean("decline-all", &anyone, false),
             "the set in use stays"
+        );
+        std::fs::remove_dir_all(&folder).expect("removed");
+    }
+
+    #[test]
+    fn an_operator_switches_a_flag_by_its_variant_in_the_file() {
+        let folder = std::env::temp_dir().join(format!("bazaar-flags-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&folder).expect("a folder");
+        let file = folder.join("flags.json");
+        std::fs::write(&file, rollout().to_string()).expect("written");
+        let flags = Flags::open(&file).expect("opened");
+        let anyone = EvaluationContext::new();
+
+        flags
+            .set_default("slow-ms", "none", "ops@example.com")
+            .expect("switched");
+        assert!(flags.number("slow-ms", &anyone, 99.0).abs() < f64::EPSILON);
+        let written =
+            FlagSet::parse(&std::fs::read_to_string(&file).expect("read")).expect("valid");
+        assert_eq!(
+            written.resolve("slow-ms", &anyone).variant.as_deref(),
+            Some("none")
+        );
+
+        let unknown = flags
+            .set_default("slow-ms", "glacial", "ops")
+            .expect_err("refused");
+        assert!(unknown.to_string().contains("none, some"), "{unknown}");
+        assert!(flags.set_default("nowhere", "on", "ops").is_err());
+
+        let views = flags.describe();
+        let slow = views
+            .iter()
+            .find(|view| view.key == "slow-ms")
+            .expect("listed");
+        assert_eq!(slow.default_variant.as_deref(), Some("none"));
+        assert!(!slow.targeted);
+        assert!(
+            views
+                .iter()
+                .any(|view| view.key == "new-checkout" && view.targeted)
+        );
+        assert!(
+            Flags::default()
+                .set_default("slow-ms", "none", "ops")
+                .is_err(),
+            "no file"
         );
         std::fs::remove_dir_all(&folder).expect("removed");
     }

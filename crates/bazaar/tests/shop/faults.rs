@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
+use std::time::Duration;
+
 use payments::processor::faults::{DECLINE_ALL, FAILURE_RATE};
+use platform::bus::faulty::OUTAGE;
+use platform::db::{Database, PoolSettings};
 use serde_json::{Value, json};
 
 use crate::checkout::{APPROVED, Mode, Scenario, on_both_modes};
@@ -11,6 +15,7 @@ use crate::checkout::{APPROVED, Mode, Scenario, on_both_modes};
 on_both_modes!(
     declining_every_card_cancels_and_releases_the_stock,
     a_processor_outage_ends_orders_safely_and_lifting_it_heals,
+    a_broker_outage_fills_the_outbox_and_it_drains_when_the_broker_returns,
 );
 
 /// Writes the shop's flag file in `data_dir`: every flag the shop knows, with `set`'s
@@ -19,7 +24,7 @@ on_both_modes!(
 /// reads half a file.
 fn write_flags(data_dir: &Path, set: &[(&str, Value)]) {
     let mut flags: Value =
-        serde_json::from_str(bazaar::shop::DEFAULT_FLAGS).expect("the default flags are JSON");
+        serde_json::from_str(bazaar::flags::DEFAULT_FLAGS).expect("the default flags are JSON");
     for (name, setting) in set {
         let flag = &mut flags["flags"][name];
         assert!(flag.is_object(), "the shop knows no flag {name}");
@@ -81,27 +86,110 @@ async fn a_processor_outage_ends_orders_safely_and_lifting_it_heals(mode: Mode) 
     assert_eq!(order["reason"], "deadline_missed");
     assert_eq!(scenario.available(&mug).await, stock);
 
-    // The outage ends. The shop sees the file change within a second; an order placed
-    // before it does is retried by payments or, at worst, cancelled like the first.
-    write_flags(&scenario.config.data_dir, &[]);
-    let mut confirmed = None;
-    for attempt in 0..3 {
-        let email = format!("bo{attempt}@example.com");
-        let (token, card) = scenario.shopper(&email, APPROVED, &mug, 1).await;
-        let (_, placed) = scenario.place(&token, "after-the-outage", &card).await;
-        let id = placed["id"].as_str().expect("an id").to_owned();
-        let order = scenario
-            .wait_for(&token, &id, &["cancelled", "confirmed"])
-            .await;
-        if order["status"] == "confirmed" {
-            confirmed = Some((token, id));
-            break;
-        }
-    }
-    let (token, id) = confirmed.expect("an order confirms once the outage is lifted");
+    // The outage ends, and a new order confirms.
+    switch(&scenario, &[]);
+    let (token, card) = scenario.shopper("bo@example.com", APPROVED, &mug, 1).await;
+    let (_, placed) = scenario.place(&token, "after-the-outage", &card).await;
+    let id = placed["id"].as_str().expect("an id").to_owned();
+    let order = scenario
+        .wait_for(&token, &id, &["cancelled", "confirmed"])
+        .await;
+    assert_eq!(order["status"], "confirmed", "{order:#}");
     scenario
         .wait_for_email(&token, "order_confirmed", &id)
         .await;
+    assert_eq!(scenario.available(&mug).await, stock - 1);
+    scenario.assert_invariants().await;
+}
+
+/// Writes the flag file and has the shop read it now, as its watcher would within a
+/// second.
+fn switch(scenario: &Scenario, set: &[(&str, Value)]) {
+    write_flags(&scenario.config.data_dir, set);
+    let changed = scenario
+        .shop
+        .flags()
+        .reload("test")
+        .expect("the flag file loads");
+    assert!(changed, "the flag file changed");
+}
+
+/// The databases of the services whose outboxes a checkout fills, by name.
+async fn outboxes(scenario: &Scenario) -> Vec<(&'static str, Database)> {
+    let config = scenario.config.clone().resolved();
+    let mut databases = Vec::new();
+    for (service, url) in [
+        ("orders", config.orders.database_url),
+        ("inventory", config.inventory.database_url),
+        ("payments", config.payments.database_url),
+    ] {
+        let url = url.expect("a database");
+        let database = Database::connect(&url, PoolSettings::default())
+            .await
+            .expect("the database opens");
+        databases.push((service, database));
+    }
+    databases
+}
+
+/// How many messages wait in the outbox of `database`.
+async fn backlog(database: &Database) -> i64 {
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox")
+        .fetch_one(database.pool())
+        .await
+        .expect("the outbox is read");
+    rows
+}
+
+async fn a_broker_outage_fills_the_outbox_and_it_drains_when_the_broker_returns(mode: Mode) {
+    let scenario = Scenario::start(mode).await;
+    let (mug, stock) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
+    let outboxes = outboxes(&scenario).await;
+
+    switch(&scenario, &[(OUTAGE, json!("on"))]);
+    let (status, placed) = scenario.place(&token, "during-the-outage", &card).await;
+    assert_eq!(
+        status, 202,
+        "the order is taken while the broker is away: {placed}"
+    );
+    let id = placed["id"].as_str().expect("an id");
+    let orders = &outboxes[0].1;
+    test_support::eventually(
+        "the order's messages wait in the outbox",
+        Duration::from_secs(10),
+        || async {
+            match backlog(orders).await {
+                0 => Err("an empty outbox"),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    let (_, order) = scenario
+        .send(&token, "GET", &format!("/api/orders/{id}"), None)
+        .await;
+    assert_eq!(
+        order["status"], "placed",
+        "nothing moves without the broker: {order:#}"
+    );
+
+    switch(&scenario, &[]);
+    let order = scenario
+        .wait_for(&token, id, &["confirmed", "cancelled"])
+        .await;
+    assert_eq!(order["status"], "confirmed", "{order:#}");
+    scenario.wait_for_email(&token, "order_confirmed", id).await;
+    test_support::eventually("every outbox drains", Duration::from_secs(30), || async {
+        for (service, database) in &outboxes {
+            let waiting = backlog(database).await;
+            if waiting > 0 {
+                return Err(format!("{waiting} messages in {service}'s outbox"));
+            }
+        }
+        Ok(())
+    })
+    .await;
     assert_eq!(scenario.available(&mug).await, stock - 1);
     scenario.assert_invariants().await;
 }
@@ -111,13 +199,29 @@ fn the_default_flag_file_defines_every_fault_off() {
     use payments::processor::faults::DELAY_MS;
     use platform::flags::{EvaluationContext, FlagSet, Flags};
 
-    let set = FlagSet::parse(bazaar::shop::DEFAULT_FLAGS).expect("a valid definition");
+    let set = FlagSet::parse(bazaar::flags::DEFAULT_FLAGS).expect("a valid definition");
     let mut known: Vec<&str> = set.keys().collect();
     known.sort_unstable();
-    assert_eq!(known, [DECLINE_ALL, DELAY_MS, FAILURE_RATE]);
+    assert_eq!(
+        known,
+        [
+            OUTAGE,
+            platform::bus::faulty::DELAY_MS,
+            DECLINE_ALL,
+            DELAY_MS,
+            FAILURE_RATE
+        ]
+    );
     let flags = Flags::fixed(set);
     let anyone = EvaluationContext::new().targeting_key("order-1");
     assert!(!flags.boolean(DECLINE_ALL, &anyone, true));
     assert!(flags.number(DELAY_MS, &anyone, 1.0).abs() < f64::EPSILON);
     assert!(flags.number(FAILURE_RATE, &anyone, 1.0).abs() < f64::EPSILON);
+    assert!(!flags.boolean(OUTAGE, &anyone, true));
+    assert!(
+        flags
+            .number(platform::bus::faulty::DELAY_MS, &anyone, 1.0)
+            .abs()
+            < f64::EPSILON
+    );
 }

@@ -51,6 +51,11 @@ impl RunningShop {
         }
     }
 
+    /// The running shop's feature flags.
+    fn flags(&self) -> &platform::flags::Flags {
+        self.shop.as_ref().expect("the shop runs").flags()
+    }
+
     async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("http://{}{path}", self.gateway))
