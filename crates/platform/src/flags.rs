@@ -294,6 +294,21 @@ impl FlagSet {
         }
     }
 
+    /// Whether flag `key` gives everyone nothing: it is absent or disabled, or has no
+    /// targeting and a default variant whose value is `false`, `0` or empty. A caller on
+    /// a hot path asks this before building an evaluation context.
+    pub fn is_off(&self, key: &str) -> bool {
+        self.flags.get(key).is_none_or(|flag| {
+            !flag.enabled
+                || (flag.targeting.is_none()
+                    && flag
+                        .default_variant
+                        .as_ref()
+                        .and_then(|name| flag.variants.get(name))
+                        .is_none_or(|value| !logic::truthy(value)))
+        })
+    }
+
     /// The flags defined, by key.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.flags.keys().map(String::as_str)
@@ -706,6 +721,10 @@ mod tests {
         assert_eq!(flags.resolve("nowhere", &anyone).reason, Reason::Unknown);
         // Asked as the wrong type: the code's default.
         assert_eq!(flags.string("slow-ms", &anyone, "fallback"), "fallback");
+        let set = flags.current();
+        assert!(!set.is_off("slow-ms"), "250 by default");
+        assert!(set.is_off("retired") && set.is_off("nowhere"));
+        assert!(!set.is_off("new-checkout"), "targeted: some users get it");
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! - [`bus`]: the message bus interface and its embedded and JetStream adapters.
 //! - [`outbox`] and [`inbox`]: publishing state changes' messages from the same
 //!   transaction, and consuming messages with effectively-once effects.
+//! - [`faults`]: a service down, failing or slow on a flag, at its own door.
 //! - [`flags`]: feature flags in the OpenFeature flagd format, evaluated in process and
 //!   reloaded when their file changes.
 //! - [`auth`]: access token verification against identity's JWKS, and the
@@ -34,6 +35,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod faults;
 pub mod flags;
 pub mod grpc;
 pub mod http;

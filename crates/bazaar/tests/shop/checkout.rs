@@ -83,7 +83,12 @@ pub(crate) struct Scenario {
 
 impl Scenario {
     pub(crate) async fn start(mode: Mode) -> Self {
-        Self::start_with(mode, |_| {}, |bus| bus).await
+        Self::configured(mode, |_| {}).await
+    }
+
+    /// A shop whose configuration `adjust` changes.
+    pub(crate) async fn configured(mode: Mode, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with(mode, adjust, |bus| bus).await
     }
 
     /// A shop whose configuration `adjust` changes and whose bus `wrap` may wrap.
@@ -416,11 +421,9 @@ async fn a_transient_processor_error_is_retried_to_confirmation(mode: Mode) {
 
 async fn a_held_payment_waits_for_an_admin(mode: Mode) {
     // Anything above 10.00 is held for review.
-    let scenario = Scenario::start_with(
-        mode,
-        |config| config.payments.fraud.hold_above_minor = 1_000,
-        |bus| bus,
-    )
+    let scenario = Scenario::configured(mode, |config| {
+        config.payments.fraud.hold_above_minor = 1_000
+    })
     .await;
     let admin = scenario.admin().await;
     let (mug, stock) = scenario.product("enamel-camp-mug").await;
@@ -598,14 +601,10 @@ async fn every_message_delivered_twice_has_one_effect(mode: Mode) {
 
 async fn a_hold_that_outlives_the_reservation_voids_and_cancels(mode: Mode) {
     // Every payment is held, and stock is held for two seconds only.
-    let scenario = Scenario::start_with(
-        mode,
-        |config| {
-            config.payments.fraud.hold_above_minor = 0;
-            config.orders.reservation_hold_secs = 2;
-        },
-        |bus| bus,
-    )
+    let scenario = Scenario::configured(mode, |config| {
+        config.payments.fraud.hold_above_minor = 0;
+        config.orders.reservation_hold_secs = 2;
+    })
     .await;
     let (mug, stock) = scenario.product("enamel-camp-mug").await;
     let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 2).await;
@@ -656,12 +655,8 @@ async fn an_admin_refunds_a_confirmed_order(mode: Mode) {
 
 async fn a_customer_cancels_before_payment(mode: Mode) {
     // The payment waits for review, so the customer has time to change their mind.
-    let scenario = Scenario::start_with(
-        mode,
-        |config| config.payments.fraud.hold_above_minor = 0,
-        |bus| bus,
-    )
-    .await;
+    let scenario =
+        Scenario::configured(mode, |config| config.payments.fraud.hold_above_minor = 0).await;
     let (mug, stock) = scenario.product("enamel-camp-mug").await;
     let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
     let (_, placed) = scenario.place(&token, "changed-my-mind", &card).await;
@@ -729,12 +724,8 @@ async fn a_refused_refund_ends_the_order_for_an_operator(mode: Mode) {
 /// what the order bought (the towels), and the mug added afterwards stays in the cart
 /// for the next order.
 async fn a_line_added_again_while_the_order_is_in_flight_stays(mode: Mode) {
-    let scenario = Scenario::start_with(
-        mode,
-        |config| config.payments.fraud.hold_above_minor = 0,
-        |bus| bus,
-    )
-    .await;
+    let scenario =
+        Scenario::configured(mode, |config| config.payments.fraud.hold_above_minor = 0).await;
     let admin = scenario.admin().await;
     let (mug, _) = scenario.product("enamel-camp-mug").await;
     let (towels, _) = scenario.product("linen-tea-towel-set").await;

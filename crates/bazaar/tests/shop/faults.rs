@@ -8,6 +8,7 @@ use std::time::Duration;
 use payments::processor::faults::{DECLINE_ALL, FAILURE_RATE};
 use platform::bus::faulty::OUTAGE;
 use platform::db::{Database, PoolSettings};
+use platform::faults::UNAVAILABLE;
 use serde_json::{Value, json};
 
 use crate::checkout::{APPROVED, Mode, Scenario, on_both_modes};
@@ -16,6 +17,7 @@ on_both_modes!(
     declining_every_card_cancels_and_releases_the_stock,
     a_processor_outage_ends_orders_safely_and_lifting_it_heals,
     a_broker_outage_fills_the_outbox_and_it_drains_when_the_broker_returns,
+    a_service_taken_down_opens_the_gateways_breaker_until_it_returns,
 );
 
 /// Writes the shop's flag file in `data_dir`: every flag the shop knows, with `set`'s
@@ -40,11 +42,9 @@ fn write_flags(data_dir: &Path, set: &[(&str, Value)]) {
 }
 
 async fn declining_every_card_cancels_and_releases_the_stock(mode: Mode) {
-    let scenario = Scenario::start_with(
-        mode,
-        |config| write_flags(&config.data_dir, &[(DECLINE_ALL, json!("on"))]),
-        |bus| bus,
-    )
+    let scenario = Scenario::configured(mode, |config| {
+        write_flags(&config.data_dir, &[(DECLINE_ALL, json!("on"))])
+    })
     .await;
     let (mug, stock) = scenario.product("enamel-camp-mug").await;
     // A card the processor would approve: only the flag declines it.
@@ -65,15 +65,11 @@ async fn a_processor_outage_ends_orders_safely_and_lifting_it_heals(mode: Mode) 
     // Every authorization fails (cards can still be saved); the saga re-sends once
     // after two seconds, then gives up and compensates.
     let outage = json!({"if": [{"==": [{"var": "operation"}, "authorize"]}, "all", "off"]});
-    let scenario = Scenario::start_with(
-        mode,
-        |config| {
-            write_flags(&config.data_dir, &[(FAILURE_RATE, outage)]);
-            config.orders.deadlines.max_step_ms = 2_000;
-            config.orders.deadlines.max_attempts = 1;
-        },
-        |bus| bus,
-    )
+    let scenario = Scenario::configured(mode, |config| {
+        write_flags(&config.data_dir, &[(FAILURE_RATE, outage)]);
+        config.orders.deadlines.max_step_ms = 2_000;
+        config.orders.deadlines.max_attempts = 1;
+    })
     .await;
     let (mug, stock) = scenario.product("enamel-camp-mug").await;
     let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
@@ -194,6 +190,63 @@ async fn a_broker_outage_fills_the_outbox_and_it_drains_when_the_broker_returns(
     scenario.assert_invariants().await;
 }
 
+async fn a_service_taken_down_opens_the_gateways_breaker_until_it_returns(mode: Mode) {
+    let scenario = Scenario::configured(mode, |config| config.gateway.breaker.open_ms = 500).await;
+    let products = "/api/catalog/products";
+    assert_eq!(scenario.shop.get(products).await.status(), 200);
+
+    switch(&scenario, &[(UNAVAILABLE, json!("catalog"))]);
+    let answer = scenario.shop.get(products).await;
+    assert_eq!(answer.status(), 503);
+    let problem: Value = answer.json().await.expect("a problem");
+    assert_eq!(
+        problem["type"], "/problems/service-unavailable",
+        "{problem}"
+    );
+    // Consecutive failures open the breaker: the gateway answers at once, without
+    // asking the catalog.
+    let mut opened = None;
+    for _ in 0..20 {
+        let problem: Value = scenario
+            .shop
+            .get(products)
+            .await
+            .json()
+            .await
+            .expect("a problem");
+        if problem["type"] == "/problems/upstream-circuit-open" {
+            opened = Some(problem);
+            break;
+        }
+        assert_eq!(
+            problem["type"], "/problems/service-unavailable",
+            "{problem}"
+        );
+    }
+    let opened = opened.expect("the breaker opens");
+    assert!(
+        opened["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("catalog")),
+        "{opened}"
+    );
+
+    // Back up: a trial request after the cool-down closes the breaker.
+    switch(&scenario, &[]);
+    test_support::eventually(
+        "the catalog answers through the gateway again",
+        Duration::from_secs(10),
+        || async {
+            match scenario.shop.get(products).await.status().as_u16() {
+                200 => Ok(()),
+                status => Err(status),
+            }
+        },
+    )
+    .await;
+    scenario.assert_invariants().await;
+}
+
 #[test]
 fn the_default_flag_file_defines_every_fault_off() {
     use payments::processor::faults::DELAY_MS;
@@ -207,9 +260,12 @@ fn the_default_flag_file_defines_every_fault_off() {
         [
             OUTAGE,
             platform::bus::faulty::DELAY_MS,
+            "catalog-error-rate",
+            "inventory-delay-ms",
             DECLINE_ALL,
             DELAY_MS,
-            FAILURE_RATE
+            FAILURE_RATE,
+            UNAVAILABLE,
         ]
     );
     let flags = Flags::fixed(set);
@@ -218,6 +274,9 @@ fn the_default_flag_file_defines_every_fault_off() {
     assert!(flags.number(DELAY_MS, &anyone, 1.0).abs() < f64::EPSILON);
     assert!(flags.number(FAILURE_RATE, &anyone, 1.0).abs() < f64::EPSILON);
     assert!(!flags.boolean(OUTAGE, &anyone, true));
+    assert_eq!(flags.string(UNAVAILABLE, &anyone, "catalog"), "");
+    let set = flags.current();
+    assert!(set.keys().all(|key| set.is_off(key)), "every fault is off");
     assert!(
         flags
             .number(platform::bus::faulty::DELAY_MS, &anyone, 1.0)
