@@ -232,7 +232,13 @@ async fn build(
 ) -> anyhow::Result<Service> {
     Ok(match service {
         ServiceName::Gateway => {
-            gateway::build(&config.gateway, context.verifier.clone(), &context.shutdown).await?
+            gateway::build(
+                &config.gateway,
+                context.verifier.clone(),
+                context.flags.clone(),
+                &context.shutdown,
+            )
+            .await?
         }
         ServiceName::Identity => identity::build(&config.identity, &config.auth, context).await?,
         ServiceName::Catalog => catalog::build(&config.catalog, context).await?,

@@ -1,5 +1,6 @@
 //! The gateway's console in a real browser: after a checkout, an admin opens
-//! `/console` in headless Chromium (driven by Playwright), follows the checkout's trace
+//! `/console` in headless Chromium (driven by Playwright), switches a fault flag on
+//! with its button (and the next checkout is declined), follows the checkout's trace
 //! and sees its waterfall with spans from at least five services. The screenshot is
 //! written to `target/console.png`.
 //!
@@ -69,9 +70,24 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
     let url = format!("http://{gateway}");
     let args = vec![url, admin, screenshot.to_string_lossy().into_owned()];
     let seen = browse("console.cjs", args).await;
+    // The flag the browser switched on declines every card from now on.
+    let declined = checkout(
+        &client,
+        &gateway,
+        &buyer,
+        &[("idempotency-key", "console-declined")],
+    )
+    .await;
     shutdown.trigger();
     shop.wait().await.expect("a clean stop");
     let seen = seen.unwrap_or_else(|printed| panic!("the browser run failed:\n{printed}"));
+    assert_eq!(
+        seen["flag"],
+        json!({"before": "off", "after": "on"}),
+        "the flag's button switched it: {seen}"
+    );
+    assert_eq!(declined["status"], "cancelled", "{declined:#}");
+    assert_eq!(declined["reason"], "payment_declined", "{declined:#}");
     let sections: Vec<&str> = seen["sections"]
         .as_array()
         .expect("sections")
@@ -82,6 +98,7 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
         "Services, last minute",
         "Service map",
         "Upstreams",
+        "Feature flags",
         "Backlogs",
         "Checkouts",
         "Recent traces",

@@ -2,8 +2,9 @@
 //!
 //! `/console` shows each service's request rate, error rate and p99 over the last
 //! minute, the map of which service called which, the upstreams' instances and their
-//! health, the outbox and consumer backlogs, the checkouts by outcome, and the recent
-//! traces; `/console/traces/{id}` draws one trace as a waterfall. Everything comes from
+//! health, the feature flags with a button per variant (`POST /console/flags/{key}`
+//! switches one), the outbox and consumer backlogs, the checkouts by outcome, and the
+//! recent traces; `/console/traces/{id}` draws one trace as a waterfall. Everything comes from
 //! this process: its recent spans (`platform::telemetry::recent_spans`), its metrics
 //! and its route table. In `bazaar up` that is the whole shop; in a distributed shop a
 //! tracing backend does this job. Pages are rendered here, with inline styles and no
@@ -49,6 +50,7 @@ pub async fn overview(State(gateway): State<Arc<Shared>>, headers: HeaderMap) ->
     services(&mut page, &spans);
     service_map(&mut page, &spans);
     upstreams(&mut page, &gateway);
+    flags(&mut page, &gateway.flags);
     backlog(&mut page);
     traces(&mut page, &spans);
     page.push_str("</body></html>");
@@ -108,17 +110,134 @@ fn refused(gateway: &Shared, headers: &HeaderMap, problem: Problem, back: &str) 
 }
 
 /// Lets admins in: a bearer token, or the token in the [`TOKEN_COOKIE`] cookie.
-async fn admit(gateway: &Shared, headers: &HeaderMap) -> Result<(), Problem> {
+/// Returns the admin's user id.
+async fn admit(gateway: &Shared, headers: &HeaderMap) -> Result<String, Problem> {
     let token = match platform::auth::bearer_token(headers) {
         Ok(token) => token.to_owned(),
         Err(_) => crate::proxy::cookie(headers, TOKEN_COOKIE).ok_or(AuthError::Missing)?,
     };
     let claims = gateway.tokens.verify(&token).await?;
     if claims.roles.contains(&Role::Admin) {
-        Ok(())
+        Ok(claims.sub.clone())
     } else {
         Err(AuthError::Forbidden(Role::Admin.as_str()).into())
     }
+}
+
+/// The form a flag's buttons send.
+#[derive(serde::Deserialize)]
+pub struct Switch {
+    /// The variant to make the flag's default.
+    variant: String,
+}
+
+/// `POST /console/flags/{key}` (`variant=…`, a form): makes `variant` the flag's
+/// default in the flag file, audited as the admin's change, and goes back to the
+/// console. A form posted from another site is refused: the session cookie is
+/// `SameSite=Lax` already, and the browser must say the page was this host's.
+pub async fn switch_flag(
+    State(gateway): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(switch): axum::Form<Switch>,
+) -> Response {
+    let admin = match admit(&gateway, &headers).await {
+        Ok(admin) => admin,
+        Err(problem) => return refused(&gateway, &headers, problem, "/console"),
+    };
+    if !same_origin(&headers) {
+        return Problem::new(
+            http::StatusCode::FORBIDDEN,
+            "cross-origin",
+            "flags are switched from the console's own page",
+        )
+        .into_response();
+    }
+    if !gateway.flags.current().keys().any(|known| known == key) {
+        return Problem::not_found(format!("there is no flag `{key}`")).into_response();
+    }
+    match gateway
+        .flags
+        .set_default(&key, &switch.variant, &format!("admin {admin}"))
+    {
+        Ok(()) => (
+            http::StatusCode::SEE_OTHER,
+            [(http::header::LOCATION, "/console#flags")],
+        )
+            .into_response(),
+        Err(error) => Problem::invalid_field("variant", format!("{error:#}")).into_response(),
+    }
+}
+
+/// Whether a request comes from a page of this host, as far as the browser says: its
+/// `Sec-Fetch-Site` when it sends one, else its `Origin` (which a page whose referrer
+/// policy is `no-referrer`, as the console's is, sends as `null`). A request with
+/// neither comes from no browser page (a script with a bearer token) and passes.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site == "same-origin";
+    }
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok());
+    let origin = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.split_once("://"))
+        .map(|(_, authority)| authority);
+    matches!((origin, host), (Some(origin), Some(host)) if origin == host)
+}
+
+/// The feature flags, each with a button per variant: the default is marked, and a
+/// click makes another the default for everyone its rule does not choose for.
+fn flags(page: &mut String, flags: &platform::flags::Flags) {
+    let views = flags.describe();
+    page.push_str("<h2 id=flags>Feature flags</h2>");
+    if views.is_empty() {
+        page.push_str("<p class=note>This process has no flag file.</p>");
+        return;
+    }
+    page.push_str("<table class=flags><tr><th>flag<th>variants<th>what it does</tr>");
+    for view in views {
+        let key = escape(&view.key);
+        let _ = write!(
+            page,
+            "<tr><td><code>{key}</code>{}{}<td><form method=post action=\"/console/flags/{key}\">",
+            if view.enabled {
+                ""
+            } else {
+                " <span class=note>disabled</span>"
+            },
+            if view.targeted {
+                " <span class=note>targeted</span>"
+            } else {
+                ""
+            },
+        );
+        for (name, value) in &view.variants {
+            let chosen = view.default_variant.as_deref() == Some(name.as_str());
+            let name = escape(name);
+            let _ = write!(
+                page,
+                "<button name=variant value=\"{name}\" title=\"{}\"{}>{name}</button> ",
+                escape(&value.to_string()),
+                if chosen {
+                    " class=on aria-pressed=true"
+                } else {
+                    " aria-pressed=false"
+                },
+            );
+        }
+        let _ = write!(
+            page,
+            "</form><td>{}</tr>",
+            escape(view.description.as_deref().unwrap_or(""))
+        );
+    }
+    page.push_str("</table>");
 }
 
 fn head(page: &mut String, title: &str) {
@@ -138,7 +257,9 @@ th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .bad{color:#b00020;font-weight:600}.ok{color:#1b7f3a}.note{color:#666}code{font-size:.9em}\
 .bar{position:relative;height:.9rem;background:#f4f4f4;min-width:20rem}\
 .bar span{position:absolute;top:0;bottom:0;background:#3f6fd8;min-width:2px}\
-.bar span.failed{background:#b00020}a{color:#2748a8}";
+.bar span.failed{background:#b00020}a{color:#2748a8}\
+button{font:inherit;padding:.1rem .5rem;margin:.1rem;border:1px solid #999;border-radius:3px;background:#fff;cursor:pointer}\
+button.on{background:#2748a8;color:#fff;border-color:#2748a8}";
 
 /// Whether a span is a health check or a scrape: traffic of the platform, not of
 /// customers, left out of rates and of the trace list.

@@ -23,8 +23,8 @@
 //! - CORS, security headers, a request body limit, request ids and trace context.
 //!
 //! `/api/docs` serves the services' OpenAPI documents in Swagger UI, whose assets are
-//! compiled into the binary; `/console` shows admins what the shop is doing
-//! ([`console`]). The gateway owns no data and no business rule.
+//! compiled into the binary; `/console` shows admins what the shop is doing and lets
+//! them switch its feature flags ([`console`]). The gateway owns no data and no business rule.
 
 pub mod access;
 pub mod balance;
@@ -42,7 +42,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::HeaderValue;
@@ -51,6 +51,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use platform::auth::Verifier;
+use platform::flags::Flags;
 use platform::http::Readiness;
 use platform::service::Service;
 use platform::shutdown::Shutdown;
@@ -88,6 +89,8 @@ pub struct Shared {
     forwarded_by: Option<HeaderValue>,
     /// A digest of the routes file as it was last read.
     loaded: std::sync::Mutex<Option<u64>>,
+    /// The process's feature flags, which the console shows and switches.
+    flags: Flags,
 }
 
 /// A digest of a routes file's content. Modification times are too coarse to tell two
@@ -106,10 +109,11 @@ fn stamp(path: &std::path::Path) -> Option<u64> {
 }
 
 impl Gateway {
-    /// A gateway over `config`, checking tokens with `verifier`. Fails if the routes
-    /// file cannot be read or names an upstream it does not define; a rate limit store
-    /// that cannot be reached yet is connected to later (the limits are local till then).
-    pub async fn new(config: &Config, verifier: Verifier) -> anyhow::Result<Self> {
+    /// A gateway over `config`, checking tokens with `verifier`, its console showing and
+    /// switching `flags`. Fails if the routes file cannot be read or names an upstream it
+    /// does not define; a rate limit store that cannot be reached yet is connected to
+    /// later (the limits are local till then).
+    pub async fn new(config: &Config, verifier: Verifier, flags: Flags) -> anyhow::Result<Self> {
         if config.metrics {
             // Metric handles are registered with the table: the recorder must exist first.
             platform::telemetry::metrics();
@@ -155,6 +159,7 @@ impl Gateway {
                     .transpose()
                     .context("the forwarding secret must be printable ASCII")?,
                 loaded: std::sync::Mutex::new(loaded),
+                flags,
             }),
         })
     }
@@ -179,6 +184,7 @@ impl Gateway {
             .route("/{*path}", any(proxy::forward))
             .route("/console", get(console::overview))
             .route("/console/traces/{id}", get(console::trace))
+            .route("/console/flags/{key}", post(console::switch_flag))
             .with_state(Arc::clone(&self.shared))
             .merge(swagger);
         if !config.cors.allowed_origins.is_empty() {
@@ -330,9 +336,10 @@ impl Gateway {
 pub async fn build(
     config: &Config,
     verifier: Verifier,
+    flags: Flags,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Service> {
-    let gateway = Gateway::new(config, verifier).await?;
+    let gateway = Gateway::new(config, verifier, flags).await?;
     let mut workers = gateway.workers(shutdown);
     if let Some(address) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(address)

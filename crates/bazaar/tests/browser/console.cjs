@@ -1,6 +1,7 @@
-// Opens the gateway's console in a real headless Chromium as an admin, follows the
-// recent trace that crosses the most services to its waterfall, takes a screenshot,
-// and prints what it saw as one line of JSON.
+// Opens the gateway's console in a real headless Chromium as an admin, switches the
+// flag `payments-decline-all` on with its button, follows the recent trace that
+// crosses the most services to its waterfall, takes a screenshot, and prints what it
+// saw as one line of JSON.
 //
 //   NODE_PATH=<folder with playwright-core> node console.cjs <gateway URL> <admin token> <screenshot.png>
 const { chromium } = require('playwright-core');
@@ -21,6 +22,13 @@ async function main() {
     if (overview.status() !== 200) throw new Error(`/console answered ${overview.status()}`);
     await page.waitForSelector('table.traces');
     const sections = await page.$$eval('h2', (headings) => headings.map((h) => h.textContent));
+    const flag = 'form[action="/console/flags/payments-decline-all"]';
+    const before = await page.$eval(`${flag} button[aria-pressed=true]`, (button) => button.value);
+    await Promise.all([page.waitForNavigation(), page.click(`${flag} button[value=on]`)]);
+    if (!page.url().endsWith('/console#flags')) {
+      throw new Error(`the switch led to ${page.url()}: ${await page.content()}`);
+    }
+    const after = await page.$eval(`${flag} button[aria-pressed=true]`, (button) => button.value);
     const traces = await page.$$eval('table.traces tr[data-services]', (rows) =>
       rows.map((row) => ({
         services: Number(row.dataset.services),
@@ -40,7 +48,7 @@ async function main() {
       spans.filter((span) => span.getBoundingClientRect().width > 0).length,
     );
     await page.screenshot({ path: screenshot, fullPage: true });
-    console.log(JSON.stringify({ sections, services, bars, title: await page.title() }));
+    console.log(JSON.stringify({ sections, services, bars, flag: { before, after }, title: await page.title() }));
   } finally {
     await browser.close();
   }

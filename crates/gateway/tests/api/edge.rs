@@ -413,9 +413,13 @@ async fn slow_and_idle_connections_are_closed() {
 
     let (upstream, _stop) = serve(echo()).await;
     let config = limited(upstream, per_minute(100, 100, 100));
-    let handle = gateway::Gateway::new(&config, test_support::TestIssuer::new().verifier())
-        .await
-        .expect("a gateway");
+    let handle = gateway::Gateway::new(
+        &config,
+        test_support::TestIssuer::new().verifier(),
+        platform::flags::Flags::default(),
+    )
+    .await
+    .expect("a gateway");
     let stop = platform::shutdown::Shutdown::new();
     let (listener, address) = test_support::bind().await;
     tokio::spawn(platform::http::serve_with(
@@ -511,9 +515,14 @@ async fn the_gateways_own_metrics_are_served_on_the_private_address_only() {
     )]);
     config.metrics_listen = Some(metrics_address);
     let stop = platform::shutdown::Shutdown::new();
-    let service = gateway::build(&config, test_support::TestIssuer::new().verifier(), &stop)
-        .await
-        .expect("a gateway");
+    let service = gateway::build(
+        &config,
+        test_support::TestIssuer::new().verifier(),
+        platform::flags::Flags::default(),
+        &stop,
+    )
+    .await
+    .expect("a gateway");
     let public = test_support::serve(service, &stop).await;
     let client = reqwest::Client::new();
     let public_metrics = client

@@ -1,5 +1,6 @@
 //! The gateway against real upstream servers on port 0.
 
+mod console;
 mod edge;
 mod resilience;
 mod routing;
@@ -93,8 +94,13 @@ impl TestGateway {
 
     /// A gateway over `config`, its workers running.
     async fn with(config: Config) -> Self {
+        Self::with_flags(config, platform::flags::Flags::default()).await
+    }
+
+    /// [`TestGateway::with`], its console showing and switching `flags`.
+    async fn with_flags(config: Config, flags: platform::flags::Flags) -> Self {
         let issuer = TestIssuer::new();
-        let handle = Gateway::new(&config, issuer.verifier())
+        let handle = Gateway::new(&config, issuer.verifier(), flags)
             .await
             .expect("a gateway");
         let stop = Shutdown::new();
