@@ -92,6 +92,10 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
             .await?,
         ),
     };
+    let store: Arc<dyn CartStore> = Arc::new(store::faulty::FaultyCartStore::new(
+        store,
+        context.flags.clone(),
+    ));
     let carts = Carts {
         store: store.clone(),
         pricing: Pricing::new(&config.catalog_url, &config.inventory_url, call_timeout)?,

@@ -4,6 +4,7 @@
 //! PostgreSQL in distributed mode) and drops abandoned ones with a periodic sweep;
 //! [`redis::RedisCartStore`] keeps one hash per customer that Redis expires by itself.
 //! Both pass one conformance suite (`crates/cart/tests/conformance`).
+//! [`faulty::FaultyCartStore`] stands in front of either and is unreachable on a flag.
 //!
 //! **Guarantees**, in both adapters: every operation on a cart is atomic, so concurrent
 //! changes to one cart never lose an update; a cart never holds more than
@@ -19,6 +20,7 @@
 //! that (the customer removed a product and added it again meanwhile) is left alone,
 //! while units added to a line the order bought from are kept as before.
 
+pub mod faulty;
 pub mod redis;
 pub mod sql;
 

@@ -34,6 +34,8 @@ pub mod sender;
 pub mod store;
 pub mod templates;
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use platform::db::Database;
 use platform::http::Readiness;
@@ -55,6 +57,10 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
     // Settings first, so a configuration mistake is reported before anything connects.
     let settings = SenderSettings::from_config(config)?;
     let mailer = mailer::from_config(&config.mailer)?;
+    let mailer = Arc::new(mailer::faulty::FaultyMailer::new(
+        mailer,
+        context.flags.clone(),
+    ));
     let db = open_database(config).await?;
     let sender = Sender::new(db.clone(), mailer, settings);
     let shop_url = config

@@ -1,11 +1,13 @@
 //! How an email leaves: the [`Mailer`] trait and its two adapters, [`Mailbox`] (files in
-//! a folder, for one machine) and [`Smtp`] (a relay, for a real deployment).
+//! a folder, for one machine) and [`Smtp`] (a relay, for a real deployment), and
+//! [`faulty::FaultyMailer`], which fails either on a flag.
 //!
 //! Every email is composed here, the same way for both: an RFC 5322 message with a
 //! `Message-ID` derived from the notification's id and a `Date` from its creation. An
 //! email sent again after a crash (sent, but not yet marked sent) is therefore the same
 //! message, which a mailbox skips and a mail client recognises as a duplicate.
 
+pub mod faulty;
 pub mod mailbox;
 pub mod smtp;
 

@@ -256,6 +256,18 @@ impl Scenario {
     }
 
     /// Waits until the customer has an email of `kind` about `order_id` that was sent.
+    /// Places an order from `token`'s cart with the payment method `card` under the
+    /// idempotency `key`, and asserts that it is confirmed and its confirmation mailed.
+    /// Returns the order's id.
+    pub(crate) async fn checks_out(&self, token: &str, key: &str, card: &str) -> String {
+        let (_, placed) = self.place(token, key, card).await;
+        let id = placed["id"].as_str().expect("an id").to_owned();
+        let order = self.wait_for(token, &id, &["confirmed", "cancelled"]).await;
+        assert_eq!(order["status"], "confirmed", "{order:#}");
+        self.wait_for_email(token, "order_confirmed", &id).await;
+        id
+    }
+
     pub(crate) async fn wait_for_email(&self, token: &str, kind: &str, order_id: &str) -> Value {
         let sent = format!("a {kind} email about {order_id} being sent");
         test_support::eventually(&sent, Duration::from_secs(30), || async {
@@ -409,13 +421,7 @@ async fn a_transient_processor_error_is_retried_to_confirmation(mode: Mode) {
     let (token, card) = scenario
         .shopper("ada@example.com", TRANSIENT, &mug, 1)
         .await;
-    let (_, placed) = scenario.place(&token, "flaky", &card).await;
-    let id = placed["id"].as_str().expect("an id");
-    let order = scenario
-        .wait_for(&token, id, &["confirmed", "cancelled"])
-        .await;
-    assert_eq!(order["status"], "confirmed", "{order:#}");
-    scenario.wait_for_email(&token, "order_confirmed", id).await;
+    scenario.checks_out(&token, "flaky", &card).await;
     scenario.assert_invariants().await;
 }
 

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use std::time::Duration;
 
+use cart::store::faulty::STORE_DOWN;
+use notifications::mailer::faulty::MAIL_DOWN;
 use payments::processor::faults::{DECLINE_ALL, FAILURE_RATE};
 use platform::bus::faulty::OUTAGE;
 use platform::db::{Database, PoolSettings};
@@ -18,6 +20,8 @@ on_both_modes!(
     a_processor_outage_ends_orders_safely_and_lifting_it_heals,
     a_broker_outage_fills_the_outbox_and_it_drains_when_the_broker_returns,
     a_service_taken_down_opens_the_gateways_breaker_until_it_returns,
+    emails_wait_while_the_mail_relay_is_down_and_go_out_once,
+    an_unreachable_cart_store_answers_503_and_the_cart_survives,
 );
 
 /// Writes the shop's flag file in `data_dir`: every flag the shop knows, with `set`'s
@@ -85,15 +89,7 @@ async fn a_processor_outage_ends_orders_safely_and_lifting_it_heals(mode: Mode) 
     // The outage ends, and a new order confirms.
     switch(&scenario, &[]);
     let (token, card) = scenario.shopper("bo@example.com", APPROVED, &mug, 1).await;
-    let (_, placed) = scenario.place(&token, "after-the-outage", &card).await;
-    let id = placed["id"].as_str().expect("an id").to_owned();
-    let order = scenario
-        .wait_for(&token, &id, &["cancelled", "confirmed"])
-        .await;
-    assert_eq!(order["status"], "confirmed", "{order:#}");
-    scenario
-        .wait_for_email(&token, "order_confirmed", &id)
-        .await;
+    scenario.checks_out(&token, "after-the-outage", &card).await;
     assert_eq!(scenario.available(&mug).await, stock - 1);
     scenario.assert_invariants().await;
 }
@@ -247,6 +243,84 @@ async fn a_service_taken_down_opens_the_gateways_breaker_until_it_returns(mode: 
     scenario.assert_invariants().await;
 }
 
+async fn emails_wait_while_the_mail_relay_is_down_and_go_out_once(mode: Mode) {
+    let scenario = Scenario::start(mode).await;
+    let (mug, _) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
+
+    switch(&scenario, &[(MAIL_DOWN, json!("on"))]);
+    let (_, placed) = scenario.place(&token, "while-mail-is-down", &card).await;
+    let id = placed["id"].as_str().expect("an id");
+    let order = scenario
+        .wait_for(&token, id, &["confirmed", "cancelled"])
+        .await;
+    assert_eq!(
+        order["status"], "confirmed",
+        "the checkout does not wait for mail: {order:#}"
+    );
+    let confirmations = || async {
+        let (status, page) = scenario
+            .send(&token, "GET", "/api/notifications", None)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|mail| mail["kind"] == "order_confirmed")
+            .map(|mail| mail["status"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let waiting = test_support::eventually(
+        "the confirmation is queued",
+        Duration::from_secs(10),
+        || async {
+            match confirmations().await.as_slice() {
+                [status] => Ok(status.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        waiting, "pending",
+        "nothing is sent while the relay is down"
+    );
+
+    switch(&scenario, &[]);
+    scenario.wait_for_email(&token, "order_confirmed", id).await;
+    assert_eq!(confirmations().await, ["sent"], "sent once");
+    scenario.assert_invariants().await;
+}
+
+async fn an_unreachable_cart_store_answers_503_and_the_cart_survives(mode: Mode) {
+    let scenario = Scenario::start(mode).await;
+    let (mug, _) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 2).await;
+
+    switch(&scenario, &[(STORE_DOWN, json!("on"))]);
+    let (status, problem) = scenario.send(&token, "GET", "/api/cart", None).await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["type"], "/problems/unavailable", "{problem}");
+    let more = json!({"product_id": mug, "quantity": 1});
+    let (status, _) = scenario
+        .send(&token, "POST", "/api/cart/items", Some(more))
+        .await;
+    assert_eq!(status, 503);
+
+    switch(&scenario, &[]);
+    let (status, cart) = scenario.send(&token, "GET", "/api/cart", None).await;
+    assert_eq!(status, 200, "{cart}");
+    assert_eq!(
+        cart["lines"][0]["quantity"], 2,
+        "the cart as it was: {cart}"
+    );
+    scenario
+        .checks_out(&token, "after-the-store-came-back", &card)
+        .await;
+    scenario.assert_invariants().await;
+}
+
 #[test]
 fn the_default_flag_file_defines_every_fault_off() {
     use payments::processor::faults::DELAY_MS;
@@ -260,8 +334,10 @@ fn the_default_flag_file_defines_every_fault_off() {
         [
             OUTAGE,
             platform::bus::faulty::DELAY_MS,
+            STORE_DOWN,
             "catalog-error-rate",
             "inventory-delay-ms",
+            MAIL_DOWN,
             DECLINE_ALL,
             DELAY_MS,
             FAILURE_RATE,
