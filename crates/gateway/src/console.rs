@@ -267,6 +267,17 @@ fn is_probe(span: &SpanRecord) -> bool {
     span.detail.contains(" /health/") || span.detail.ends_with(" /metrics")
 }
 
+/// Whether a span is a page of the console or of the API docs: an operator looking,
+/// left out of the trace list so that looking does not push out what is looked for.
+fn is_looking(span: &SpanRecord) -> bool {
+    [" /console", " /api/docs"].iter().any(|page| {
+        span.detail.find(page).is_some_and(|at| {
+            let rest = &span.detail[at + page.len()..];
+            rest.is_empty() || rest.starts_with(['/', '?', '#'])
+        })
+    })
+}
+
 /// Per service over the last minute: request rate, error rate, p99.
 fn services(page: &mut String, spans: &[SpanRecord]) {
     let since = SystemTime::now() - WINDOW;
@@ -402,8 +413,16 @@ fn backlog(page: &mut String) {
         ("confirmed", confirmed),
         ("cancelled or rejected", cancelled),
         ("refunded", total("orders_refunded_total")),
-        ("in flight", (placed - confirmed - cancelled).max(0.0)),
+        ("in flight", placed - confirmed - cancelled),
     ] {
+        // Whole counts; a process restarted mid-checkout may count more ends than
+        // starts, which is no negative flight.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "counts"
+        )]
+        let count = count.max(0.0).round() as u64;
         let _ = write!(page, "<tr><td>{outcome}<td class=n>{count}</tr>");
     }
     page.push_str("</table>");
@@ -417,7 +436,7 @@ fn traces(page: &mut String, spans: &[SpanRecord]) {
     }
     let mut listed: Vec<(SystemTime, &str, Vec<&SpanRecord>)> = by_trace
         .into_iter()
-        .filter(|(_, spans)| !spans.iter().all(|span| is_probe(span)))
+        .filter(|(_, spans)| !spans.iter().all(|span| is_probe(span) || is_looking(span)))
         .map(|(trace, spans)| {
             let start = spans
                 .iter()
@@ -544,7 +563,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn probes_are_told_from_customer_traffic() {
+    fn probes_and_looking_are_told_from_customer_traffic() {
         let span = |detail: &str| SpanRecord {
             trace_id: "0".repeat(32),
             span_id: "1".repeat(16),
@@ -560,6 +579,11 @@ mod tests {
         assert!(is_probe(&span("GET /metrics")));
         assert!(!is_probe(&span("POST /")));
         assert!(!is_probe(&span("GET /health-food")));
+        assert!(is_looking(&span("GET /console")));
+        assert!(is_looking(&span("GET /console/traces/abc")));
+        assert!(is_looking(&span("GET /api/docs/openapi.json")));
+        assert!(!is_looking(&span("GET /consoles-and-tables")));
+        assert!(!is_looking(&span("GET /api/catalog/products")));
     }
 
     #[test]
