@@ -169,17 +169,9 @@ impl Shop {
                     Ok(())
                 });
             }
-            // Every service behind the fault flags' door (down, failing or slow on a
-            // flag), except the gateway, whose `/api/` path stays below any layer.
-            let router = if service == ServiceName::Gateway {
-                built.router
-            } else {
-                let door = platform::faults::Door::new(service.as_str(), flags.clone());
-                platform::faults::wrap(built.router, door)
-            };
             let (stop, serving) = (tier.shutdown.clone(), tier.serving.clone());
             tasks.spawn(async move {
-                let served = platform::http::serve(listener, router, stop)
+                let served = platform::http::serve(listener, built.router, stop)
                     .await
                     .with_context(|| format!("{service} stopped serving"));
                 drop(serving);

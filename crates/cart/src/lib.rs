@@ -110,7 +110,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
     let routes = platform::grpc::mount(http::router(carts.clone()), grpc::service(carts))
         .layer(axum::Extension(context.verifier.clone()));
     Ok(Service {
-        router: platform::http::app(NAME, routes, readiness),
+        router: context.app(NAME, routes, readiness),
         workers,
     })
 }

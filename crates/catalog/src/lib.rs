@@ -62,7 +62,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         .layer(axum::Extension(context.verifier.clone()));
     let readiness = Readiness::new().with_database(db);
     Ok(Service {
-        router: platform::http::app(NAME, routes, readiness),
+        router: context.app(NAME, routes, readiness),
         workers: vec![Box::pin(relay.run(context.shutdown.clone()))],
     })
 }

@@ -91,7 +91,7 @@ pub async fn build(
     );
     let routes = http::router(identity).layer(axum::Extension(verifier));
     Ok(Service {
-        router: platform::http::app(NAME, routes, readiness),
+        router: context.app(NAME, routes, readiness),
         workers: vec![
             Box::pin(relay.run(context.shutdown.clone())),
             Box::pin(sweep),

@@ -86,7 +86,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
     let routes = platform::grpc::mount(http::router(db.clone()), grpc::service(db.clone()))
         .layer(axum::Extension(context.verifier.clone()));
     Ok(Service {
-        router: platform::http::app(NAME, routes, Readiness::new().with_database(db)),
+        router: context.app(NAME, routes, Readiness::new().with_database(db)),
         workers: vec![
             Box::pin(relay.run(context.shutdown.clone())),
             Box::pin(commands.run(context.shutdown.clone())),

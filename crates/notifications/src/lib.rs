@@ -76,7 +76,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         workers.push(Box::pin(consumer.run(context.shutdown.clone())));
     }
     Ok(Service {
-        router: platform::http::app(NAME, routes, Readiness::new().with_database(db)),
+        router: context.app(NAME, routes, Readiness::new().with_database(db)),
         workers,
     })
 }

@@ -104,7 +104,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
     workers.push(Box::pin(relay.run(context.shutdown.clone())));
     let routes = http::router(state).layer(axum::Extension(context.verifier.clone()));
     Ok(Service {
-        router: platform::http::app(NAME, routes, Readiness::new().with_database(db)),
+        router: context.app(NAME, routes, Readiness::new().with_database(db)),
         workers,
     })
 }

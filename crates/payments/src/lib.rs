@@ -104,7 +104,7 @@ pub async fn build_with(
         workers.push(Box::pin(consumer.run(context.shutdown.clone())));
     }
     Ok(Service {
-        router: platform::http::app(NAME, routes, Readiness::new().with_database(db)),
+        router: context.app(NAME, routes, Readiness::new().with_database(db)),
         workers,
     })
 }

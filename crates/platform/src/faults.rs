@@ -1,10 +1,12 @@
 //! Faults any service can be made to suffer at its own door, each switched by a feature
 //! flag ([`crate::flags`]) while the shop runs: a service that is down, one that fails
-//! a share of its requests, one that is slow. The shop wraps every service's router but
-//! the gateway's in [`wrap`], so each of them, REST and gRPC alike, answers as a failing service would
-//! and its callers' defences (the gateway's breaker and retries, the saga's deadlines,
-//! gRPC deadlines) can be watched at work. The gateway has no door: its `/api/` path
-//! stays below every layer.
+//! a share of its requests, one that is slow. Every service but the gateway serves its
+//! routes behind one ([`crate::service::Context::app`]), so each of them, REST and
+//! gRPC alike, answers as a failing service would and its callers' defences (the
+//! gateway's breaker and retries, the saga's deadlines, gRPC deadlines) can be watched
+//! at work. The door stands inside the request's span
+//! and metrics, so an injected failure counts as the service's own in traces and in
+//! the console. The gateway has no door: its `/api/` path stays below every layer.
 //!
 //! | flag | type | effect on service `S` |
 //! |---|---|---|
@@ -34,9 +36,10 @@ pub const UNAVAILABLE: &str = "service-unavailable";
 const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// A service's door: whose it is, and the flags that can break it. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Door(std::sync::Arc<Keys>);
 
+#[derive(Debug)]
 struct Keys {
     service: &'static str,
     error_rate: String,

@@ -120,7 +120,7 @@ impl Readiness {
 }
 
 /// Choices a service may make about the app around its routes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AppOptions {
     /// Whether each request's RED metrics are recorded (on for every service; the
     /// gateway may turn them off to proxy at the lowest cost).
@@ -131,6 +131,10 @@ pub struct AppOptions {
     /// Whether a path no route matches is answered with a 404 problem (off for a
     /// service whose routes bring a fallback of their own, such as HTML pages).
     pub problem_fallback: bool,
+    /// The fault flags' door the routes stand behind, inside the request's span and
+    /// metrics, so that an injected failure is seen as the service's own
+    /// ([`crate::faults`]); none by default.
+    pub door: Option<crate::faults::Door>,
 }
 
 impl Default for AppOptions {
@@ -139,6 +143,7 @@ impl Default for AppOptions {
             record_metrics: true,
             serve_metrics: true,
             problem_fallback: true,
+            door: None,
         }
     }
 }
@@ -178,6 +183,10 @@ pub fn app_with(
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
+    let app = match options.door {
+        Some(door) => crate::faults::wrap(app, door),
+        None => app,
+    };
     let app = if options.record_metrics {
         app.layer(middleware::from_fn_with_state(service, record_metrics))
     } else {

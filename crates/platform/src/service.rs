@@ -17,6 +17,7 @@ use futures_util::future::BoxFuture;
 use crate::auth::Verifier;
 use crate::bus::Bus;
 use crate::flags::Flags;
+use crate::http::{AppOptions, Readiness};
 use crate::outbox::Waker;
 use crate::shutdown::Shutdown;
 
@@ -31,6 +32,23 @@ pub struct Context {
     pub flags: Flags,
     /// Fires when the process stops; workers return on it.
     pub shutdown: Shutdown,
+}
+
+impl Context {
+    /// [`crate::http::app`] for `service`, its routes behind the door of the fault flags
+    /// ([`crate::faults`]): what every service serves.
+    pub fn app(&self, service: &'static str, routes: Router, readiness: Readiness) -> Router {
+        crate::http::app_with(service, routes, readiness, self.options(service))
+    }
+
+    /// The default [`AppOptions`] of `service`, with its fault door: for a service that
+    /// changes other options.
+    pub fn options(&self, service: &'static str) -> AppOptions {
+        AppOptions {
+            door: Some(crate::faults::Door::new(service, self.flags.clone())),
+            ..AppOptions::default()
+        }
+    }
 }
 
 /// A built service.

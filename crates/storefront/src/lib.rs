@@ -57,7 +57,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
     let options = platform::http::AppOptions {
         // Unknown paths get the shop's 404 page, not a problem body.
         problem_fallback: false,
-        ..platform::http::AppOptions::default()
+        ..context.options(NAME)
     };
     Ok(Service::serving(platform::http::app_with(
         NAME,

@@ -713,6 +713,8 @@ async fn a_refused_refund_ends_the_order_for_an_operator(mode: Mode) {
     let (_, placed) = scenario.place(&token, "no-refund", &card).await;
     let id = placed["id"].as_str().expect("an id");
     scenario.wait_for(&token, id, &["confirmed"]).await;
+    // The audit expects the confirmation mailed: wait for it, not for luck.
+    scenario.wait_for_email(&token, "order_confirmed", id).await;
     let path = format!("/api/orders/{id}/refund");
     let (status, _) = scenario.send(&admin, "POST", &path, None).await;
     assert_eq!(status, 202);
