@@ -103,6 +103,7 @@ async fn a_checkout_is_one_trace_across_every_service() {
     )
     .await;
     assert_eq!(order["status"], "confirmed", "{order:#}");
+    assert_eq!(order["trace_id"], trace_id, "the order names its trace");
 
     // The confirmation email is the last hop; wait until its span has been exported.
     let mut services = BTreeSet::new();

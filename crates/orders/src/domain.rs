@@ -109,6 +109,9 @@ pub enum OrderEvent {
         /// The revision of the cart the order was placed from (absent in older events).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cart_revision: Option<i64>,
+        /// The trace the order was placed in (absent in older events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace_id: Option<String>,
     },
     /// Inventory holds the stock until `expires_at_ms`.
     StockReserved {
@@ -239,6 +242,8 @@ pub struct Order {
     pub payment_method: String,
     /// The revision of the cart it was placed from, if recorded.
     pub cart_revision: Option<i64>,
+    /// The trace it was placed in, if recorded.
+    pub trace_id: Option<String>,
     /// Where it is.
     pub status: Status,
     /// How many events it has; the next one is number `version + 1`.
@@ -289,6 +294,7 @@ impl Order {
                 total,
                 payment_method,
                 cart_revision,
+                trace_id,
             },
             at,
         )) = history.next()
@@ -302,6 +308,7 @@ impl Order {
             total: *total,
             payment_method: payment_method.clone(),
             cart_revision: *cart_revision,
+            trace_id: trace_id.clone(),
             status: Status::Placed,
             version: 1,
             reservation_expires_at_ms: None,

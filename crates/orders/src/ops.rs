@@ -479,6 +479,7 @@ pub async fn place(
             total: basket.total,
             payment_method: request.payment_method.clone(),
             cart_revision: basket.cart_revision,
+            trace_id: origin.trace_id(),
         }],
         commands: vec![Command::ReserveStock],
     };

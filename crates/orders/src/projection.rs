@@ -35,6 +35,9 @@ pub struct OrderView {
     pub placed_at_ms: i64,
     /// When it last changed.
     pub updated_at_ms: i64,
+    /// The trace it was placed in: an admin sees it at `/console/traces/{trace_id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// One step of an order's history.
@@ -84,8 +87,8 @@ pub async fn project(
     }
     sqlx::query(
         "INSERT INTO order_views (order_id, customer_id, status, total_minor, currency, \
-         lines, reason, placed_at_ms, updated_at_ms, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         lines, reason, placed_at_ms, updated_at_ms, version, trace_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
          reason = excluded.reason, updated_at_ms = excluded.updated_at_ms, \
          version = excluded.version",
@@ -105,6 +108,7 @@ pub async fn project(
     .bind(after.placed_at_ms)
     .bind(now)
     .bind(after.version)
+    .bind(after.trace_id.clone())
     .execute(connection)
     .await
     .context("writing an order's view")?;
@@ -199,11 +203,12 @@ fn view(row: &AnyRow) -> anyhow::Result<OrderView> {
         reason: row.try_get("reason")?,
         placed_at_ms: row.try_get("placed_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        trace_id: row.try_get("trace_id")?,
     })
 }
 
 const VIEW_COLUMNS: &str = "order_id, customer_id, status, total_minor, currency, lines, \
-                            reason, placed_at_ms, updated_at_ms";
+                            reason, placed_at_ms, updated_at_ms, trace_id";
 
 /// One order's view and timeline.
 pub async fn get(

@@ -480,6 +480,7 @@ mod tests {
             total: EUR(1000),
             payment_method: "pm".to_owned(),
             cart_revision: None,
+            trace_id: None,
         };
         Order::fold("o", [(&placed, 0)]).expect("a history")
     }

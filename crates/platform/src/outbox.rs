@@ -44,6 +44,13 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// The id of the trace this work belongs to (32 hexadecimal digits), if its
+    /// `traceparent` is valid.
+    pub fn trace_id(&self) -> Option<String> {
+        let parent = crate::telemetry::parse_traceparent(self.traceparent.as_deref()?)?;
+        Some(parent.trace_id().to_string())
+    }
+
     /// The origin of messages caused by handling `envelope`: their trace parent is the
     /// span handling it, when spans are exported.
     pub fn caused_by(envelope: &Envelope) -> Self {

@@ -485,6 +485,9 @@ pub struct Order {
     /// Its steps so far (only in a single order's answer).
     #[serde(default)]
     pub timeline: Vec<TimelineEntry>,
+    /// The trace it was placed in, if recorded.
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 /// One step of an order's history.

@@ -346,6 +346,12 @@ async fn a_checkout_is_confirmed_emailed_and_empties_the_cart(mode: Mode) {
         .wait_for(&token, id, &["confirmed", "cancelled", "rejected"])
         .await;
     assert_eq!(order["status"], "confirmed", "{order:#}");
+    // The trace it was placed in, for an admin to follow from the order.
+    let trace = order["trace_id"].as_str().unwrap_or_default();
+    assert!(
+        trace.len() == 32 && trace.bytes().all(|byte| byte.is_ascii_hexdigit()),
+        "{order:#}"
+    );
     let steps: Vec<&str> = order["timeline"]
         .as_array()
         .expect("a timeline")

@@ -132,3 +132,40 @@ async fn signing_out_signs_out_even_when_the_session_was_just_refreshed() {
     let (status, _) = browser.get(&client, &shop.url("/account")).await;
     assert_eq!(status, 303, "the account page is for signed-in shoppers");
 }
+
+/// An order's page links an admin to the trace the order was placed in; a customer
+/// sees no such link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_follows_an_order_to_its_trace() {
+    use crate::checkout::{APPROVED, Mode, Scenario};
+
+    let scenario = Scenario::start(Mode::Embedded).await;
+    let (mug, _) = scenario.product("enamel-camp-mug").await;
+    let (customer, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
+    let id = scenario.checks_out(&customer, "to-be-traced", &card).await;
+    let (_, order) = scenario
+        .send(&customer, "GET", &format!("/api/orders/{id}"), None)
+        .await;
+    let trace = order["trace_id"].as_str().expect("a trace id").to_owned();
+    let admin = scenario.admin().await;
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("a client");
+    let page = |token: String| {
+        let mut browser = Browser::default();
+        browser.cookies.insert("bazaar-token".to_owned(), token);
+        let url = scenario.shop.url(&format!("/orders/{id}"));
+        let client = client.clone();
+        async move { browser.get(&client, &url).await }
+    };
+    let (status, seen) = page(admin).await;
+    assert_eq!(status, 200, "{seen}");
+    assert!(
+        seen.contains(&format!("href=\"/console/traces/{trace}\"")),
+        "{seen}"
+    );
+    let (status, seen) = page(customer).await;
+    assert_eq!(status, 200, "{seen}");
+    assert!(!seen.contains("/console/traces/"), "{seen}");
+}

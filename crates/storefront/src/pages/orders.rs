@@ -188,6 +188,8 @@ pub struct OrderPage {
     progress: Progress,
     can_cancel: bool,
     timeline: Vec<(String, String, String)>,
+    /// The console's page of the order's trace, for an admin.
+    trace: Option<String>,
     /// Never sent with the whole page (its header has the count).
     cart_count: Option<u32>,
 }
@@ -314,8 +316,17 @@ pub async fn show(
             )
         })
         .collect();
+    // Only hexadecimal digits go into the link.
+    let trace = order
+        .trace_id
+        .as_deref()
+        .filter(|trace| {
+            chrome.is_admin && trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .map(|trace| format!("/console/traces/{trace}"));
     let mut response = render(&OrderPage {
         chrome,
+        trace,
         number: number(&order.id),
         placed: when(order.placed_at_ms),
         placed_iso: iso(order.placed_at_ms),
@@ -629,6 +640,7 @@ mod tests {
                     at_ms: 0,
                 })
                 .collect(),
+            trace_id: None,
         }
     }
 
