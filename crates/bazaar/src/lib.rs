@@ -4,6 +4,7 @@
 //! - [`topology`]: [`ServiceName`], the single list of services.
 //! - [`config`]: the shop's configuration, one section per service.
 //! - [`flags`]: the feature flags the shop knows, its flag file, and `bazaar flags`.
+//! - [`load`]: `bazaar load`, the load generator pointed at this shop, with customers.
 //! - [`shop`]: binds, builds and serves services; what `bazaar up` and `bazaar serve` run.
 //! - [`admin`]: operator commands, such as creating the first admin.
 //! - [`verify`]: the read-only audit of the shop's invariants.
@@ -11,6 +12,7 @@
 pub mod admin;
 pub mod config;
 pub mod flags;
+pub mod load;
 pub mod shop;
 pub mod topology;
 pub mod verify;

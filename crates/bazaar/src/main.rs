@@ -77,6 +77,46 @@ enum Command {
         #[command(subcommand)]
         command: Option<FlagsCommand>,
     },
+    /// Shoppers walking weighted journeys through the shop's public URL (the API and
+    /// the storefront's pages), in a closed loop of `--users` or an open loop at
+    /// `--rate` journeys a second; a table of what was measured, and `--json` for a
+    /// machine. Customers' journeys need accounts: `--customers N` makes them in this
+    /// shop's identity database, `--accounts FILE` reads `email password` lines.
+    Load {
+        /// The shop's URL; by default this configuration's gateway.
+        #[arg(long)]
+        url: Option<String>,
+        /// Shoppers in a closed loop (without `--rate`).
+        #[arg(long, default_value_t = 8)]
+        users: usize,
+        /// Journeys started per second, whatever became of the earlier ones.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// The most journeys running at once in an open loop.
+        #[arg(long, default_value_t = 1000)]
+        max_in_flight: usize,
+        /// How long journeys are started for.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Over how many seconds the closed loop's shoppers start.
+        #[arg(long, default_value_t = 0)]
+        ramp_up: u64,
+        /// Journey weights, e.g. `browse=40,product=25,search=15,cart=10,checkout=10`.
+        #[arg(long, value_parser = load::Mix::parse)]
+        mix: Option<load::Mix>,
+        /// Customers to make (or reuse) in this shop's identity database.
+        #[arg(long, default_value_t = 0)]
+        customers: usize,
+        /// A file of `email password` lines, one customer each.
+        #[arg(long)]
+        accounts: Option<PathBuf>,
+        /// Where to write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// No progress line each second.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Operator tasks that work on the services' databases directly.
     Admin {
         #[command(subcommand)]
@@ -147,6 +187,36 @@ fn main() -> ExitCode {
             return verify(&config, Duration::from_secs(email_grace_secs));
         }
         Command::Probe { url } => probe(&url),
+        Command::Load {
+            url,
+            users,
+            rate,
+            max_in_flight,
+            seconds,
+            ramp_up,
+            mix,
+            customers,
+            accounts,
+            json,
+            quiet,
+        } => bazaar::load::accounts(&config, accounts.as_deref(), customers).and_then(|accounts| {
+            let settings = load::Settings {
+                url: url.unwrap_or_else(|| bazaar::load::default_url(&config)),
+                duration: Duration::from_secs(seconds),
+                ramp_up: Duration::from_secs(ramp_up),
+                pace: match rate {
+                    Some(per_second) => load::Pace::Open {
+                        per_second,
+                        max_in_flight,
+                    },
+                    None => load::Pace::Closed { users },
+                },
+                mix: mix.unwrap_or_default(),
+                accounts,
+                progress: !quiet,
+            };
+            bazaar::load::run(settings, json.as_deref()).map(|table| say(&table))
+        }),
         Command::Flags { command: None } => {
             bazaar::flags::list(&config).map(|listing| say(&listing))
         }

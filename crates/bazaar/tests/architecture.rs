@@ -81,3 +81,27 @@ fn the_shared_crates_depend_on_no_service() {
         }
     }
 }
+
+/// The load generator stands outside the services' dependency graph: it speaks to a
+/// shop only over HTTP, so it depends on no service and not on the chassis.
+#[test]
+fn the_load_generator_depends_on_no_bazaar_crate() {
+    let metadata = metadata();
+    let own: BTreeSet<&str> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|package| package["name"].as_str())
+        .filter(|name| *name != "load")
+        .collect();
+    let load = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|package| package["name"] == "load")
+        .expect("the load crate");
+    for dependency in load["dependencies"].as_array().expect("dependencies") {
+        let dependency = dependency["name"].as_str().expect("a name");
+        assert!(!own.contains(dependency), "load depends on {dependency}");
+    }
+}

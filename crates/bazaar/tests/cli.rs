@@ -430,3 +430,97 @@ fn flags_are_listed_and_switched_in_the_flag_file() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no flag `no-such-flag`"));
 }
+
+/// `bazaar load` drives a running shop for a few seconds, with customers it makes in
+/// the shop's identity database, and writes a report every journey appears in with no
+/// failure and some orders confirmed. The shop's defences against one busy client (the
+/// gateway's rate limits, identity's sign-in throttle, the fraud rules' velocity hold)
+/// are lifted, as for any load from one address.
+#[test]
+fn load_walks_every_journey_against_a_running_shop() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let data = tempfile::tempdir().expect("a folder");
+    let lifted = [
+        ("BAZAAR__GATEWAY__RATE_LIMIT__ENABLED", "false"),
+        ("BAZAAR__IDENTITY__ADDRESS_ATTEMPTS_BURST", "1000000"),
+        ("BAZAAR__PAYMENTS__FRAUD__VELOCITY_HOLD_AFTER", "1000000000"),
+        ("BAZAAR__INVENTORY__INITIAL_STOCK", "100000"),
+    ];
+    let mut up = up_in(data.path());
+    up.envs(lifted).stdout(Stdio::piped());
+    let mut shop = up.spawn().expect("bazaar starts");
+    let url = BufReader::new(shop.stdout.take().expect("stdout"))
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let ready = line.strip_prefix("Bazaar is ready in ")?;
+            let url = ready.split("http://").nth(1)?;
+            Some(format!("http://{}", url.trim_end_matches('/')))
+        })
+        .expect("bazaar printed its address");
+
+    let report = data.path().join("load.json");
+    let dir = data.path().to_str().expect("UTF-8 path");
+    let ran = bazaar(
+        &[
+            "load",
+            "--url",
+            &url,
+            "--users",
+            "3",
+            "--customers",
+            "3",
+            "--seconds",
+            "3",
+            "--quiet",
+            "--json",
+            report.to_str().expect("UTF-8 path"),
+        ],
+        &[("BAZAAR__DATA_DIR", dir)],
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &shop.id().to_string()])
+        .status();
+    let _ = shop.wait();
+    assert!(ran.status.success(), "{ran:?}");
+    let table = String::from_utf8_lossy(&ran.stdout);
+    assert!(table.contains("closed loop, 3 shoppers"), "{table}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("the JSON report"))
+            .expect("JSON");
+    let journeys = report["journeys"].as_array().expect("journeys");
+    let walked: Vec<&str> = journeys
+        .iter()
+        .filter_map(|journey| journey["journey"].as_str())
+        .collect();
+    for journey in ["browse", "product", "search", "cart", "checkout", "sign-in"] {
+        assert!(
+            walked.contains(&journey),
+            "{journey} was not walked: {report:#}"
+        );
+    }
+    for journey in journeys {
+        assert_eq!(journey["failed"], 0, "{report:#}");
+        assert!(
+            journey["ok"].as_u64().is_some_and(|ok| ok > 0),
+            "{report:#}"
+        );
+        assert!(
+            journey["p99_ms"].as_f64().is_some_and(|p99| p99 > 0.0),
+            "{report:#}"
+        );
+    }
+    let checkout = journeys
+        .iter()
+        .find(|journey| journey["journey"] == "checkout")
+        .expect("checkouts");
+    assert!(
+        checkout["ends"]["confirmed"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{report:#}"
+    );
+}
