@@ -7,9 +7,11 @@
 //! - [`load`]: `bazaar load`, the load generator pointed at this shop, with customers.
 //! - [`shop`]: binds, builds and serves services; what `bazaar up` and `bazaar serve` run.
 //! - [`admin`]: operator commands, such as creating the first admin.
+//! - [`chaos`]: `bazaar chaos run`, a fault switched on and off under load, then the audit.
 //! - [`verify`]: the read-only audit of the shop's invariants.
 
 pub mod admin;
+pub mod chaos;
 pub mod config;
 pub mod flags;
 pub mod load;

@@ -117,10 +117,50 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Break the shop on purpose under load and check it heals: `bazaar chaos list`,
+    /// `bazaar chaos run broker-outage`.
+    Chaos {
+        #[command(subcommand)]
+        command: ChaosCommand,
+    },
     /// Operator tasks that work on the services' databases directly.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChaosCommand {
+    /// The scenarios: each a fault flag and the variant that breaks.
+    List,
+    /// Shoppers on; the fault on for `--fault` seconds after `--before`; off for
+    /// `--after`; then the audit until clean (at most `--settle`). Exits non-zero if an
+    /// invariant is violated in the end.
+    Run {
+        /// The scenario, e.g. `broker-outage`.
+        scenario: String,
+        /// Seconds of load before the fault.
+        #[arg(long, default_value_t = 10)]
+        before: u64,
+        /// Seconds with the fault on.
+        #[arg(long, default_value_t = 20)]
+        fault: u64,
+        /// Seconds of load after the fault is lifted.
+        #[arg(long, default_value_t = 20)]
+        after: u64,
+        /// The longest wait for a clean audit once the load has ended.
+        #[arg(long, default_value_t = 60)]
+        settle: u64,
+        /// Shoppers in a closed loop.
+        #[arg(long, default_value_t = 8)]
+        users: usize,
+        /// Customers made (or reused) in this shop's identity database.
+        #[arg(long, default_value_t = 8)]
+        customers: usize,
+        /// The shop's URL; by default this configuration's gateway.
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -216,6 +256,47 @@ fn main() -> ExitCode {
                 progress: !quiet,
             };
             bazaar::load::run(settings, json.as_deref()).map(|table| say(&table))
+        }),
+        Command::Chaos {
+            command: ChaosCommand::List,
+        } => {
+            say(&bazaar::chaos::list());
+            Ok(())
+        }
+        Command::Chaos {
+            command:
+                ChaosCommand::Run {
+                    scenario,
+                    before,
+                    fault,
+                    after,
+                    settle,
+                    users,
+                    customers,
+                    url,
+                },
+        } => bazaar::chaos::scenario(&scenario).and_then(|scenario| {
+            let accounts = bazaar::load::accounts(&config, None, customers)?;
+            let phases = bazaar::chaos::Phases {
+                before: Duration::from_secs(before),
+                fault: Duration::from_secs(fault),
+                after: Duration::from_secs(after),
+                settle: Duration::from_secs(settle),
+                email_grace: Duration::from_secs(60),
+            };
+            let shoppers = load::Settings {
+                url: url.unwrap_or_else(|| bazaar::load::default_url(&config)),
+                duration: Duration::ZERO,
+                ramp_up: Duration::ZERO,
+                pace: load::Pace::Closed { users },
+                mix: load::Mix::default(),
+                accounts,
+                progress: false,
+            };
+            let outcome = bazaar::chaos::run(&config, scenario, &phases, shoppers)?;
+            say(&outcome.report);
+            anyhow::ensure!(outcome.clean, "the shop's invariants were violated");
+            Ok(())
         }),
         Command::Flags { command: None } => {
             bazaar::flags::list(&config).map(|listing| say(&listing))

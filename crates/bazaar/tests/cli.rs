@@ -431,24 +431,20 @@ fn flags_are_listed_and_switched_in_the_flag_file() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no flag `no-such-flag`"));
 }
 
-/// `bazaar load` drives a running shop for a few seconds, with customers it makes in
-/// the shop's identity database, and writes a report every journey appears in with no
-/// failure and some orders confirmed. The shop's defences against one busy client (the
-/// gateway's rate limits, identity's sign-in throttle, the fraud rules' velocity hold)
-/// are lifted, as for any load from one address.
-#[test]
-fn load_walks_every_journey_against_a_running_shop() {
+/// A shop started with `bazaar up` in `data`, its defences against one busy client
+/// (the gateway's rate limits, identity's sign-in throttle, the fraud rules' velocity
+/// hold) lifted, as for any load from one address; and its URL.
+fn a_shop_for_load(data: &std::path::Path) -> (std::process::Child, String) {
     use std::io::{BufRead as _, BufReader};
     use std::process::Stdio;
 
-    let data = tempfile::tempdir().expect("a folder");
     let lifted = [
         ("BAZAAR__GATEWAY__RATE_LIMIT__ENABLED", "false"),
         ("BAZAAR__IDENTITY__ADDRESS_ATTEMPTS_BURST", "1000000"),
         ("BAZAAR__PAYMENTS__FRAUD__VELOCITY_HOLD_AFTER", "1000000000"),
         ("BAZAAR__INVENTORY__INITIAL_STOCK", "100000"),
     ];
-    let mut up = up_in(data.path());
+    let mut up = up_in(data);
     up.envs(lifted).stdout(Stdio::piped());
     let mut shop = up.spawn().expect("bazaar starts");
     let url = BufReader::new(shop.stdout.take().expect("stdout"))
@@ -460,6 +456,24 @@ fn load_walks_every_journey_against_a_running_shop() {
             Some(format!("http://{}", url.trim_end_matches('/')))
         })
         .expect("bazaar printed its address");
+    (shop, url)
+}
+
+/// Stops a shop started by [`a_shop_for_load`], as Ctrl-C would.
+fn stop(mut shop: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &shop.id().to_string()])
+        .status();
+    let _ = shop.wait();
+}
+
+/// `bazaar load` drives a running shop for a few seconds, with customers it makes in
+/// the shop's identity database, and writes a report every journey appears in with no
+/// failure and some orders confirmed.
+#[test]
+fn load_walks_every_journey_against_a_running_shop() {
+    let data = tempfile::tempdir().expect("a folder");
+    let (shop, url) = a_shop_for_load(data.path());
 
     let report = data.path().join("load.json");
     let dir = data.path().to_str().expect("UTF-8 path");
@@ -480,10 +494,7 @@ fn load_walks_every_journey_against_a_running_shop() {
         ],
         &[("BAZAAR__DATA_DIR", dir)],
     );
-    let _ = Command::new("kill")
-        .args(["-INT", &shop.id().to_string()])
-        .status();
-    let _ = shop.wait();
+    stop(shop);
     assert!(ran.status.success(), "{ran:?}");
     let table = String::from_utf8_lossy(&ran.stdout);
     assert!(table.contains("closed loop, 3 shoppers"), "{table}");
@@ -523,4 +534,53 @@ fn load_walks_every_journey_against_a_running_shop() {
             .is_some_and(|n| n > 0),
         "{report:#}"
     );
+}
+
+/// `bazaar chaos run` declines every card for two seconds under load: checkouts are
+/// cancelled meanwhile, the flag is back off afterwards, and the audit is clean.
+#[test]
+fn a_chaos_scenario_breaks_the_shop_under_load_and_audits_it() {
+    let data = tempfile::tempdir().expect("a folder");
+    let (shop, url) = a_shop_for_load(data.path());
+    let dir = data.path().to_str().expect("UTF-8 path");
+    let args = [
+        "chaos",
+        "run",
+        "decline-all",
+        "--before",
+        "1",
+        "--fault",
+        "2",
+        "--after",
+        "1",
+        "--users",
+        "3",
+        "--customers",
+        "3",
+        "--url",
+        &url,
+    ];
+    let ran = bazaar(&args, &[("BAZAAR__DATA_DIR", dir)]);
+    stop(shop);
+    let report = String::from_utf8_lossy(&ran.stdout);
+    assert!(ran.status.success(), "{ran:?}");
+    assert!(
+        report.contains("scenario decline-all: payments-decline-all=on"),
+        "{report}"
+    );
+    assert!(report.contains("checkout ended cancelled"), "{report}");
+    assert!(report.contains("invariants clean"), "{report}");
+    let flags = std::fs::read_to_string(data.path().join("flags.json")).expect("the flag file");
+    let flags: serde_json::Value = serde_json::from_str(&flags).expect("JSON");
+    assert_eq!(
+        flags["flags"]["payments-decline-all"]["defaultVariant"], "off",
+        "switched back"
+    );
+
+    let unknown = bazaar(
+        &["chaos", "run", "meteor-strike"],
+        &[("BAZAAR__DATA_DIR", dir)],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("broker-outage"));
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 pub use journey::{Account, Journey, Mix};
-pub use report::Report;
+pub use report::{Report, Second};
 
 use crate::journey::Shop;
 use crate::report::Recorder;
@@ -82,8 +82,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
         !mix.is_empty(),
         "no journey is left to run: the mix names only journeys that need accounts"
     );
-    let recorder = Arc::new(Recorder::default());
     let started = Instant::now();
+    let recorder = Arc::new(Recorder::new(started));
     let deadline = started + settings.duration;
     let progress = settings
         .progress

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -17,9 +17,20 @@ use crate::journey::{Journey, Outcome};
 const HIGHEST_MICROS: u64 = 60_000_000;
 
 /// Collects the walks of a run.
-#[derive(Default)]
 pub(crate) struct Recorder {
+    started: Instant,
     journeys: Mutex<BTreeMap<Journey, Tally>>,
+    /// Walks ended well and failed, by the second of the run they ended in.
+    timeline: Mutex<Vec<Second>>,
+}
+
+/// One second of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Second {
+    /// Walks that ended well in it.
+    pub ok: u64,
+    /// Walks that failed in it.
+    pub failed: u64,
 }
 
 /// One journey's walks so far.
@@ -45,8 +56,31 @@ impl Tally {
 }
 
 impl Recorder {
-    /// Records one walk of `journey` that took `took`.
+    /// A recorder for a run that started at `started`.
+    pub(crate) fn new(started: Instant) -> Self {
+        Self {
+            started,
+            journeys: Mutex::default(),
+            timeline: Mutex::default(),
+        }
+    }
+
+    /// Records one walk of `journey`, ended now, that took `took`.
     pub(crate) fn record(&self, journey: Journey, took: Duration, outcome: Outcome) {
+        {
+            let second = usize::try_from(self.started.elapsed().as_secs()).unwrap_or(usize::MAX);
+            let mut timeline = self
+                .timeline
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if timeline.len() <= second {
+                timeline.resize(second.saturating_add(1), Second::default());
+            }
+            match outcome {
+                Outcome::Done(_) => timeline[second].ok += 1,
+                Outcome::Failed(_) => timeline[second].failed += 1,
+            }
+        }
         let mut journeys = self
             .journeys
             .lock()
@@ -121,8 +155,14 @@ impl Recorder {
                 })
             })
             .collect();
+        let timeline = self
+            .timeline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         Report {
             seconds,
+            timeline,
             pace: match pace {
                 Pace::Closed { users } => format!("closed loop, {users} shoppers"),
                 Pace::Open {
@@ -150,6 +190,8 @@ pub struct Report {
     pub journeys: Vec<JourneyReport>,
     /// What the reader should know, e.g. journeys left out.
     pub notes: Vec<String>,
+    /// Walks ended well and failed in each second of the run, from its start.
+    pub timeline: Vec<Second>,
 }
 
 /// One journey's figures.
@@ -232,7 +274,7 @@ mod tests {
 
     #[test]
     fn walks_are_tallied_by_journey_outcome_and_error() {
-        let recorder = Recorder::default();
+        let recorder = Recorder::new(Instant::now());
         for millis in 1..=100 {
             recorder.record(
                 Journey::Browse,
@@ -262,6 +304,21 @@ mod tests {
             Outcome::Failed("503 placing the order".to_owned()),
         );
         assert_eq!(recorder.totals(), (102, 1));
+        let timeline = &recorder
+            .report(
+                Duration::from_secs(1),
+                &Pace::Closed { users: 1 },
+                0,
+                Vec::new(),
+            )
+            .timeline;
+        assert_eq!(
+            timeline
+                .iter()
+                .map(|second| (second.ok, second.failed))
+                .fold((0, 0), |(ok, failed), (o, f)| (ok + o, failed + f)),
+            (102, 1)
+        );
         let report = recorder.report(
             Duration::from_secs(2),
             &Pace::Closed { users: 4 },
