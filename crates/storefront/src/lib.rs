@@ -44,6 +44,8 @@ pub struct Site {
     pub verifier: Verifier,
     /// Refresh exchanges in flight or just made.
     pub refreshes: session::Refreshes,
+    /// The process's feature flags: release flags choose between pages.
+    pub flags: platform::flags::Flags,
 }
 
 /// The storefront's service: its pages, on the verifier of `context`.
@@ -53,6 +55,7 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         config: config.clone(),
         verifier: context.verifier.clone(),
         refreshes: session::Refreshes::default(),
+        flags: context.flags.clone(),
     });
     let options = platform::http::AppOptions {
         // Unknown paths get the shop's 404 page, not a problem body.

@@ -28,7 +28,7 @@ on_both_modes!(
 /// flags given a variant (by name) or a targeting rule (as JSON). Written whole and
 /// renamed into place, as an editor or a ConfigMap update would, so the shop never
 /// reads half a file.
-fn write_flags(data_dir: &Path, set: &[(&str, Value)]) {
+pub(crate) fn write_flags(data_dir: &Path, set: &[(&str, Value)]) {
     let mut flags: Value =
         serde_json::from_str(bazaar::flags::DEFAULT_FLAGS).expect("the default flags are JSON");
     for (name, setting) in set {
@@ -322,7 +322,7 @@ async fn an_unreachable_cart_store_answers_503_and_the_cart_survives(mode: Mode)
 }
 
 #[test]
-fn the_default_flag_file_defines_every_fault_off() {
+fn the_default_flag_file_defines_every_flag_off() {
     use payments::processor::faults::DELAY_MS;
     use platform::flags::{EvaluationContext, FlagSet, Flags};
 
@@ -342,6 +342,7 @@ fn the_default_flag_file_defines_every_fault_off() {
             DELAY_MS,
             FAILURE_RATE,
             UNAVAILABLE,
+            storefront::pages::checkout::EXPRESS_CHECKOUT,
         ]
     );
     let flags = Flags::fixed(set);

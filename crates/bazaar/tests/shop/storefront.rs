@@ -169,3 +169,63 @@ async fn an_admin_follows_an_order_to_its_trace() {
     assert_eq!(status, 200, "{seen}");
     assert!(!seen.contains("/console/traces/"), "{seen}");
 }
+
+/// With its release flag on for them, a customer with a saved card checks out on the
+/// express page in one click, and can still ask for every way to pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_express_checkout_is_released_by_its_flag() {
+    use crate::checkout::{APPROVED, Mode, Scenario};
+    use storefront::pages::checkout::EXPRESS_CHECKOUT;
+
+    let everyone = serde_json::json!({"fractional": [["on", 100], ["off", 0]]});
+    let scenario = Scenario::configured(Mode::Embedded, |config| {
+        crate::faults::write_flags(&config.data_dir, &[(EXPRESS_CHECKOUT, everyone)]);
+    })
+    .await;
+    let (mug, _) = scenario.product("enamel-camp-mug").await;
+    let (customer, _) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("a client");
+    let mut browser = Browser::default();
+    browser
+        .cookies
+        .insert("bazaar-token".to_owned(), customer.clone());
+    let (status, express) = browser.get(&client, &scenario.shop.url("/checkout")).await;
+    assert_eq!(status, 200, "{express}");
+    assert!(express.contains("Pay now"), "{express}");
+    assert!(
+        express.contains("href=\"/checkout?pay=another\""),
+        "{express}"
+    );
+    assert!(!express.contains("Card number"), "one click: {express}");
+    let (status, every_way) = browser
+        .get(&client, &scenario.shop.url("/checkout?pay=another"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(every_way.contains("Card number"), "{every_way}");
+
+    let field = |name: &str| {
+        let at = express
+            .find(&format!("name=\"{name}\" value=\""))
+            .unwrap_or_else(|| panic!("no {name} in {express}"));
+        let value = &express[at + name.len() + 15..];
+        value[..value.find('"').expect("a closing quote")].to_owned()
+    };
+    let (key, method) = (field("key"), field("payment_method"));
+    let placed = browser
+        .post(
+            &client,
+            &scenario.shop.url("/checkout"),
+            &[("key", &key), ("payment_method", &method)],
+        )
+        .await;
+    assert_eq!(placed, 303, "the order is placed and the page follows it");
+    let (_, orders) = scenario.send(&customer, "GET", "/api/orders", None).await;
+    let id = orders["items"][0]["id"].as_str().expect("an order");
+    let order = scenario
+        .wait_for(&customer, id, &["confirmed", "cancelled"])
+        .await;
+    assert_eq!(order["status"], "confirmed", "{order:#}");
+}

@@ -71,6 +71,21 @@ pub struct CheckoutPage {
     years: Vec<i32>,
 }
 
+/// The release flag of the express checkout: a customer with a saved card pays with
+/// it in one click, and can still choose another way.
+pub const EXPRESS_CHECKOUT: &str = "storefront-express-checkout";
+
+/// The express checkout page: the saved card, one button.
+#[derive(Template)]
+#[template(path = "checkout_express.html")]
+pub struct ExpressPage {
+    chrome: Chrome,
+    cart: Priced,
+    method: PaymentMethod,
+    /// The idempotency key of this page's order.
+    key: String,
+}
+
 impl CheckoutPage {
     fn other_errors(&self) -> Vec<String> {
         self.errors
@@ -78,17 +93,31 @@ impl CheckoutPage {
     }
 }
 
-/// `GET /checkout`: for a signed-in customer with something in the cart.
-pub async fn show(State(site): State<Arc<Site>>, shopper: Shopper) -> Response {
-    if shopper.user.is_none() {
+/// `GET /checkout`: for a signed-in customer with something in the cart. The express
+/// page when its release flag is on for the customer and they have a saved card, unless
+/// they asked for every way to pay (`?pay=another`).
+pub async fn show(
+    State(site): State<Arc<Site>>,
+    shopper: Shopper,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let Some(user) = &shopper.user else {
         return see_other("/sign-in?next=%2Fcheckout", CookieJar::default());
-    }
+    };
+    let every_way = query
+        .as_deref()
+        .is_some_and(|query| query.split('&').any(|pair| pair == "pay=another"));
+    let customer = platform::flags::EvaluationContext::new()
+        .targeting_key(user.id.as_str())
+        .with("role", if user.is_admin() { "admin" } else { "customer" });
+    let express = !every_way && site.flags.boolean(EXPRESS_CHECKOUT, &customer, false);
     page(
         &site,
         &shopper,
         Form::default(),
         FieldErrors::default(),
         None,
+        express,
     )
     .await
 }
@@ -122,6 +151,7 @@ async fn page(
     form: Form,
     errors: FieldErrors,
     flash: Option<Flash>,
+    express: bool,
 ) -> Response {
     let token = shopper.token();
     let (cart, methods) = tokio::join!(
@@ -152,6 +182,20 @@ async fn page(
     let mut chrome = Chrome::new(shopper, "Checkout", Section::Cart);
     if let Some(flash) = flash {
         chrome = chrome.with_flash(flash);
+    }
+    if express
+        && errors.is_empty()
+        && let Some(method) = methods.first().cloned()
+    {
+        return render_with(
+            http::StatusCode::OK,
+            &ExpressPage {
+                chrome,
+                cart,
+                method,
+                key,
+            },
+        );
     }
     let status = if errors.is_empty() {
         http::StatusCode::OK
@@ -195,6 +239,7 @@ pub async fn place(
             Form::default(),
             FieldErrors::default(),
             Some(Flash::error("The form was incomplete; please try again.")),
+            false,
         )
         .await;
     };
@@ -206,7 +251,7 @@ pub async fn place(
             Ok(method) => method,
             Err(NewCard::Invalid(errors)) => {
                 form.payment_method = "new".to_owned();
-                return page(&site, &shopper, form, errors, None).await;
+                return page(&site, &shopper, form, errors, None, false).await;
             }
             Err(NewCard::Failed(error)) => {
                 return errors::failure(&shopper, &error, "/checkout");
@@ -251,6 +296,7 @@ pub async fn place(
                 retry,
                 FieldErrors::default(),
                 Some(Flash::error(text)),
+                false,
             )
             .await
         }
@@ -267,6 +313,7 @@ pub async fn place(
                 form,
                 FieldErrors::default(),
                 Some(Flash::error(message)),
+                false,
             )
             .await
         }
