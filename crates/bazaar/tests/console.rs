@@ -123,6 +123,10 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
         "{seen}"
     );
     assert!(
+        seen["map"].as_u64().is_some_and(|services| services >= 5),
+        "the service map draws the services the checkout crossed: {seen}"
+    );
+    assert!(
         screenshot.is_file(),
         "no screenshot at {}",
         screenshot.display()

@@ -258,6 +258,12 @@ th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .bar{position:relative;height:.9rem;background:#f4f4f4;min-width:20rem}\
 .bar span{position:absolute;top:0;bottom:0;background:#3f6fd8;min-width:2px}\
 .bar span.failed{background:#b00020}a{color:#2748a8}\
+svg.graph{max-width:60rem;display:block;margin:.5rem 0}\
+svg .node rect{fill:#f4f6fb;stroke:#3f6fd8;stroke-width:1.5}svg .node.bad rect{fill:#fdecee;stroke:#b00020}\
+svg .call path{fill:none;stroke:#555;stroke-width:1.5}svg .call.bad path{stroke:#b00020;stroke-width:2.5}\
+svg text{font:12px system-ui,sans-serif;fill:#222}svg .call.bad text{fill:#b00020}\
+svg.spark{width:8rem;height:1.6rem;vertical-align:middle}svg.spark polyline{fill:none;stroke:#3f6fd8;stroke-width:1.5}\
+svg.spark polyline.bad{stroke:#b00020}\
 button{font:inherit;padding:.1rem .5rem;margin:.1rem;border:1px solid #999;border-radius:3px;background:#fff;cursor:pointer}\
 button.on{background:#2748a8;color:#fff;border-color:#2748a8}";
 
@@ -288,7 +294,8 @@ fn services(page: &mut String, spans: &[SpanRecord]) {
     {
         by_service.entry(&span.service).or_default().push(span);
     }
-    page.push_str("<h2>Services, last minute</h2><table class=services><tr><th>service<th>requests/s<th>errors<th>p99</tr>");
+    let history = history(spans);
+    page.push_str("<h2>Services, last minute</h2><table class=services><tr><th>service<th>requests/s<th>errors<th>p99<th>last five minutes</tr>");
     if by_service.is_empty() {
         page.push_str("<tr><td colspan=4 class=note>no requests in the last minute</tr>");
     }
@@ -300,11 +307,12 @@ fn services(page: &mut String, spans: &[SpanRecord]) {
         let error_rate = failed as f64 / requests.len() as f64;
         let _ = write!(
             page,
-            "<tr data-service=\"{service}\"><td>{service}<td class=n>{:.2}<td class=\"n{}\">{:.1} %<td class=n>{}</tr>",
+            "<tr data-service=\"{service}\"><td>{service}<td class=n>{:.2}<td class=\"n{}\">{:.1} %<td class=n>{}<td>{}</tr>",
             requests.len() as f64 / WINDOW.as_secs_f64(),
             if failed > 0 { " bad" } else { "" },
             error_rate * 100.0,
             millis(p99),
+            history.get(service).map(sparkline).unwrap_or_default(),
             service = escape(service),
         );
     }
@@ -313,33 +321,280 @@ fn services(page: &mut String, spans: &[SpanRecord]) {
 
 /// Which service called which, from parent and child spans of different services.
 fn service_map(page: &mut String, spans: &[SpanRecord]) {
+    let since = SystemTime::now() - WINDOW;
     let service_of: HashMap<&str, &str> = spans
         .iter()
         .map(|span| (span.span_id.as_str(), span.service.as_str()))
         .collect();
-    let mut calls: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    // Every call seen, and those of the last minute with how many failed.
+    let mut calls: BTreeMap<(&str, &str), Edge> = BTreeMap::new();
     for span in spans {
         if let Some(caller) = service_of.get(span.parent_id.as_str())
             && *caller != span.service
         {
-            *calls.entry((caller, &span.service)).or_default() += 1;
+            let edge = calls.entry((caller, &span.service)).or_default();
+            edge.seen += 1;
+            if span.start >= since {
+                edge.recent += 1;
+                edge.failed += usize::from(span.failed);
+            }
         }
     }
-    page.push_str(
-        "<h2>Service map</h2><table class=map><tr><th>caller<th>callee<th>calls seen</tr>",
-    );
+    page.push_str("<h2>Service map</h2>");
     if calls.is_empty() {
-        page.push_str("<tr><td colspan=3 class=note>no calls between services seen yet</tr>");
+        page.push_str("<p class=note>no calls between services seen yet</p>");
+        return;
     }
-    for ((caller, callee), count) in calls {
+    draw_map(page, &calls);
+    page.push_str(
+        "<table class=map><tr><th>caller<th>callee<th>calls seen<th>per second, last minute<th>failed, last minute</tr>",
+    );
+    for ((caller, callee), edge) in &calls {
         let _ = write!(
             page,
-            "<tr><td>{}<td>→ {}<td class=n>{count}</tr>",
+            "<tr><td>{}<td>→ {}<td class=n>{}<td class=n>{:.2}<td class=\"n{}\">{}</tr>",
             escape(caller),
-            escape(callee)
+            escape(callee),
+            edge.seen,
+            edge.per_second(),
+            if edge.failed > 0 { " bad" } else { "" },
+            edge.failed,
         );
     }
     page.push_str("</table>");
+}
+
+/// The calls from one service to another.
+#[derive(Clone, Copy, Debug, Default)]
+struct Edge {
+    /// Among the spans kept.
+    seen: usize,
+    /// In the last minute.
+    recent: usize,
+    /// Of those, failed.
+    failed: usize,
+}
+
+impl Edge {
+    #[allow(clippy::cast_precision_loss, reason = "a count of calls")]
+    fn per_second(&self) -> f64 {
+        self.recent as f64 / WINDOW.as_secs_f64()
+    }
+
+    /// The rate as a label: per second, or per minute when below one a second.
+    fn rate(&self) -> String {
+        let per_second = self.per_second();
+        if per_second >= 1.0 {
+            format!("{per_second:.1}/s")
+        } else {
+            format!("{:.0}/min", per_second * 60.0)
+        }
+    }
+}
+
+/// How far back the services' small charts look, and in how many steps.
+const HISTORY: Duration = Duration::from_secs(300);
+const STEPS: usize = 30;
+
+/// Per service, requests and failed requests in each step of the last
+/// [`HISTORY`], oldest first.
+fn history(spans: &[SpanRecord]) -> BTreeMap<&str, [(u32, u32); STEPS]> {
+    let now = SystemTime::now();
+    let step = HISTORY / u32::try_from(STEPS).unwrap_or(1);
+    let mut history: BTreeMap<&str, [(u32, u32); STEPS]> = BTreeMap::new();
+    for span in spans
+        .iter()
+        .filter(|span| span.name == "request" && !is_probe(span))
+    {
+        let Ok(age) = now.duration_since(span.start) else {
+            continue;
+        };
+        let Some(back) = usize::try_from(age.as_nanos() / step.as_nanos().max(1))
+            .ok()
+            .filter(|back| *back < STEPS)
+        else {
+            continue;
+        };
+        let bucket = &mut history.entry(&span.service).or_insert([(0, 0); STEPS])[STEPS - 1 - back];
+        bucket.0 += 1;
+        bucket.1 += u32::from(span.failed);
+    }
+    history
+}
+
+/// A small chart of requests (blue) and failures (red) over the last [`HISTORY`].
+fn sparkline(steps: &[(u32, u32); STEPS]) -> String {
+    let highest = steps
+        .iter()
+        .map(|(requests, _)| *requests)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let points = |value: fn(&(u32, u32)) -> u32| {
+        steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| {
+                #[allow(clippy::cast_precision_loss, reason = "small counts")]
+                let y = 19.0 - 18.0 * f64::from(value(step)) / f64::from(highest);
+                format!("{},{y:.1}", index * 4)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let total: u32 = steps.iter().map(|(requests, _)| requests).sum();
+    let failed: u32 = steps.iter().map(|(_, failed)| failed).sum();
+    let mut chart = format!(
+        "<svg class=spark viewBox=\"0 0 {} 20\" preserveAspectRatio=none role=img>\
+         <title>{total} requests, {failed} failed, in the last five minutes</title>\
+         <polyline points=\"{}\"/>",
+        (STEPS - 1) * 4,
+        points(|step| step.0)
+    );
+    if failed > 0 {
+        let _ = write!(
+            chart,
+            "<polyline class=bad points=\"{}\"/>",
+            points(|step| step.1)
+        );
+    }
+    chart.push_str("</svg>");
+    chart
+}
+
+/// The service map as an SVG graph: services in rows by how far they are from the
+/// edge (a service nobody calls is on the first row), each call an arrow labelled with
+/// its rate over the last minute, red when some of those calls failed.
+fn draw_map(page: &mut String, calls: &BTreeMap<(&str, &str), Edge>) {
+    const WIDTH: f64 = 960.0;
+    const ROW: f64 = 110.0;
+    const BOX_W: f64 = 130.0;
+    const BOX_H: f64 = 34.0;
+    let mut nodes: BTreeSet<&str> = BTreeSet::new();
+    for (caller, callee) in calls.keys() {
+        nodes.insert(caller);
+        nodes.insert(callee);
+    }
+    // Rows: the fewest calls from a service nobody calls (the edge), breadth first;
+    // replies by message make cycles, which a shortest path ignores.
+    let called: BTreeSet<&str> = calls.keys().map(|(_, callee)| *callee).collect();
+    let mut roots: Vec<&str> = nodes
+        .iter()
+        .copied()
+        .filter(|node| !called.contains(node))
+        .collect();
+    if roots.is_empty() {
+        roots.extend(nodes.first());
+    }
+    let mut depth: BTreeMap<&str, usize> = roots.iter().map(|root| (*root, 0)).collect();
+    let mut frontier = roots;
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for caller in frontier {
+            for (_, callee) in calls.keys().filter(|(from, _)| *from == caller) {
+                if !depth.contains_key(callee) {
+                    depth.insert(callee, depth[caller] + 1);
+                    next.push(*callee);
+                }
+            }
+        }
+        frontier = next;
+    }
+    // What no root reaches (a cycle of its own) goes on the last row.
+    let last = depth.values().max().copied().unwrap_or(0) + 1;
+    for node in &nodes {
+        depth.entry(node).or_insert(last);
+    }
+    let rows = depth.values().max().copied().unwrap_or(0) + 1;
+    let mut place: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for row in 0..rows {
+        let members: Vec<&str> = depth
+            .iter()
+            .filter(|(_, depth)| **depth == row)
+            .map(|(node, _)| *node)
+            .collect();
+        #[allow(clippy::cast_precision_loss, reason = "a handful of services")]
+        for (index, node) in members.iter().enumerate() {
+            let x = WIDTH * (index as f64 + 0.5) / members.len() as f64;
+            let y = 30.0 + ROW * row as f64;
+            place.insert(node, (x, y));
+        }
+    }
+    #[allow(clippy::cast_precision_loss, reason = "a handful of rows")]
+    let height = 30.0 + ROW * (rows as f64 - 1.0) + BOX_H + 20.0;
+    let _ = write!(
+        page,
+        "<svg class=graph role=img aria-labelledby=map-title viewBox=\"0 0 {WIDTH} {height}\" width=\"100%\">\
+         <title id=map-title>Which service calls which, with calls per second over the last minute</title>\
+         <defs><marker id=arrow viewBox=\"0 0 10 10\" refX=10 refY=5 markerWidth=7 markerHeight=7 orient=auto-start-reverse>\
+         <path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555\"/></marker></defs>"
+    );
+    for ((caller, callee), edge) in calls {
+        let ((x1, y1), (x2, y2)) = (place[caller], place[callee]);
+        // From the caller's bottom edge to the callee's top edge (or side, same row).
+        // Down from the caller's bottom to the callee's top, up the other way, and over
+        // the top in an arc between services of one row.
+        let (top, bottom) = (BOX_H / 2.0, BOX_H / 2.0);
+        let (path, label) = if (y2 - y1).abs() < 1.0 {
+            let lift = 22.0 + ((x2 - x1).abs() * 0.06).min(26.0);
+            let (from_y, peak) = (y1 - top, y1 - top - 2.0 * lift);
+            (
+                format!(
+                    "M {x1:.0} {from_y:.0} Q {:.0} {peak:.0} {x2:.0} {from_y:.0}",
+                    f64::midpoint(x1, x2)
+                ),
+                (f64::midpoint(x1, x2), from_y - lift - 3.0),
+            )
+        } else {
+            let (from, to) = if y2 > y1 {
+                ((x1, y1 + bottom), (x2, y2 - top))
+            } else {
+                ((x1, y1 - top), (x2, y2 + bottom))
+            };
+            (
+                format!("M {:.0} {:.0} L {:.0} {:.0}", from.0, from.1, to.0, to.1),
+                (
+                    f64::midpoint(from.0, to.0) + 4.0,
+                    f64::midpoint(from.1, to.1) - 4.0,
+                ),
+            )
+        };
+        let class = if edge.failed > 0 { "call bad" } else { "call" };
+        let _ = write!(
+            page,
+            "<g class=\"{class}\"><title>{} → {}: {:.2}/s, {} failed in the last minute</title>\
+             <path d=\"{path}\" marker-end=\"url(#arrow)\"/>\
+             <text x=\"{:.0}\" y=\"{:.0}\">{}{}</text></g>",
+            escape(caller),
+            escape(callee),
+            edge.per_second(),
+            edge.failed,
+            label.0,
+            label.1,
+            edge.rate(),
+            if edge.failed > 0 {
+                format!(", {} failed", edge.failed)
+            } else {
+                String::new()
+            },
+        );
+    }
+    for (node, (x, y)) in &place {
+        let failing = calls
+            .iter()
+            .any(|((_, callee), edge)| callee == node && edge.failed > 0);
+        let _ = write!(
+            page,
+            "<g class=\"node{}\"><rect x=\"{:.0}\" y=\"{:.0}\" width=\"{BOX_W}\" height=\"{BOX_H}\" rx=\"6\"/>\
+             <text x=\"{x:.0}\" y=\"{:.0}\" text-anchor=middle>{}</text></g>",
+            if failing { " bad" } else { "" },
+            x - BOX_W / 2.0,
+            y - BOX_H / 2.0,
+            y + 5.0,
+            escape(node),
+        );
+    }
+    page.push_str("</svg>");
 }
 
 /// The route table's upstreams and what the gateway knows of their instances.
@@ -584,6 +839,80 @@ mod tests {
         assert!(is_looking(&span("GET /api/docs/openapi.json")));
         assert!(!is_looking(&span("GET /consoles-and-tables")));
         assert!(!is_looking(&span("GET /api/catalog/products")));
+    }
+
+    fn span(id: &str, parent: &str, service: &str, failed: bool) -> SpanRecord {
+        SpanRecord {
+            trace_id: "a".repeat(32),
+            span_id: id.to_owned(),
+            parent_id: parent.to_owned(),
+            name: "request".to_owned(),
+            service: service.to_owned(),
+            detail: "POST /orders".to_owned(),
+            start: SystemTime::now(),
+            duration: Duration::from_millis(3),
+            failed,
+        }
+    }
+
+    #[test]
+    fn the_map_draws_each_call_between_services_and_marks_failing_ones() {
+        let spans = [
+            span("g1", "", "gateway", false),
+            span("o1", "g1", "orders", false),
+            span("p1", "o1", "payments", true),
+            span("p2", "o1", "payments", false),
+            span("o2", "o1", "orders", false),
+        ];
+        let mut page = String::new();
+        service_map(&mut page, &spans);
+        assert!(page.contains("<svg class=graph"), "{page}");
+        assert!(
+            page.contains("<title>gateway → orders: 0.02/s, 0 failed in the last minute</title>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<g class=\"call bad\"><title>orders → payments"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<g class=\"node bad\">"),
+            "payments is failing: {page}"
+        );
+        assert!(
+            !page.contains("orders → orders"),
+            "a service calling itself is no edge"
+        );
+        // Rows by depth: the gateway above orders above payments.
+        let y = |name: &str| {
+            let at = page.find(&format!(">{name}</text>")).expect("drawn");
+            let before = &page[..at];
+            let y = &before[before.rfind("y=\"").expect("a y") + 3..];
+            y[..y.find('"').expect("closed")]
+                .parse::<f64>()
+                .expect("a number")
+        };
+        assert!(
+            y("gateway") < y("orders") && y("orders") < y("payments"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn the_services_history_is_a_small_chart_with_failures_in_red() {
+        let spans = [
+            span("a", "", "catalog", false),
+            span("b", "", "catalog", true),
+            span("c", "", "catalog", false),
+        ];
+        let history = history(&spans);
+        let steps = history.get("catalog").expect("catalog's history");
+        assert_eq!(steps[STEPS - 1], (3, 1), "the latest step");
+        let chart = sparkline(steps);
+        assert!(chart.contains("3 requests, 1 failed"), "{chart}");
+        assert!(chart.contains("<polyline class=bad"), "{chart}");
+        let quiet = sparkline(&[(0, 0); STEPS]);
+        assert!(!quiet.contains("class=bad"), "{quiet}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 // Opens the gateway's console in a real headless Chromium as an admin, switches the
-// flag `payments-decline-all` on with its button, follows the recent trace that
+// flag `payments-decline-all` on with its button (a screenshot of the overview, with
+// its service map, beside the given one), follows the recent trace that
 // crosses the most services to its waterfall, takes a screenshot, and prints what it
 // saw as one line of JSON.
 //
@@ -29,6 +30,8 @@ async function main() {
       throw new Error(`the switch led to ${page.url()}: ${await page.content()}`);
     }
     const after = await page.$eval(`${flag} button[aria-pressed=true]`, (button) => button.value);
+    const map = await page.$$eval('svg.graph .node', (nodes) => nodes.length);
+    await page.screenshot({ path: screenshot.replace(/\.png$/, '-overview.png'), fullPage: true });
     const traces = await page.$$eval('table.traces tr[data-services]', (rows) =>
       rows.map((row) => ({
         services: Number(row.dataset.services),
@@ -48,7 +51,7 @@ async function main() {
       spans.filter((span) => span.getBoundingClientRect().width > 0).length,
     );
     await page.screenshot({ path: screenshot, fullPage: true });
-    console.log(JSON.stringify({ sections, services, bars, flag: { before, after }, title: await page.title() }));
+    console.log(JSON.stringify({ sections, services, bars, map, flag: { before, after }, title: await page.title() }));
   } finally {
     await browser.close();
   }
