@@ -122,6 +122,10 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
         seen["bars"].as_u64().is_some_and(|bars| bars >= 5),
         "{seen}"
     );
+    assert_eq!(
+        seen["orders"]["confirmed"], 1,
+        "the checkout counted by the orders service: {seen}"
+    );
     assert!(
         seen["map"].as_u64().is_some_and(|services| services >= 5),
         "the service map draws the services the checkout crossed: {seen}"

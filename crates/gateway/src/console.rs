@@ -3,8 +3,9 @@
 //! `/console` shows each service's request rate, error rate and p99 over the last
 //! minute, the map of which service called which, the upstreams' instances and their
 //! health, the feature flags with a button per variant (`POST /console/flags/{key}`
-//! switches one), the outbox and consumer backlogs, the checkouts by outcome, and the
-//! recent traces; `/console/traces/{id}` draws one trace as a waterfall. Everything comes from
+//! switches one), the outbox and consumer backlogs, the orders by status (asked of
+//! the orders service, so they survive a restart of this process), and the recent
+//! traces; `/console/traces/{id}` draws one trace as a waterfall. Everything comes from
 //! this process: its recent spans (`platform::telemetry::recent_spans`), its metrics
 //! and its route table. In `bazaar up` that is the whole shop; in a distributed shop a
 //! tracing backend does this job. Pages are rendered here, with inline styles and no
@@ -35,9 +36,11 @@ const TRACES_LISTED: usize = 25;
 
 /// `GET /console`.
 pub async fn overview(State(gateway): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(problem) = admit(&gateway, &headers).await {
-        return refused(&gateway, &headers, problem, "/console");
-    }
+    let admin = match admit(&gateway, &headers).await {
+        Ok(admin) => admin,
+        Err(problem) => return refused(&gateway, &headers, problem, "/console"),
+    };
+    let counts = order_counts(&gateway, &admin.token).await;
     let spans = platform::telemetry::recent_spans()
         .map(|recent| recent.snapshot())
         .unwrap_or_default();
@@ -52,6 +55,7 @@ pub async fn overview(State(gateway): State<Arc<Shared>>, headers: HeaderMap) ->
     upstreams(&mut page, &gateway);
     flags(&mut page, &gateway.flags);
     backlog(&mut page);
+    checkouts(&mut page, counts);
     traces(&mut page, &spans);
     page.push_str("</body></html>");
     Html(page).into_response()
@@ -109,19 +113,75 @@ fn refused(gateway: &Shared, headers: &HeaderMap, problem: Problem, back: &str) 
     problem.into_response()
 }
 
+/// An admin let in: who, and the token they came with (the console asks services on
+/// their behalf).
+struct Admitted {
+    id: String,
+    token: String,
+}
+
 /// Lets admins in: a bearer token, or the token in the [`TOKEN_COOKIE`] cookie.
-/// Returns the admin's user id.
-async fn admit(gateway: &Shared, headers: &HeaderMap) -> Result<String, Problem> {
+async fn admit(gateway: &Shared, headers: &HeaderMap) -> Result<Admitted, Problem> {
     let token = match platform::auth::bearer_token(headers) {
         Ok(token) => token.to_owned(),
         Err(_) => crate::proxy::cookie(headers, TOKEN_COOKIE).ok_or(AuthError::Missing)?,
     };
     let claims = gateway.tokens.verify(&token).await?;
     if claims.roles.contains(&Role::Admin) {
-        Ok(claims.sub.clone())
+        Ok(Admitted {
+            id: claims.sub.clone(),
+            token,
+        })
     } else {
         Err(AuthError::Forbidden(Role::Admin.as_str()).into())
     }
+}
+
+/// The orders by status, from the orders service itself (`GET /stats` as the admin),
+/// so that they survive a restart of this process; what went wrong if it did not
+/// answer.
+async fn order_counts(gateway: &Shared, token: &str) -> Result<BTreeMap<String, i64>, String> {
+    use http_body_util::BodyExt as _;
+
+    let table = gateway.table.load_full();
+    let pool = table
+        .pools()
+        .find(|pool| pool.name == "orders")
+        .ok_or("no route to orders")?;
+    let now = std::time::Instant::now();
+    let endpoint = pool
+        .endpoints()
+        .find(|endpoint| endpoint.is_available(now))
+        .or_else(|| pool.endpoints().next())
+        .ok_or("orders has no instance")?;
+    let request = http::Request::get(format!("http://{}/stats", endpoint.url.authority()))
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|error| error.to_string())?;
+    let answer = tokio::time::timeout(Duration::from_secs(2), gateway.client.request(request))
+        .await
+        .map_err(|_| "orders did not answer within 2 s".to_owned())?
+        .map_err(|_| "orders is unreachable".to_owned())?;
+    if !answer.status().is_success() {
+        return Err(format!("orders answered {}", answer.status().as_u16()));
+    }
+    let body = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|_| "orders' answer broke off".to_owned())?
+        .to_bytes();
+    let counts: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| "orders' answer is not JSON".to_owned())?;
+    counts["by_status"]
+        .as_object()
+        .map(|by_status| {
+            by_status
+                .iter()
+                .filter_map(|(status, count)| Some((status.clone(), count.as_i64()?)))
+                .collect()
+        })
+        .ok_or_else(|| "orders' answer has no counts".to_owned())
 }
 
 /// The form a flag's buttons send.
@@ -142,7 +202,7 @@ pub async fn switch_flag(
     axum::Form(switch): axum::Form<Switch>,
 ) -> Response {
     let admin = match admit(&gateway, &headers).await {
-        Ok(admin) => admin,
+        Ok(admin) => admin.id,
         Err(problem) => return refused(&gateway, &headers, problem, "/console"),
     };
     if !same_origin(&headers) {
@@ -626,7 +686,7 @@ fn upstreams(page: &mut String, gateway: &Shared) {
     page.push_str("</table>");
 }
 
-/// Outbox and consumer backlogs and checkouts by outcome, from this process's metrics.
+/// Outbox and consumer backlogs, from this process's metrics.
 fn backlog(page: &mut String) {
     let text = platform::telemetry::metrics().render();
     let series = |name: &str| -> Vec<(String, f64)> {
@@ -658,27 +718,29 @@ fn backlog(page: &mut String) {
             );
         }
     }
-    page.push_str("</table><h2>Checkouts</h2><table class=checkouts><tr><th>outcome<th>count</tr>");
-    let total = |name: &str| series(name).iter().map(|(_, value)| value).sum::<f64>();
-    let placed = total("orders_placed_total");
-    let confirmed = total("orders_confirmed_total");
-    let cancelled = total("orders_cancelled_total");
-    for (outcome, count) in [
-        ("placed", placed),
-        ("confirmed", confirmed),
-        ("cancelled or rejected", cancelled),
-        ("refunded", total("orders_refunded_total")),
-        ("in flight", placed - confirmed - cancelled),
-    ] {
-        // Whole counts; a process restarted mid-checkout may count more ends than
-        // starts, which is no negative flight.
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "counts"
-        )]
-        let count = count.max(0.0).round() as u64;
-        let _ = write!(page, "<tr><td>{outcome}<td class=n>{count}</tr>");
+    page.push_str("</table>");
+}
+
+/// The orders by status, as the orders service counts them.
+fn checkouts(page: &mut String, counts: Result<BTreeMap<String, i64>, String>) {
+    page.push_str("<h2>Checkouts</h2>");
+    let counts = match counts {
+        Ok(counts) => counts,
+        Err(why) => {
+            let _ = write!(page, "<p class=note>No counts: {}.</p>", escape(&why));
+            return;
+        }
+    };
+    page.push_str("<table class=checkouts><tr><th>status<th>orders</tr>");
+    if counts.is_empty() {
+        page.push_str("<tr><td colspan=2 class=note>no order yet</tr>");
+    }
+    for (status, count) in &counts {
+        let _ = write!(
+            page,
+            "<tr data-status=\"{status}\"><td>{status}<td class=n>{count}</tr>",
+            status = escape(status)
+        );
     }
     page.push_str("</table>");
 }

@@ -30,8 +30,8 @@ use crate::saga::Input;
 #[openapi(
     info(title = "Bazaar orders", version = "1", description = "Checkout and order history."),
     servers((url = "/api/orders", description = "through the gateway")),
-    paths(place, list, get_order, cancel, review, refund),
-    components(schemas(PlaceOrder, OrderView, OrderPage, OrderDetail, TimelineEntry, Status, Review, Problem, FieldError)),
+    paths(place, list, stats, get_order, cancel, review, refund),
+    components(schemas(PlaceOrder, OrderView, OrderPage, OrderDetail, OrderCounts, TimelineEntry, Status, Review, Problem, FieldError)),
     modifiers(&BearerAuth, &EdgeResponses),
     tags((name = "orders", description = "Orders and the checkout"))
 )]
@@ -56,6 +56,7 @@ pub struct Orders {
 pub fn router(state: Orders) -> Router {
     Router::new()
         .route("/", post(place).get(list))
+        .route("/stats", get(stats))
         .route("/{id}", get(get_order))
         .route("/{id}/cancel", post(cancel))
         .route("/{id}/review", post(review))
@@ -396,6 +397,47 @@ async fn cancel(
     origin: Origin,
 ) -> Result<Response, Problem> {
     act(&state, &id, Some(&user.id), Input::CustomerCancel, &origin).await
+}
+
+/// How many orders there are, by status.
+#[derive(Debug, Serialize, ToSchema)]
+struct OrderCounts {
+    /// Orders by status (`confirmed`, `cancelled`, `payment_held`…); a status no order
+    /// is in is left out.
+    by_status: std::collections::BTreeMap<String, i64>,
+    /// All orders.
+    total: i64,
+    /// Those not over yet (not confirmed, rejected, cancelled, refunded or failed to
+    /// refund).
+    in_flight: i64,
+}
+
+/// Counts the orders by status, from the service's own records (what survives a
+/// restart, unlike a process's counters); admins only.
+#[utoipa::path(get, path = "/stats", tag = "orders", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Orders by status", body = OrderCounts),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn stats(_: Admin, State(state): State<Orders>) -> Result<Json<OrderCounts>, Problem> {
+    let mut connection = state
+        .db
+        .pool()
+        .acquire()
+        .await
+        .map_err(anyhow::Error::from)?;
+    let by_status = projection::counts(&mut connection).await?;
+    let in_flight = by_status
+        .iter()
+        .filter(|(status, _)| Status::parse(status).is_some_and(|status| !status.is_terminal()))
+        .map(|(_, count)| count)
+        .sum();
+    Ok(Json(OrderCounts {
+        total: by_status.values().sum(),
+        in_flight,
+        by_status,
+    }))
 }
 
 /// An admin's decision on a held payment.

@@ -3,6 +3,8 @@
 //! transaction as the events it reflects and rebuildable from them at any time
 //! ([`rebuild`]); nothing reads it to decide anything.
 
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
 use contracts::messaging::orders::{CancelReason, OrderLine};
 use contracts::{Currency, Money};
@@ -209,6 +211,17 @@ fn view(row: &AnyRow) -> anyhow::Result<OrderView> {
 
 const VIEW_COLUMNS: &str = "order_id, customer_id, status, total_minor, currency, lines, \
                             reason, placed_at_ms, updated_at_ms, trace_id";
+
+/// How many orders are in each status, from the views.
+pub async fn counts(connection: &mut AnyConnection) -> anyhow::Result<BTreeMap<String, i64>> {
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM order_views GROUP BY status")
+        .fetch_all(connection)
+        .await
+        .context("counting orders by status")?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("status")?, row.try_get("n")?)))
+        .collect()
+}
 
 /// One order's view and timeline.
 pub async fn get(

@@ -23,6 +23,9 @@ async function main() {
     if (overview.status() !== 200) throw new Error(`/console answered ${overview.status()}`);
     await page.waitForSelector('table.traces');
     const sections = await page.$$eval('h2', (headings) => headings.map((h) => h.textContent));
+    const orders = await page.$$eval('table.checkouts tr[data-status]', (rows) =>
+      Object.fromEntries(rows.map((row) => [row.dataset.status, Number(row.cells[1].textContent)])),
+    );
     const flag = 'form[action="/console/flags/payments-decline-all"]';
     const before = await page.$eval(`${flag} button[aria-pressed=true]`, (button) => button.value);
     await Promise.all([page.waitForNavigation(), page.click(`${flag} button[value=on]`)]);
@@ -51,7 +54,7 @@ async function main() {
       spans.filter((span) => span.getBoundingClientRect().width > 0).length,
     );
     await page.screenshot({ path: screenshot, fullPage: true });
-    console.log(JSON.stringify({ sections, services, bars, map, flag: { before, after }, title: await page.title() }));
+    console.log(JSON.stringify({ sections, services, bars, map, orders, flag: { before, after }, title: await page.title() }));
   } finally {
     await browser.close();
   }

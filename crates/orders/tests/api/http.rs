@@ -19,6 +19,7 @@ test_support::on_both_engines!(
     forged_and_broken_tokens_are_refused,
     the_openapi_document_lists_every_path,
     an_order_that_costs_nothing_is_refused_before_anything_is_reserved,
+    an_admin_counts_the_orders_by_status,
 );
 
 /// A product priced 0 (the catalog allows it) makes an order no card can pay: it is
@@ -407,11 +408,19 @@ async fn the_openapi_document_lists_every_path(engine: Engine) {
     paths.sort_unstable();
     assert_eq!(
         paths,
-        ["/", "/{id}", "/{id}/cancel", "/{id}/refund", "/{id}/review"]
+        [
+            "/",
+            "/stats",
+            "/{id}",
+            "/{id}/cancel",
+            "/{id}/refund",
+            "/{id}/review"
+        ]
     );
     for (path, method) in [
         ("/", "post"),
         ("/", "get"),
+        ("/stats", "get"),
         ("/{id}", "get"),
         ("/{id}/cancel", "post"),
         ("/{id}/refund", "post"),
@@ -426,4 +435,21 @@ async fn the_openapi_document_lists_every_path(engine: Engine) {
     for schema in ["OrderView", "OrderPage", "OrderDetail", "Problem"] {
         assert!(schemas[schema].is_object(), "{schema} is not documented");
     }
+}
+
+/// The counts come from the orders' own records, so they survive a restart; only an
+/// admin reads them.
+async fn an_admin_counts_the_orders_by_status(engine: Engine) {
+    let shop = TestShop::spawn(engine).await;
+    let alice = shop.shopper("alice").await;
+    let product = shop.product().await;
+    let confirmed = shop.confirmed_order(&alice, &product).await;
+    assert!(!confirmed.is_empty());
+    let (status, counts) = shop.get("/stats", &shop.issuer.admin()).await;
+    assert_eq!(status, 200, "{counts}");
+    assert_eq!(counts["by_status"]["confirmed"], 1, "{counts}");
+    assert_eq!(counts["total"], 1, "{counts}");
+    assert_eq!(counts["in_flight"], 0, "{counts}");
+    let (status, _) = shop.get("/stats", &alice.token).await;
+    assert_eq!(status, 403);
 }
