@@ -111,11 +111,16 @@ fn accepted(view: OrderView) -> Response {
     response
 }
 
+/// A connection from the pool; a pool that cannot give one is a 503.
+async fn connection(db: &Database) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Problem> {
+    Ok(db.pool().acquire().await.map_err(anyhow::Error::from)?)
+}
+
 async fn view_of(
     db: &Database,
     order_id: &str,
 ) -> Result<(OrderView, Vec<TimelineEntry>), Problem> {
-    let mut connection = db.pool().acquire().await.map_err(anyhow::Error::from)?;
+    let mut connection = connection(db).await?;
     projection::get(&mut connection, order_id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no order {order_id}")))
@@ -304,12 +309,7 @@ async fn list(
         status,
         before,
     };
-    let mut connection = state
-        .db
-        .pool()
-        .acquire()
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut connection = connection(&state.db).await?;
     let items = projection::list(&mut connection, &filter, limit + 1).await?;
     let more = items.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     let items: Vec<_> = items
@@ -421,12 +421,7 @@ struct OrderCounts {
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn stats(_: Admin, State(state): State<Orders>) -> Result<Json<OrderCounts>, Problem> {
-    let mut connection = state
-        .db
-        .pool()
-        .acquire()
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut connection = connection(&state.db).await?;
     let by_status = projection::counts(&mut connection).await?;
     let in_flight = by_status
         .iter()
