@@ -19,10 +19,12 @@ pub fn open(config: &Config) -> anyhow::Result<Flags> {
         return Ok(Flags::fixed(FlagSet::parse(DEFAULT_FLAGS)?));
     };
     if !file.exists() {
+        // Written whole and renamed into place: the processes of a shop that share a
+        // data folder start together, and one must never read half of another's file.
         let written = file
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(file, DEFAULT_FLAGS));
+            .and_then(|()| platform::flags::write_whole(file, DEFAULT_FLAGS.as_bytes()));
         if let Err(error) = written {
             tracing::warn!(file = %file.display(), %error, "the flag file cannot be written; the shop's flags stay off");
             return Ok(Flags::fixed(FlagSet::parse(DEFAULT_FLAGS)?));

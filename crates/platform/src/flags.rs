@@ -516,12 +516,9 @@ impl Flags {
         let mut written = serde_json::to_string_pretty(&definition)?;
         written.push('\n');
         FlagSet::parse(&written)?;
-        let draft = file.with_extension("json.draft");
-        std::fs::write(&draft, &written)
-            .and_then(|()| std::fs::rename(&draft, file))
-            .map_err(|error| {
-                anyhow::anyhow!("writing the flag file {}: {error}", file.display())
-            })?;
+        write_whole(file, written.as_bytes()).map_err(|error| {
+            anyhow::anyhow!("writing the flag file {}: {error}", file.display())
+        })?;
         self.reload(by)?;
         Ok(())
     }
@@ -621,6 +618,24 @@ impl Flags {
         }
         typed
     }
+}
+
+/// Writes `content` to `file` so that no reader ever sees part of it: into a file of
+/// its own beside it first (named for this process and a random number, so that
+/// writers never share one), then renamed over `file`.
+pub fn write_whole(file: &Path, content: &[u8]) -> std::io::Result<()> {
+    let mut draft = file.as_os_str().to_owned();
+    draft.push(format!(
+        ".{}-{:016x}.draft",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let draft = PathBuf::from(draft);
+    std::fs::write(&draft, content)
+        .and_then(|()| std::fs::rename(&draft, file))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&draft);
+        })
 }
 
 fn parse_bytes(content: &[u8]) -> Result<FlagSet, FlagError> {
@@ -785,6 +800,36 @@ mod tests {
             flags.boolean("decline-all", &anyone, false),
             "the set in use stays"
         );
+        std::fs::remove_dir_all(&folder).expect("removed");
+    }
+
+    #[test]
+    fn a_file_written_whole_is_never_read_in_part() {
+        let folder = std::env::temp_dir().join(format!("bazaar-flags-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&folder).expect("a folder");
+        let file = folder.join("flags.json");
+        let versions: Vec<String> = (0..4).map(|n| format!("{n}").repeat(64 * 1024)).collect();
+        write_whole(&file, versions[0].as_bytes()).expect("written");
+        std::thread::scope(|scope| {
+            for version in &versions {
+                let file = &file;
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        write_whole(file, version.as_bytes()).expect("written");
+                    }
+                });
+            }
+            for _ in 0..200 {
+                let read = std::fs::read_to_string(&file).expect("read");
+                assert!(
+                    versions.contains(&read),
+                    "read {} bytes of a file in part",
+                    read.len()
+                );
+            }
+        });
+        let left: Vec<_> = std::fs::read_dir(&folder).expect("listed").collect();
+        assert_eq!(left.len(), 1, "no draft is left behind");
         std::fs::remove_dir_all(&folder).expect("removed");
     }
 

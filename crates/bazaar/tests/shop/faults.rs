@@ -40,9 +40,8 @@ pub(crate) fn write_flags(data_dir: &Path, set: &[(&str, Value)]) {
         }
     }
     std::fs::create_dir_all(data_dir).expect("a data folder");
-    let draft = data_dir.join("flags.json.draft");
-    std::fs::write(&draft, flags.to_string()).expect("written");
-    std::fs::rename(&draft, data_dir.join("flags.json")).expect("renamed into place");
+    platform::flags::write_whole(&data_dir.join("flags.json"), flags.to_string().as_bytes())
+        .expect("written");
 }
 
 async fn declining_every_card_cancels_and_releases_the_stock(mode: Mode) {
