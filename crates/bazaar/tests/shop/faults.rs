@@ -20,6 +20,8 @@ on_both_modes!(
     a_processor_outage_ends_orders_safely_and_lifting_it_heals,
     a_broker_outage_fills_the_outbox_and_it_drains_when_the_broker_returns,
     a_service_taken_down_opens_the_gateways_breaker_until_it_returns,
+    slow_dependencies_slow_the_checkout_down_but_it_confirms,
+    a_failing_share_of_the_catalog_is_retried_by_the_gateway,
     emails_wait_while_the_mail_relay_is_down_and_go_out_once,
     an_unreachable_cart_store_answers_503_and_the_cart_survives,
 );
@@ -317,6 +319,89 @@ async fn an_unreachable_cart_store_answers_503_and_the_cart_survives(mode: Mode)
     scenario
         .checks_out(&token, "after-the-store-came-back", &card)
         .await;
+    scenario.assert_invariants().await;
+}
+
+/// Inventory, the card processor and the broker slowed down at once: adding to the
+/// cart waits for inventory's answer, and the checkout still confirms.
+async fn slow_dependencies_slow_the_checkout_down_but_it_confirms(mode: Mode) {
+    let scenario = Scenario::start(mode).await;
+    let (mug, stock) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
+    switch(
+        &scenario,
+        &[
+            ("inventory-delay-ms", json!("slow")),
+            (payments::processor::faults::DELAY_MS, json!("slow")),
+            (platform::bus::faulty::DELAY_MS, json!("slow")),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let more = json!({"product_id": mug, "quantity": 1});
+    let (status, cart) = scenario
+        .send(&token, "POST", "/api/cart/items", Some(more))
+        .await;
+    assert_eq!(status, 200, "{cart}");
+    // The cart asks inventory what is available; inventory waits 1.5 s first. A sleep
+    // never ends early, so this lower bound cannot flake.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    scenario.checks_out(&token, "slowly", &card).await;
+    assert_eq!(scenario.available(&mug).await, stock - 2);
+    switch(&scenario, &[]);
+    scenario.assert_invariants().await;
+}
+
+/// With a share of the catalog's requests failing, the gateway retries reads on
+/// another attempt and browsing goes on; the failures are the catalog's own in its
+/// metrics.
+async fn a_failing_share_of_the_catalog_is_retried_by_the_gateway(mode: Mode) {
+    // Five failed attempts in a row would open the breaker now and then, and the retry
+    // budget is a share of recent requests; this test is about retries, so the breaker
+    // waits for many more failures and every failed read may be tried twice more.
+    let scenario = Scenario::configured(mode, |config| {
+        config.gateway.breaker.failures = 1_000;
+        config.gateway.retry.attempts = 2;
+        config.gateway.retry.budget_percent = 200;
+    })
+    .await;
+    switch(&scenario, &[("catalog-error-rate", json!("some"))]);
+    let mut answered = 0;
+    for _ in 0..40 {
+        if scenario
+            .shop
+            .get("/api/catalog/products?limit=1")
+            .await
+            .status()
+            == 200
+        {
+            answered += 1;
+        }
+    }
+    // 30 % of attempts fail; a read fails only if three attempts do (2.7 %).
+    assert!(answered >= 34, "{answered} of 40 reads answered");
+    let catalog = scenario
+        .shop
+        .address_of(bazaar::ServiceName::Catalog)
+        .expect("the catalog's address");
+    let metrics = reqwest::get(format!("http://{catalog}/metrics"))
+        .await
+        .expect("the catalog answers")
+        .text()
+        .await
+        .expect("metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("injected_faults_total{")
+                && line.contains("service=\"catalog\"")
+                && line.contains("fault=\"error-rate\"")),
+        "{metrics}"
+    );
+    switch(&scenario, &[]);
     scenario.assert_invariants().await;
 }
 

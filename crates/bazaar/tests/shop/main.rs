@@ -51,6 +51,11 @@ impl RunningShop {
         }
     }
 
+    /// Where `service` listens.
+    fn address_of(&self, service: ServiceName) -> Option<SocketAddr> {
+        self.shop.as_ref().and_then(|shop| shop.address(service))
+    }
+
     /// The running shop's feature flags.
     fn flags(&self) -> &platform::flags::Flags {
         self.shop.as_ref().expect("the shop runs").flags()
