@@ -143,18 +143,44 @@ pub fn run(
         .with_context(|| format!("the flag file defines no {}", scenario.flag))?
         .default_variant
         .context("the flag has no default variant to go back to")?;
+    anyhow::ensure!(
+        restore != scenario.variant,
+        "{} is already {}: the shop is broken before the scenario starts \
+         (`bazaar flags set {} <variant>` to heal it first)",
+        scenario.flag,
+        scenario.variant,
+        scenario.flag
+    );
     load.duration = phases.before + phases.fault + phases.after;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(async {
-            let shoppers = tokio::spawn(load::run(load));
-            tokio::time::sleep(phases.before).await;
-            flags.set_default(scenario.flag, scenario.variant, "bazaar chaos")?;
-            let broke = Instant::now();
-            tokio::time::sleep(phases.fault).await;
+            let (ready, prepared) = tokio::sync::oneshot::channel();
+            let shoppers = tokio::spawn(load::run_when_ready(load, ready));
+            // The phases run from when the shoppers start, as the load's timeline does.
+            if prepared.await.is_err() {
+                return Err(shoppers
+                    .await
+                    .context("the shoppers' task failed")?
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("the shoppers stopped before starting")));
+            }
+            let broken = async {
+                tokio::time::sleep(phases.before).await;
+                flags.set_default(scenario.flag, scenario.variant, "bazaar chaos")?;
+                let broke = Instant::now();
+                tokio::time::sleep(phases.fault).await;
+                anyhow::Ok(broke)
+            };
+            // Interrupted, the fault is lifted all the same.
+            let broke = tokio::select! {
+                broke = broken => broke,
+                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            };
             flags.set_default(scenario.flag, &restore, "bazaar chaos")?;
             let healed = Instant::now();
+            let broke = broke?;
             let shopped = shoppers.await.context("the shoppers' task failed")??;
             let (audit, settled) = settle(&config, phases).await?;
             let mut report = String::new();

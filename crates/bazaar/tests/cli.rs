@@ -488,6 +488,9 @@ fn load_walks_every_journey_against_a_running_shop() {
             "3",
             "--seconds",
             "3",
+            // Even weights: every journey is walked in three seconds.
+            "--mix",
+            "browse=1,product=1,search=1,cart=1,checkout=1,sign-in=1",
             "--quiet",
             "--json",
             report.to_str().expect("UTF-8 path"),

@@ -263,9 +263,10 @@ fn flags(page: &mut String, flags: &platform::flags::Flags) {
     page.push_str("<table class=flags><tr><th>flag<th>variants<th>what it does</tr>");
     for view in views {
         let key = escape(&view.key);
+        let path = escape(&path_segment(&view.key));
         let _ = write!(
             page,
-            "<tr><td><code>{key}</code>{}{}<td><form method=post action=\"/console/flags/{key}\">",
+            "<tr><td><code>{key}</code>{}{}<td><form method=post action=\"/console/flags/{path}\">",
             if view.enabled {
                 ""
             } else {
@@ -855,6 +856,19 @@ fn waterfall(page: &mut String, spans: &[SpanRecord]) {
     page.push_str("</table>");
 }
 
+/// `text` as one segment of a URL path: every byte but letters, digits and `-._~`
+/// percent-encoded.
+fn path_segment(text: &str) -> String {
+    text.bytes().fold(String::new(), |mut segment, byte| {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            segment.push(char::from(byte));
+        } else {
+            let _ = write!(segment, "%{byte:02X}");
+        }
+        segment
+    })
+}
+
 fn millis(duration: Duration) -> String {
     format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
 }
@@ -975,6 +989,12 @@ mod tests {
         assert!(chart.contains("<polyline class=bad"), "{chart}");
         let quiet = sparkline(&[(0, 0); STEPS]);
         assert!(!quiet.contains("class=bad"), "{quiet}");
+    }
+
+    #[test]
+    fn a_flag_key_is_one_path_segment() {
+        assert_eq!(path_segment("payments-decline-all"), "payments-decline-all");
+        assert_eq!(path_segment("a/b?c d%"), "a%2Fb%3Fc%20d%25");
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! | `checkout` | yes | a product added, the order placed with a test card (one in ten declined), the order polled every 50 ms until it ends (or is held for an admin's review) |
 //! | `sign-in` | yes | a password sign-in |
 //!
-//! A customer is used by one journey at a time, so a checkout takes only the lines its
-//! own journey added; a journey waiting for a free customer does not count that wait
+//! A customer is used by one journey at a time, so a checkout buys what its own journey
+//! added, and whatever an earlier journey of the same customer that failed midway left
+//! in the cart; a journey waiting for a free customer does not count that wait
 //! as the shop's. A customer who orders often is held for review by the shop's fraud
 //! rules: give the run as many customers as it has shoppers.
 

@@ -72,6 +72,21 @@ pub struct Settings {
 /// prepared for (its catalog unreadable, an account refused): what goes wrong during
 /// the run is counted, not fatal.
 pub async fn run(settings: Settings) -> anyhow::Result<Report> {
+    run_when_ready(settings, tokio::sync::oneshot::channel().0).await
+}
+
+/// [`run`], saying on `ready` when the shop is prepared for and the first journeys
+/// start: what a caller times the run's phases from.
+pub async fn run_when_ready(
+    settings: Settings,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> anyhow::Result<Report> {
+    if let Pace::Open { per_second, .. } = settings.pace {
+        anyhow::ensure!(
+            per_second.is_finite() && (0.01..=100_000.0).contains(&per_second),
+            "the rate must be from 0.01 to 100000 journeys a second"
+        );
+    }
     let shop = Arc::new(Shop::prepare(&settings.url, &settings.accounts).await?);
     let mix = if shop.has_customers() {
         settings.mix.clone()
@@ -84,6 +99,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     );
     let started = Instant::now();
     let recorder = Arc::new(Recorder::new(started));
+    // Nobody may be listening.
+    let _ = ready.send(());
     let deadline = started + settings.duration;
     let progress = settings
         .progress
@@ -155,7 +172,6 @@ async fn open_loop(
     max_in_flight: usize,
     deadline: Instant,
 ) -> anyhow::Result<u64> {
-    anyhow::ensure!(per_second > 0.0, "the rate must be above 0");
     let room = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
     let interval = Duration::from_secs_f64(1.0 / per_second);
     let started = Instant::now();

@@ -92,9 +92,9 @@ async fn guard(State(door): State<Door>, request: Request, next: Next) -> Respon
         context = context.targeting_key(id);
     }
     let flags = &door.flags;
-    let delay = flags.number(&door.delay_ms, &context, 0.0);
-    if delay > 0.0 {
-        tokio::time::sleep(Duration::from_secs_f64(delay / 1000.0).min(MAX_DELAY)).await;
+    let delay = flags.delay(&door.delay_ms, &context, MAX_DELAY);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     if flags.string(UNAVAILABLE, &context, "") == door.service {
         count(door.service, UNAVAILABLE);

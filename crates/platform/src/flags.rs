@@ -456,17 +456,31 @@ impl Flags {
         let Some(file) = &self.inner.file else {
             return Ok(false);
         };
-        let content = std::fs::read(file).map_err(|error| {
-            anyhow::anyhow!("reading the flag file {}: {error}", file.display())
-        })?;
+        // Read under the lock, so that a reload never swaps in a file older than one a
+        // switch has just written.
         let mut read = self
             .inner
             .read
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let content = std::fs::read(file).map_err(|error| {
+            anyhow::anyhow!("reading the flag file {}: {error}", file.display())
+        })?;
+        self.apply(&mut read, content, by)
+    }
+
+    /// Swaps in the set `content` defines, if it differs from what was last read, and
+    /// audits each change as `by`'s. The caller holds the `read` lock.
+    fn apply(
+        &self,
+        read: &mut Option<Vec<u8>>,
+        content: Vec<u8>,
+        by: &str,
+    ) -> anyhow::Result<bool> {
         if read.as_deref() == Some(content.as_slice()) {
             return Ok(false);
         }
+        let file = self.inner.file.as_deref().unwrap_or(Path::new("-"));
         *read = Some(content.clone());
         let set = parse_bytes(&content)
             .map_err(|error| anyhow::anyhow!("the flag file {}: {error}", file.display()))?;
@@ -492,6 +506,13 @@ impl Flags {
         let Some(file) = &self.inner.file else {
             anyhow::bail!("these flags come from no file; there is nothing to change");
         };
+        // One switch at a time in this process, and no reload between its read and its
+        // write.
+        let mut read = self
+            .inner
+            .read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let content = std::fs::read_to_string(file).map_err(|error| {
             anyhow::anyhow!("reading the flag file {}: {error}", file.display())
         })?;
@@ -519,7 +540,7 @@ impl Flags {
         write_whole(file, written.as_bytes()).map_err(|error| {
             anyhow::anyhow!("writing the flag file {}: {error}", file.display())
         })?;
-        self.reload(by)?;
+        self.apply(&mut read, written.into_bytes(), by)?;
         Ok(())
     }
 
@@ -599,6 +620,17 @@ impl Flags {
         self.typed(key, context, Value::as_f64).unwrap_or(default)
     }
 
+    /// Flag `key` as a number of milliseconds to wait, at most `cap`; none when the flag
+    /// is off, negative, or not a number.
+    pub fn delay(&self, key: &str, context: &EvaluationContext, cap: Duration) -> Duration {
+        let millis = self.number(key, context, 0.0);
+        if millis.is_nan() || millis <= 0.0 {
+            return Duration::ZERO;
+        }
+        // Capped before converting: a huge number in the file must not overflow.
+        Duration::from_secs_f64((millis / 1000.0).min(cap.as_secs_f64()))
+    }
+
     /// Flag `key` as a string, or `default`.
     pub fn string(&self, key: &str, context: &EvaluationContext, default: &str) -> String {
         self.typed(key, context, |value| value.as_str().map(str::to_owned))
@@ -631,7 +663,14 @@ pub fn write_whole(file: &Path, content: &[u8]) -> std::io::Result<()> {
         fastrand::u64(..)
     ));
     let draft = PathBuf::from(draft);
-    std::fs::write(&draft, content)
+    let written = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut out = std::fs::File::create(&draft)?;
+        out.write_all(content)?;
+        // On disk before it replaces the file: a crash leaves the old file or the new.
+        out.sync_all()
+    };
+    written()
         .and_then(|()| std::fs::rename(&draft, file))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&draft);
@@ -801,6 +840,25 @@ mod tests {
             "the set in use stays"
         );
         std::fs::remove_dir_all(&folder).expect("removed");
+    }
+
+    #[test]
+    fn a_delay_is_capped_and_never_negative_whatever_the_file_says() {
+        let flags = |value: f64| {
+            let definition = json!({"flags": {"slow": {
+                "state": "ENABLED", "variants": {"on": value}, "defaultVariant": "on"
+            }}});
+            Flags::fixed(set(definition))
+        };
+        let anyone = EvaluationContext::new();
+        let cap = Duration::from_secs(60);
+        assert_eq!(flags(1e300).delay("slow", &anyone, cap), cap);
+        assert_eq!(flags(-5.0).delay("slow", &anyone, cap), Duration::ZERO);
+        assert_eq!(
+            flags(250.0).delay("slow", &anyone, cap),
+            Duration::from_millis(250)
+        );
+        assert_eq!(Flags::default().delay("slow", &anyone, cap), Duration::ZERO);
     }
 
     #[test]

@@ -255,7 +255,6 @@ impl Scenario {
         .await
     }
 
-    /// Waits until the customer has an email of `kind` about `order_id` that was sent.
     /// Places an order from `token`'s cart with the payment method `card` under the
     /// idempotency `key`, and asserts that it is confirmed and its confirmation mailed.
     /// Returns the order's id.
@@ -268,6 +267,7 @@ impl Scenario {
         id
     }
 
+    /// Waits until the customer has an email of `kind` about `order_id` that was sent.
     pub(crate) async fn wait_for_email(&self, token: &str, kind: &str, order_id: &str) -> Value {
         let sent = format!("a {kind} email about {order_id} being sent");
         test_support::eventually(&sent, Duration::from_secs(30), || async {

@@ -99,12 +99,12 @@ async fn a_processor_outage_ends_orders_safely_and_lifting_it_heals(mode: Mode) 
 /// second.
 fn switch(scenario: &Scenario, set: &[(&str, Value)]) {
     write_flags(&scenario.config.data_dir, set);
-    let changed = scenario
+    // The shop's own watcher may have read it already: either way it is in use now.
+    scenario
         .shop
         .flags()
         .reload("test")
         .expect("the flag file loads");
-    assert!(changed, "the flag file changed");
 }
 
 /// The databases of the services whose outboxes a checkout fills, by name.

@@ -44,14 +44,13 @@ impl Faulty {
     }
 
     /// The delay and the transient failure every call may meet, for the call keyed by
-    /// `key` (an idempotency key, or a card's reference for a tokenization).
+    /// `key` (its idempotency key; every tokenization shares the key `tokenize`).
     async fn interfere(&self, operation: &'static str, key: &str) -> Result<(), ProcessorError> {
         let context = EvaluationContext::new()
             .targeting_key(key)
             .with("operation", operation);
-        let delay = self.flags.number(DELAY_MS, &context, 0.0);
-        if delay > 0.0 {
-            let delay = Duration::from_secs_f64(delay / 1000.0).min(MAX_DELAY);
+        let delay = self.flags.delay(DELAY_MS, &context, MAX_DELAY);
+        if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         let rate = self.flags.number(FAILURE_RATE, &context, 0.0);

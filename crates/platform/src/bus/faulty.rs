@@ -4,7 +4,7 @@
 //! | flag | type | effect |
 //! |---|---|---|
 //! | `bus-outage` | boolean | every publish fails as if the broker were unreachable: messages wait in their service's outbox, and the relays retry with backoff |
-//! | `bus-publish-delay-ms` | number | every publish (or batch) waits that long first, at most 10 s |
+//! | `bus-publish-delay-ms` | number | every publish (or batch) waits that long first, at most 5 s |
 //!
 //! Both are evaluated with the message's id as the targeting key, its `source` (the
 //! publishing service) and its `kind`, so a rule can take one service's broker away.
@@ -25,8 +25,9 @@ pub const OUTAGE: &str = "bus-outage";
 /// How long each publish waits first, in milliseconds.
 pub const DELAY_MS: &str = "bus-publish-delay-ms";
 
-/// The longest delay the flag can impose: the relay gives a publish 10 s.
-const MAX_DELAY: Duration = Duration::from_secs(10);
+/// The longest delay the flag can impose: half of the 10 s the relay gives a publish,
+/// so that a slow broker stays slow and does not become an outage.
+const MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// A bus with the faults its flags switch on.
 pub struct FaultyBus {
@@ -46,9 +47,9 @@ impl FaultyBus {
             .targeting_key(envelope.id.as_str())
             .with("source", envelope.source.as_str())
             .with("kind", envelope.kind.as_str());
-        let delay = self.flags.number(DELAY_MS, &context, 0.0);
-        if delay > 0.0 {
-            tokio::time::sleep(Duration::from_secs_f64(delay / 1000.0).min(MAX_DELAY)).await;
+        let delay = self.flags.delay(DELAY_MS, &context, MAX_DELAY);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         if self.flags.boolean(OUTAGE, &context, false) {
             metrics::counter!("bus_injected_faults_total", "fault" => OUTAGE, "source" => envelope.source.clone())

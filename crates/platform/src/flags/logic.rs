@@ -164,6 +164,13 @@ impl Rule {
         if buckets.is_empty() || buckets.iter().all(|(_, weight)| *weight == 0) {
             return Err("`fractional` needs a bucket with a weight".to_owned());
         }
+        if buckets
+            .iter()
+            .try_fold(0_u64, |total, (_, weight)| total.checked_add(*weight))
+            .is_none_or(|total| total > u64::from(u32::MAX))
+        {
+            return Err("`fractional` weights add up to more than 4294967295".to_owned());
+        }
         Ok(Self::Fractional { by, buckets })
     }
 
@@ -548,6 +555,7 @@ mod tests {
         );
         assert!(Rule::compile(&json!({"fractional": [["on", "half"]]})).is_err());
         assert!(Rule::compile(&json!({"fractional": [["on", 0]]})).is_err());
+        assert!(Rule::compile(&json!({"fractional": [["on", u64::MAX], ["off", 1]]})).is_err());
         assert!(Rule::compile(&json!({"a": 1, "b": 2})).is_err());
     }
 
