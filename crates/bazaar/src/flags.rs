@@ -15,8 +15,9 @@ pub const DEFAULT_FLAGS: &str = include_str!("../flags.json");
 /// flag there to switch; where it cannot be written (a read-only mount), the flags are
 /// those definitions, fixed. A file that is not a valid definition is an error.
 pub fn open(config: &Config) -> anyhow::Result<Flags> {
+    let shipped = || Ok(Flags::fixed(FlagSet::parse(DEFAULT_FLAGS)?));
     let Some(file) = &config.flags.file else {
-        return Ok(Flags::fixed(FlagSet::parse(DEFAULT_FLAGS)?));
+        return shipped();
     };
     if !file.exists() {
         // Written whole and renamed into place: the processes of a shop that share a
@@ -27,7 +28,7 @@ pub fn open(config: &Config) -> anyhow::Result<Flags> {
             .and_then(|()| platform::flags::write_whole(file, DEFAULT_FLAGS.as_bytes()));
         if let Err(error) = written {
             tracing::warn!(file = %file.display(), %error, "the flag file cannot be written; the shop's flags stay off");
-            return Ok(Flags::fixed(FlagSet::parse(DEFAULT_FLAGS)?));
+            return shipped();
         }
     }
     Flags::open(file)

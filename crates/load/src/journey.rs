@@ -295,15 +295,14 @@ impl Shop {
             customers: tokio::sync::Semaphore::new(0),
             has_customers: !accounts.is_empty(),
         };
-        let mut customers = Vec::with_capacity(accounts.len());
         for account in accounts {
-            customers.push(shop.sign_up_cards(account).await?);
+            let customer = shop.sign_up_cards(account).await?;
+            shop.idle
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(customer);
+            shop.customers.add_permits(1);
         }
-        shop.customers = tokio::sync::Semaphore::new(customers.len());
-        *shop
-            .idle
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = customers;
         Ok(shop)
     }
 

@@ -20,7 +20,6 @@ pub mod journey;
 pub mod report;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -207,16 +206,12 @@ async fn open_loop(
 /// Writes a line to standard error every second: journeys and errors in that second,
 /// and the run so far.
 async fn report_progress(recorder: Arc<Recorder>, started: Instant) {
-    let last = (AtomicU64::new(0), AtomicU64::new(0));
+    let (mut done_before, mut failed_before) = (0, 0);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     loop {
         tick.tick().await;
         let (done, failed) = recorder.totals();
-        let (done_before, failed_before) = (
-            last.0.swap(done, Ordering::Relaxed),
-            last.1.swap(failed, Ordering::Relaxed),
-        );
         #[allow(
             clippy::print_stderr,
             reason = "the progress line is the tool's output"
@@ -229,5 +224,6 @@ async fn report_progress(recorder: Arc<Recorder>, started: Instant) {
                 failed - failed_before,
             );
         }
+        (done_before, failed_before) = (done, failed);
     }
 }
