@@ -29,7 +29,7 @@ pub struct Scenario {
 }
 
 /// Every scenario.
-pub const SCENARIOS: [Scenario; 7] = [
+pub const SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "payment-outage",
         flag: "payments-processor-failure-rate",
@@ -59,6 +59,12 @@ pub const SCENARIOS: [Scenario; 7] = [
         flag: "inventory-delay-ms",
         variant: "slow",
         what: "inventory is slow: carts, pages and reservations slow down",
+    },
+    Scenario {
+        name: "slow-database",
+        flag: "orders-db-delay-ms",
+        variant: "slow",
+        what: "the orders database answers slowly: placing and every saga step wait for its connections, which run short under load",
     },
     Scenario {
         name: "mail-down",

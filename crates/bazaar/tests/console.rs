@@ -68,7 +68,11 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
 
     let screenshot = target_dir().join("console.png");
     let url = format!("http://{gateway}");
-    let args = vec![url, admin, screenshot.to_string_lossy().into_owned()];
+    let args = vec![
+        url,
+        admin.clone(),
+        screenshot.to_string_lossy().into_owned(),
+    ];
     let seen = browse("console.cjs", args).await;
     // The flag the browser switched on declines every card from now on.
     let declined = checkout(
@@ -78,6 +82,52 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
         &[("idempotency-key", "console-declined")],
     )
     .await;
+    let trace_page = |trace: String| {
+        let page = client
+            .get(format!("http://{gateway}/console/traces/{trace}"))
+            .bearer_auth(&admin)
+            .send();
+        async move {
+            let page = page.await.expect("answers");
+            assert_eq!(page.status().as_u16(), 200);
+            page.text().await.expect("a page")
+        }
+    };
+    // The declined order's trace shows the saga's compensation in its own colour.
+    let trace = declined["trace_id"].as_str().expect("a trace").to_owned();
+    let compensated = trace_page(trace).await;
+    assert!(
+        span_rows(&compensated)
+            .any(|row| row.contains("release_stock") && row.contains("class=\"compensating\"")),
+        "{compensated}"
+    );
+
+    // With the catalog down, the gateway's attempts at it fail, each a red span.
+    shop.flags()
+        .set_default(platform::faults::UNAVAILABLE, "catalog", "test")
+        .expect("switched");
+    let browsing = client
+        .get(format!("http://{gateway}/api/catalog/products"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(browsing.status().as_u16(), 503);
+    shop.flags()
+        .set_default(platform::faults::UNAVAILABLE, "none", "test")
+        .expect("switched back");
+    let failed = platform::telemetry::recent_spans()
+        .expect("spans are kept")
+        .snapshot()
+        .into_iter()
+        .find(|span| span.detail == "attempt 1 at catalog" && span.failed)
+        .expect("a failed attempt at the catalog");
+    let retried = trace_page(failed.trace_id).await;
+    assert!(
+        span_rows(&retried)
+            .any(|row| row.contains(">attempt 1 at catalog<") && row.contains("class=\"failed\"")),
+        "{retried}"
+    );
+
     shutdown.trigger();
     shop.wait().await.expect("a clean stop");
     let seen = seen.unwrap_or_else(|printed| panic!("the browser run failed:\n{printed}"));
@@ -98,6 +148,7 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
         "Services, last minute",
         "Service map",
         "Upstreams",
+        "Releases",
         "Feature flags",
         "Backlogs",
         "Checkouts",
@@ -135,4 +186,9 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
         "no screenshot at {}",
         screenshot.display()
     );
+}
+
+/// The rows of a trace page's waterfall, one per span.
+fn span_rows(page: &str) -> impl Iterator<Item = &str> {
+    page.split("<tr class=span").skip(1)
 }

@@ -70,7 +70,7 @@ async fn a_person_can_shop_in_a_browser_and_an_admin_can_run_the_shop() {
         .await
         .unwrap_or_else(|printed| panic!("the browser run failed:\n{printed}"));
     let checked = seen["checked"].as_array().expect("checks").len();
-    assert_eq!(checked, 7, "{seen:#}");
+    assert_eq!(checked, 8, "{seen:#}");
     assert!(
         seen["audited"]
             .as_array()

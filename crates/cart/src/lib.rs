@@ -31,7 +31,6 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use platform::clock::now_ms;
-use platform::db::Database;
 use platform::http::Readiness;
 use platform::outbox::Waker;
 use platform::service::{Context, Service};
@@ -61,8 +60,9 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
     let mut workers: Vec<BoxFuture<'static, ()>> = Vec::new();
     let store: Arc<dyn CartStore> = match &config.store {
         StoreConfig::Sql {} => {
-            let db =
-                Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+            let db = context
+                .database(NAME, config.database_url.as_ref(), config.max_connections)
+                .await?;
             SqlCartStore::migrate(&db).await?;
             let store = SqlCartStore::new(db, limits, abandon_after);
             // Dropping a cart publishes nothing, so there is no relay to wake.

@@ -26,7 +26,6 @@ pub mod ops;
 pub mod seed;
 pub mod store;
 
-use platform::db::Database;
 use platform::http::Readiness;
 use platform::outbox::{self, Relay, RelaySettings};
 use platform::service::{Context, Service};
@@ -40,7 +39,9 @@ pub const NAME: &str = "catalog";
 /// the service: REST, gRPC and health on one router, and the outbox relay that
 /// publishes its events.
 pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service> {
-    let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+    let db = context
+        .database(NAME, config.database_url.as_ref(), config.max_connections)
+        .await?;
     let migrator = match db.engine() {
         platform::config::Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
         platform::config::Engine::Postgres => sqlx::migrate!("./migrations/postgres"),

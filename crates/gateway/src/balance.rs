@@ -112,6 +112,20 @@ pub(crate) struct Track {
     /// The sum of its instances' weights: its share of untargeted traffic.
     pub(crate) weight: u64,
     pub(crate) members: Vec<(Arc<Endpoint>, u32)>,
+    /// Requests sent to it since the route table that holds it was loaded: what the
+    /// console compares with its weight.
+    pub(crate) chosen: AtomicU64,
+}
+
+impl Track {
+    pub(crate) fn new(name: String) -> Self {
+        Self {
+            name,
+            weight: 0,
+            members: Vec::new(),
+            chosen: AtomicU64::new(0),
+        }
+    }
 }
 
 /// An upstream service as routed to.
@@ -197,6 +211,7 @@ impl Pool {
         let track = asked
             .and_then(|name| self.tracks.iter().find(|track| track.name == name))
             .unwrap_or_else(|| self.weighted_track(sticky));
+        track.chosen.fetch_add(1, Ordering::Relaxed);
         let fresh =
             |endpoint: &Arc<Endpoint>| !tried.iter().any(|seen| Arc::ptr_eq(seen, endpoint));
         let on_track = |ready: bool| -> Vec<(Arc<Endpoint>, u32)> {

@@ -53,6 +53,7 @@ pub async fn overview(State(gateway): State<Arc<Shared>>, headers: HeaderMap) ->
     services(&mut page, &spans);
     service_map(&mut page, &spans);
     upstreams(&mut page, &gateway);
+    releases(&mut page, &gateway);
     flags(&mut page, &gateway.flags);
     backlog(&mut page);
     checkouts(&mut page, counts);
@@ -225,6 +226,14 @@ pub async fn switch_flag(
             [(http::header::LOCATION, "/console#flags")],
         )
             .into_response(),
+        Err(error) if error.chain().any(|cause| cause.is::<std::io::Error>()) => Problem::new(
+            http::StatusCode::CONFLICT,
+            "flags-read-only",
+            format!(
+                "{error:#}: where the flags come from a read-only mount (a Kubernetes ConfigMap), switch them there"
+            ),
+        )
+        .into_response(),
         Err(error) => Problem::invalid_field("variant", format!("{error:#}")).into_response(),
     }
 }
@@ -318,7 +327,7 @@ th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .bad{color:#b00020;font-weight:600}.ok{color:#1b7f3a}.note{color:#666}code{font-size:.9em}\
 .bar{position:relative;height:.9rem;background:#f4f4f4;min-width:20rem}\
 .bar span{position:absolute;top:0;bottom:0;background:#3f6fd8;min-width:2px}\
-.bar span.failed{background:#b00020}a{color:#2748a8}\
+.bar span.failed{background:#b00020}.bar span.compensating{background:#d98a00}a{color:#2748a8}\
 svg.graph{max-width:60rem;display:block;margin:.5rem 0}\
 svg .node rect{fill:#f4f6fb;stroke:#3f6fd8;stroke-width:1.5}svg .node.bad rect{fill:#fdecee;stroke:#b00020}\
 svg .call path{fill:none;stroke:#555;stroke-width:1.5}svg .call.bad path{stroke:#b00020;stroke-width:2.5}\
@@ -687,6 +696,49 @@ fn upstreams(page: &mut String, gateway: &Shared) {
     page.push_str("</table>");
 }
 
+/// Each upstream served by more than one release (canary, blue/green): every track's
+/// weight beside the share of requests it got since the routes were loaded.
+fn releases(page: &mut String, gateway: &Shared) {
+    let table = gateway.table.load_full();
+    let split: Vec<_> = table.pools().filter(|pool| pool.tracks.len() > 1).collect();
+    page.push_str("<h2>Releases</h2>");
+    if split.is_empty() {
+        page.push_str("<p class=note>Every upstream runs one release: no canary or blue/green split is configured (<code>track</code> and <code>weight</code> of a route's instances, docs/gateway.md).</p>");
+        return;
+    }
+    page.push_str("<table class=releases><tr><th>upstream<th>track<th>instances<th>weight<th>share since the routes were loaded<th>requests</tr>");
+    for pool in split {
+        let weights: u64 = pool.tracks.iter().map(|track| track.weight).sum();
+        let chosen: Vec<u64> = pool
+            .tracks
+            .iter()
+            .map(|track| track.chosen.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        let requests: u64 = chosen.iter().sum();
+        for (track, chosen) in pool.tracks.iter().zip(chosen) {
+            let share = |part: u64, whole: u64| {
+                if whole == 0 {
+                    "-".to_owned()
+                } else {
+                    #[allow(clippy::cast_precision_loss, reason = "request counts")]
+                    let percent = part as f64 / whole as f64 * 100.0;
+                    format!("{percent:.1}%")
+                }
+            };
+            let _ = write!(
+                page,
+                "<tr data-track=\"{name}\"><td>{upstream}<td>{name}<td class=n>{instances}<td class=n>{weight}<td class=n>{live}<td class=n>{chosen}</tr>",
+                upstream = escape(&pool.name),
+                name = escape(&track.name),
+                instances = track.members.len(),
+                weight = share(track.weight, weights),
+                live = share(chosen, requests),
+            );
+        }
+    }
+    page.push_str("</table>");
+}
+
 /// Outbox and consumer backlogs, from this process's metrics.
 fn backlog(page: &mut String) {
     let text = platform::telemetry::metrics().render();
@@ -850,10 +902,32 @@ fn waterfall(page: &mut String, spans: &[SpanRecord]) {
             indent = 0.5 + f64::from(depth(span)) * 1.0,
             detail = escape(&span.detail),
             took = millis(span.duration),
-            failed = if span.failed { "failed" } else { "" },
+            failed = if span.failed {
+                "failed"
+            } else if is_compensating(span) {
+                "compensating"
+            } else {
+                ""
+            },
         );
     }
     page.push_str("</table>");
+}
+
+/// Whether a span publishes or handles one of the saga's compensations: stock given
+/// back, a payment voided or refunded.
+fn is_compensating(span: &SpanRecord) -> bool {
+    use contracts::messaging::{Message as _, inventory, payments};
+    [
+        inventory::ReleaseStockV1::TYPE,
+        inventory::StockReleasedV1::TYPE,
+        payments::VoidPaymentV1::TYPE,
+        payments::PaymentVoidedV1::TYPE,
+        payments::RefundPaymentV1::TYPE,
+        payments::PaymentRefundedV1::TYPE,
+    ]
+    .iter()
+    .any(|kind| span.detail.ends_with(kind))
 }
 
 /// `text` as one segment of a URL path: every byte but letters, digits and `-._~`

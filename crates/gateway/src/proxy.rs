@@ -22,6 +22,7 @@ use http::uri::{PathAndQuery, Scheme, Uri};
 use http_body_util::{BodyExt as _, Full, Limited};
 use platform::auth::{AuthError, bearer_token};
 use platform::problem::Problem;
+use tracing::Instrument as _;
 
 use crate::Shared;
 use crate::access::Client;
@@ -114,7 +115,6 @@ impl Shared {
     /// [`Api`]'s answer to `request`.
     async fn answer(&self, mut request: Request) -> Response {
         use futures_util::FutureExt as _;
-        use tracing::Instrument as _;
 
         if let Some(refused) = head_refusal(&request) {
             return secured(refused);
@@ -367,7 +367,25 @@ impl Shared {
         loop {
             let endpoint = pool.choose(asked, sticky, &tried, Instant::now());
             let started = Instant::now();
-            let outcome = self.attempt(route, &endpoint, attempt).await;
+            // A span per attempt when spans are recorded, so that a trace shows each
+            // failed attempt and the retry after it; nothing otherwise.
+            let span = tracing::info_span!(
+                "attempt",
+                service = crate::NAME,
+                upstream = pool.name.as_str(),
+                attempt = tried.len() + 1,
+                status = tracing::field::Empty,
+            );
+            let outcome = if span.is_disabled() {
+                self.attempt(route, &endpoint, attempt).await
+            } else {
+                let outcome = self
+                    .attempt(route, &endpoint, attempt)
+                    .instrument(span.clone())
+                    .await;
+                span.record("status", outcome.status().as_u16());
+                outcome
+            };
             let now = Instant::now();
             let succeeded = !outcome.is_failure();
             let state = pool.breaker.record(now, succeeded);
@@ -417,6 +435,12 @@ impl Shared {
         *request.method_mut() = attempt.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = attempt.headers.clone();
+        // Within an attempt's span, the upstream's spans are its children.
+        if let Some(traceparent) = platform::telemetry::current_traceparent()
+            .and_then(|parent| HeaderValue::from_str(&parent).ok())
+        {
+            request.headers_mut().insert(TRACEPARENT, traceparent);
+        }
         let _in_flight = endpoint.begin();
         match tokio::time::timeout(route.timeout, self.client.request(request)).await {
             Ok(Ok(response)) => {
@@ -486,6 +510,15 @@ impl Outcome {
 
     fn is_failure(&self) -> bool {
         !matches!(self, Self::Answered(_))
+    }
+
+    /// The status it stands for: the upstream's, or the one the gateway answers with.
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Answered(response) | Self::Failed(response) => response.status(),
+            Self::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            Self::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        }
     }
 
     fn never_sent(&self) -> bool {

@@ -154,17 +154,15 @@ impl Registry {
         let mut tracks: Vec<Track> = Vec::new();
         for instance in &upstream.instances {
             let endpoint = self.endpoint(&instance.url);
-            match tracks.iter_mut().find(|track| track.name == instance.track) {
-                Some(track) => {
-                    track.weight += u64::from(instance.weight);
-                    track.members.push((endpoint, instance.weight));
+            let track = match tracks.iter().position(|track| track.name == instance.track) {
+                Some(at) => &mut tracks[at],
+                None => {
+                    tracks.push(Track::new(instance.track.clone()));
+                    tracks.last_mut().expect("just pushed")
                 }
-                None => tracks.push(Track {
-                    name: instance.track.clone(),
-                    weight: u64::from(instance.weight),
-                    members: vec![(endpoint, instance.weight)],
-                }),
-            }
+            };
+            track.weight += u64::from(instance.weight);
+            track.members.push((endpoint, instance.weight));
         }
         let breaker = Arc::clone(lock(&self.breakers).entry(name.to_owned()).or_insert_with(
             || {

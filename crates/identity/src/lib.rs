@@ -55,7 +55,10 @@ pub async fn build(
     auth: &AuthConfig,
     context: &Context,
 ) -> anyhow::Result<Service> {
-    let db = open(config).await?;
+    let db = context
+        .database(NAME, config.database_url.as_ref(), config.max_connections)
+        .await?;
+    let db = migrated(db).await?;
     let relay = Relay::new(
         NAME,
         db.clone(),
@@ -113,6 +116,11 @@ pub async fn context(config: &Config, auth: &AuthConfig) -> anyhow::Result<Ident
 
 async fn open(config: &Config) -> anyhow::Result<Database> {
     let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+    migrated(db).await
+}
+
+/// `db` with identity's migrations and the outbox's applied.
+async fn migrated(db: Database) -> anyhow::Result<Database> {
     db.migrate(sqlx::migrate!("./migrations")).await?;
     outbox::migrate(&db).await?;
     Ok(db)

@@ -43,7 +43,9 @@ pub const NAME: &str = "inventory";
 /// Connects, migrates, subscribes, and returns the service: its routes, and its
 /// workers (two consumers, the outbox relay, the expiry sweep).
 pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service> {
-    let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+    let db = context
+        .database(NAME, config.database_url.as_ref(), config.max_connections)
+        .await?;
     db.migrate(sqlx::migrate!("./migrations")).await?;
     outbox::migrate(&db).await?;
     let relay = Relay::new(

@@ -61,7 +61,10 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
         mailer,
         context.flags.clone(),
     ));
-    let db = open_database(config).await?;
+    let db = context
+        .database(NAME, config.database_url.as_ref(), config.max_connections)
+        .await?;
+    let db = migrated(db).await?;
     let sender = Sender::new(db.clone(), mailer, settings);
     let shop_url = config
         .shop_url
@@ -84,6 +87,11 @@ pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service
 /// Opens notifications' database and brings its schema (and the inbox's) up to date.
 pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
     let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+    migrated(db).await
+}
+
+/// `db` with notifications' migrations and the inbox's applied.
+async fn migrated(db: Database) -> anyhow::Result<Database> {
     db.migrate(sqlx::migrate!("./migrations")).await?;
     // The chassis' messaging tables: the inbox is what makes consuming effectively once.
     outbox::migrate(&db).await?;

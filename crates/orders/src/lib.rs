@@ -36,7 +36,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform::clock::now_ms;
-use platform::db::Database;
 use platform::http::Readiness;
 use platform::inbox::Consumer;
 use platform::outbox::{self, Relay, RelaySettings};
@@ -60,7 +59,9 @@ impl Config {
 /// Connects, migrates, subscribes, and returns the service: its routes, and its
 /// workers (the outbox relay, two consumers, the deadline sweep).
 pub async fn build(config: &Config, context: &Context) -> anyhow::Result<Service> {
-    let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+    let db = context
+        .database(NAME, config.database_url.as_ref(), config.max_connections)
+        .await?;
     db.migrate(sqlx::migrate!("./migrations")).await?;
     outbox::migrate(&db).await?;
     let relay = Relay::new(

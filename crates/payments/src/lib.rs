@@ -72,7 +72,10 @@ pub async fn build_with(
     processor: Arc<dyn CardProcessor>,
 ) -> anyhow::Result<Service> {
     config.fraud.check().map_err(anyhow::Error::msg)?;
-    let db = open(config).await?;
+    let db = context
+        .database(NAME, config.database_url.as_ref(), config.max_connections)
+        .await?;
+    let db = migrated(db).await?;
     let relay = Relay::new(
         NAME,
         db.clone(),
@@ -113,6 +116,11 @@ pub async fn build_with(
 /// command (such as the audit) opens to read it.
 pub async fn open(config: &Config) -> anyhow::Result<Database> {
     let db = Database::open(NAME, config.database_url.as_ref(), config.max_connections).await?;
+    migrated(db).await
+}
+
+/// `db` with payments' migrations and the outbox's applied.
+async fn migrated(db: Database) -> anyhow::Result<Database> {
     let migrator = match db.engine() {
         platform::config::Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
         platform::config::Engine::Postgres => sqlx::migrate!("./migrations/postgres"),

@@ -14,6 +14,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Connection as _, Executor as _};
 
 use crate::config::{DatabaseUrl, Engine};
+use crate::faults::SlowDatabase;
 
 /// A service's connection pool.
 ///
@@ -38,12 +39,14 @@ pub struct Database {
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
 
 /// How to size and time the pool.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PoolSettings {
     /// The most connections open at once.
     pub max_connections: u32,
     /// How long a query waits for a free connection before failing.
     pub acquire_timeout: Duration,
+    /// The fault flag that can make this database slow, if any.
+    pub slowdown: Option<SlowDatabase>,
 }
 
 impl Default for PoolSettings {
@@ -53,6 +56,7 @@ impl Default for PoolSettings {
             // Short: when the database is down a request should fail fast with 503,
             // not hang; a busy pool frees a connection well within it.
             acquire_timeout: Duration::from_secs(2),
+            slowdown: None,
         }
     }
 }
@@ -65,11 +69,20 @@ impl Database {
         url: Option<&DatabaseUrl>,
         max_connections: u32,
     ) -> anyhow::Result<Self> {
-        let url = url.with_context(|| format!("{service}.database_url is not set"))?;
         let settings = PoolSettings {
             max_connections,
             ..PoolSettings::default()
         };
+        Self::open_with(service, url, settings).await
+    }
+
+    /// [`Database::open`] with every setting given.
+    pub async fn open_with(
+        service: &str,
+        url: Option<&DatabaseUrl>,
+        settings: PoolSettings,
+    ) -> anyhow::Result<Self> {
+        let url = url.with_context(|| format!("{service}.database_url is not set"))?;
         Self::connect(url, settings).await
     }
 
@@ -97,14 +110,14 @@ impl Database {
         // Boxed: a pool's connect is a large future, and every service's start awaits
         // this one.
         let pool = Box::pin(
-            Self::pool_options(engine, settings.max_connections, settings)
+            Self::pool_options(engine, settings.max_connections, &settings)
                 .connect_with(options.clone()),
         )
         .await
         .with_context(|| format!("connecting to {}", url.redacted()))?;
         let writer = match engine {
             Engine::Sqlite => {
-                Box::pin(Self::pool_options(engine, 1, settings).connect_with(options))
+                Box::pin(Self::pool_options(engine, 1, &settings).connect_with(options))
                     .await
                     .with_context(|| format!("connecting to {}", url.redacted()))?
             }
@@ -120,31 +133,49 @@ impl Database {
     fn pool_options(
         engine: Engine,
         max_connections: u32,
-        settings: PoolSettings,
+        settings: &PoolSettings,
     ) -> AnyPoolOptions {
-        AnyPoolOptions::new()
+        let options = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .after_connect(move |connection, _| {
+            .acquire_timeout(settings.acquire_timeout);
+        // A connection handed out again passes `before_acquire`, a new one
+        // `after_connect`: the slowdown waits in both, and counts against the acquire
+        // timeout.
+        let slowdown = settings.slowdown.clone();
+        let options = match slowdown.clone() {
+            Some(slowdown) => options.before_acquire(move |_, _| {
+                let slowdown = slowdown.clone();
                 Box::pin(async move {
-                    if engine == Engine::Sqlite {
-                        // WAL lets readers proceed while one writer commits. Writers of
-                        // this process queue for the writer pool; the busy timeout is for
-                        // another process's (`bazaar` operator commands, a migration).
-                        // A page cache of 512 KiB per connection, not SQLite's 2 MiB:
-                        // a shop has some forty connections, whose caches otherwise
-                        // fill as the files grow and hold on to it.
-                        connection
-                            .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                    slowdown.wait().await;
+                    Ok(true)
+                })
+            }),
+            None => options,
+        };
+        options.after_connect(move |connection, _| {
+            let slowdown = slowdown.clone();
+            Box::pin(async move {
+                if let Some(slowdown) = slowdown {
+                    slowdown.wait().await;
+                }
+                if engine == Engine::Sqlite {
+                    // WAL lets readers proceed while one writer commits. Writers of
+                    // this process queue for the writer pool; the busy timeout is for
+                    // another process's (`bazaar` operator commands, a migration).
+                    // A page cache of 512 KiB per connection, not SQLite's 2 MiB:
+                    // a shop has some forty connections, whose caches otherwise
+                    // fill as the files grow and hold on to it.
+                    connection
+                        .execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
                                  PRAGMA cache_size = -512;",
-                            )
-                            .await?;
-                    }
-                    Ok(())
-                })
+                        )
+                        .await?;
+                }
+                Ok(())
             })
+        })
     }
 
     /// Applies the service's embedded migrations that have not run yet. On PostgreSQL a

@@ -13,6 +13,7 @@
 //! | `service-unavailable` | string | when it names `S` (any service but the gateway), every request to `S` is answered 503, readiness included (liveness and metrics are not, so the process is neither restarted nor blind) |
 //! | `S-error-rate` | number, 0 to 1 | that share of `S`'s requests is answered 500 |
 //! | `S-delay-ms` | number | every request to `S` waits that long first, at most 60 s |
+//! | `S-db-delay-ms` | number | every connection `S`'s database pools hand out waits that long first, holding it ([`SlowDatabase`]) |
 //!
 //! Flags are evaluated with `service`, `method` and `path` in the context, and the
 //! request id as the targeting key. Injected answers say so in their problem detail and
@@ -125,6 +126,53 @@ async fn guard(State(door): State<Door>, request: Request, next: Next) -> Respon
         .into_response();
     }
     next.run(request).await
+}
+
+/// A slow database: the flag `S-db-delay-ms` makes every connection service `S`'s pools
+/// hand out wait that long before it is used, holding the connection meanwhile, as a
+/// database that answers slowly would. Requests slow down, the pool runs out of
+/// connections under load, and a wait longer than the pool's acquire timeout fails the
+/// acquisition: the service answers 503 and its callers' defences (retries, breakers, the
+/// saga's deadlines, the outbox) take over. Installed by [`crate::db::PoolSettings`]'s
+/// `slowdown`; [`crate::service::Context::database`] sets it for every service.
+#[derive(Clone, Debug)]
+pub struct SlowDatabase(std::sync::Arc<SlowKeys>);
+
+#[derive(Debug)]
+struct SlowKeys {
+    service: &'static str,
+    delay_ms: String,
+    flags: Flags,
+}
+
+impl SlowDatabase {
+    /// The slowdown of `service`'s database, consulting `flags`.
+    pub fn new(service: &'static str, flags: Flags) -> Self {
+        Self(std::sync::Arc::new(SlowKeys {
+            service,
+            delay_ms: format!("{service}-db-delay-ms"),
+            flags,
+        }))
+    }
+
+    /// The flag's name.
+    pub fn key(&self) -> &str {
+        &self.0.delay_ms
+    }
+
+    /// Waits as long as the flag says, if at all: before a connection is handed out.
+    pub async fn wait(&self) {
+        let keys = &*self.0;
+        if keys.flags.current().is_off(&keys.delay_ms) {
+            return;
+        }
+        let context = EvaluationContext::new().with("service", keys.service);
+        let delay = keys.flags.delay(&keys.delay_ms, &context, MAX_DELAY);
+        if !delay.is_zero() {
+            count(keys.service, "db-delay");
+            tokio::time::sleep(delay).await;
+        }
+    }
 }
 
 fn count(service: &'static str, fault: &'static str) {

@@ -514,7 +514,7 @@ impl Flags {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let content = std::fs::read_to_string(file).map_err(|error| {
-            anyhow::anyhow!("reading the flag file {}: {error}", file.display())
+            anyhow::Error::new(error).context(format!("reading the flag file {}", file.display()))
         })?;
         let mut definition: Value = serde_json::from_str(&content)
             .map_err(|error| anyhow::anyhow!("the flag file {}: {error}", file.display()))?;
@@ -537,8 +537,10 @@ impl Flags {
         let mut written = serde_json::to_string_pretty(&definition)?;
         written.push('\n');
         FlagSet::parse(&written)?;
+        // I/O errors stay in the chain: a caller tells a file it cannot change (a
+        // read-only mount) from a bad request.
         write_whole(file, written.as_bytes()).map_err(|error| {
-            anyhow::anyhow!("writing the flag file {}: {error}", file.display())
+            anyhow::Error::new(error).context(format!("writing the flag file {}", file.display()))
         })?;
         self.apply(&mut read, written.into_bytes(), by)?;
         Ok(())

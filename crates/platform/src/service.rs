@@ -16,6 +16,8 @@ use futures_util::future::BoxFuture;
 
 use crate::auth::Verifier;
 use crate::bus::Bus;
+use crate::config::DatabaseUrl;
+use crate::db::{Database, PoolSettings};
 use crate::flags::Flags;
 use crate::http::{AppOptions, Readiness};
 use crate::outbox::Waker;
@@ -39,6 +41,25 @@ impl Context {
     /// ([`crate::faults`]): what every service serves.
     pub fn app(&self, service: &'static str, routes: Router, readiness: Readiness) -> Router {
         crate::http::app_with(service, routes, readiness, self.options(service))
+    }
+
+    /// `service`'s own database ([`Database::open`]), which the fault flag
+    /// `<service>-db-delay-ms` can slow ([`crate::faults::SlowDatabase`]).
+    pub async fn database(
+        &self,
+        service: &'static str,
+        url: Option<&DatabaseUrl>,
+        max_connections: u32,
+    ) -> anyhow::Result<Database> {
+        let settings = PoolSettings {
+            max_connections,
+            slowdown: Some(crate::faults::SlowDatabase::new(
+                service,
+                self.flags.clone(),
+            )),
+            ..PoolSettings::default()
+        };
+        Database::open_with(service, url, settings).await
     }
 
     /// The default [`AppOptions`] of `service`, with its fault door: for a service that

@@ -338,6 +338,28 @@ async function withoutJavaScript(browser) {
   checked.push('without JavaScript: browse, cart, checkout, progress');
 }
 
+// 7. A release flag: an admin switches the express checkout on in the console, and a
+// customer with a saved card pays in one click.
+async function expressCheckout(admin, customer) {
+  const flag = 'form[action="/console/flags/storefront-express-checkout"]';
+  await go(admin, '/console');
+  await Promise.all([admin.waitForNavigation(), admin.click(`${flag} button[value=on]`)]);
+  const chosen = await admin.$eval(`${flag} button[aria-pressed=true]`, (button) => button.value);
+  ensure(chosen === 'on', `the console did not switch the express checkout on (${chosen})`);
+  await addToCart(customer, 'enamel-camp-mug', 1);
+  await go(customer, '/checkout');
+  ensure((await customer.textContent('main')).includes('4242'), 'the express checkout does not offer the saved card');
+  ensure(await customer.$('a[href="/checkout?pay=another"]'), 'the express checkout has no way to pay another way');
+  await audit(customer, 'express checkout');
+  await screenshot(customer, 'checkout-express');
+  await Promise.all([
+    customer.waitForURL(/\/orders\/[0-9a-f-]+$/, { timeout: WAIT }),
+    customer.click('form[action="/checkout"] button[type=submit] >> text=Pay now'),
+  ]);
+  await customer.waitForSelector('#order-status >> text=Confirmed', { timeout: WAIT });
+  checked.push('release flag: switched on in the console, a saved card pays in one click');
+}
+
 async function main() {
   fs.mkdirSync(shots, { recursive: true });
   const browser = await chromium.launch({
@@ -361,6 +383,7 @@ async function main() {
     await go(admin, '/console');
     ensure((await admin.textContent('h1')).includes('console'), 'the admin is not signed in to the console');
     checked.push('the shop\'s admin session opens the console');
+    await expressCheckout(admin, customer);
   } finally {
     await browser.close();
   }

@@ -24,6 +24,7 @@ on_both_modes!(
     a_failing_share_of_the_catalog_is_retried_by_the_gateway,
     emails_wait_while_the_mail_relay_is_down_and_go_out_once,
     an_unreachable_cart_store_answers_503_and_the_cart_survives,
+    a_slow_database_slows_checkouts_and_a_stalled_one_answers_503,
 );
 
 /// Writes the shop's flag file in `data_dir`: every flag the shop knows, with `set`'s
@@ -355,6 +356,59 @@ async fn slow_dependencies_slow_the_checkout_down_but_it_confirms(mode: Mode) {
     scenario.assert_invariants().await;
 }
 
+/// The orders database slowed: checkouts wait for it and confirm. Stalled past the
+/// pool's acquire timeout: placing an order answers 503 and changes nothing, and once
+/// it answers again the order goes through.
+async fn a_slow_database_slows_checkouts_and_a_stalled_one_answers_503(mode: Mode) {
+    let scenario = Scenario::start(mode).await;
+    let (mug, stock) = scenario.product("enamel-camp-mug").await;
+    let (token, card) = scenario.shopper("ada@example.com", APPROVED, &mug, 1).await;
+
+    switch(&scenario, &[(ORDERS_DB_DELAY, json!("slow"))]);
+    let started = std::time::Instant::now();
+    let (status, placed) = scenario.place(&token, "slowly", &card).await;
+    assert_eq!(status, 202, "{placed}");
+    // Placing takes a connection from the slowed pool, which waits 200 ms first. A
+    // sleep never ends early, so this lower bound cannot flake.
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    let id = placed["id"].as_str().expect("an id");
+    let order = scenario
+        .wait_for(&token, id, &["cancelled", "confirmed"])
+        .await;
+    assert_eq!(order["status"], "confirmed", "{order:#}");
+    scenario.wait_for_email(&token, "order_confirmed", id).await;
+
+    let (token, card) = scenario.shopper("bo@example.com", APPROVED, &mug, 1).await;
+    switch(&scenario, &[(ORDERS_DB_DELAY, json!("stalled"))]);
+    let (status, problem) = scenario.place(&token, "stalled", &card).await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["type"], "/problems/unavailable", "{problem}");
+    assert_eq!(
+        scenario.available(&mug).await,
+        stock - 1,
+        "nothing reserved"
+    );
+
+    switch(&scenario, &[]);
+    let (status, placed) = scenario.place(&token, "stalled", &card).await;
+    assert_eq!(status, 202, "the same key, now taken: {placed}");
+    let id = placed["id"].as_str().expect("an id");
+    let order = scenario
+        .wait_for(&token, id, &["cancelled", "confirmed"])
+        .await;
+    assert_eq!(order["status"], "confirmed", "{order:#}");
+    assert_eq!(scenario.available(&mug).await, stock - 2);
+    scenario.wait_for_email(&token, "order_confirmed", id).await;
+    scenario.assert_invariants().await;
+}
+
+/// The flag that slows the orders database.
+const ORDERS_DB_DELAY: &str = "orders-db-delay-ms";
+
 /// With a share of the catalog's requests failing, the gateway retries reads on
 /// another attempt and browsing goes on; the failures are the catalog's own in its
 /// metrics.
@@ -422,6 +476,7 @@ fn the_default_flag_file_defines_every_flag_off() {
             "catalog-error-rate",
             "inventory-delay-ms",
             MAIL_DOWN,
+            ORDERS_DB_DELAY,
             DECLINE_ALL,
             DELAY_MS,
             FAILURE_RATE,

@@ -124,4 +124,18 @@ async fn an_admin_switches_a_flag_from_the_console() {
         flags.boolean("demo", &anyone, false),
         "nothing refused changed it"
     );
+
+    // A flag file that cannot be changed (in Kubernetes, a ConfigMap mounted read-only)
+    // is a conflict to resolve where the flags come from, not a bad request.
+    drop(folder);
+    let conflict = switch(&admin, "demo", "off", &own_page)
+        .await
+        .expect("answers");
+    assert_eq!(conflict.status(), 409);
+    let problem: serde_json::Value = conflict.json().await.expect("a problem");
+    assert_eq!(problem["type"], "/problems/flags-read-only", "{problem}");
+    assert!(
+        flags.boolean("demo", &anyone, false),
+        "the flags in use stay"
+    );
 }

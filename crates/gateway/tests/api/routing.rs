@@ -61,11 +61,36 @@ async fn a_canary_gets_its_weight_within_two_percent_over_ten_thousand_requests(
     ])
     .await;
     let tally = tally(&gateway, 10_000, &[]).await;
-    let share = tally.get("canary").copied().unwrap_or_default() as f64 / 10_000.0;
+    let canaries = tally.get("canary").copied().unwrap_or_default();
+    let share = canaries as f64 / 10_000.0;
     assert!(
         (0.18..=0.22).contains(&share),
         "the canary got {share}: {tally:?}"
     );
+
+    // The console shows each release's weight beside the share it got.
+    let console = reqwest::Client::new()
+        .get(gateway.url("/console"))
+        .bearer_auth(gateway.issuer.admin())
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("a page");
+    let row = |track: &str, instances: usize, weight: &str, got: usize| {
+        format!(
+            "<tr data-track=\"{track}\"><td>shop<td>{track}<td class=n>{instances}<td class=n>{weight}<td class=n>{:.1}%<td class=n>{got}</tr>",
+            // As the console computes it, so that it rounds the same way.
+            got as f64 / 10_000.0 * 100.0
+        )
+    };
+    for expected in [
+        row("stable", 2, "80.0%", 10_000 - canaries),
+        row("canary", 1, "20.0%", canaries),
+    ] {
+        assert!(console.contains(&expected), "no {expected} in {console}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,7 +145,11 @@ fn record(span: &SpanData) -> SpanRecord {
         // `publish` (by the outbox relay) or `message` (handled by a consumer).
         (_, _, Some(kind)) if span.name == "message" => format!("handle {kind}"),
         (_, _, Some(kind)) => format!("{} {kind}", span.name),
-        _ => span.name.to_string(),
+        // The gateway's attempts at an upstream, the first and each retry.
+        _ => match attribute("upstream").zip(attribute("attempt")) {
+            Some((upstream, attempt)) => format!("{} {attempt} at {upstream}", span.name),
+            None => span.name.to_string(),
+        },
     };
     let status = attribute("status").and_then(|status| status.parse::<u16>().ok());
     SpanRecord {
