@@ -80,6 +80,31 @@ pub const SCENARIOS: [Scenario; 8] = [
     },
 ];
 
+/// Every scenario as the console offers it, healed by going back to its flag's
+/// shipped default.
+pub fn offered() -> Vec<gateway::console::Scenario> {
+    let shipped = platform::flags::FlagSet::parse(crate::flags::DEFAULT_FLAGS)
+        .map(|set| platform::flags::Flags::fixed(set).describe())
+        .unwrap_or_default();
+    SCENARIOS
+        .iter()
+        .filter_map(|scenario| {
+            let heals = shipped
+                .iter()
+                .find(|flag| flag.key == scenario.flag)?
+                .default_variant
+                .clone()?;
+            Some(gateway::console::Scenario {
+                name: scenario.name.to_owned(),
+                what: scenario.what.to_owned(),
+                flag: scenario.flag.to_owned(),
+                breaks: scenario.variant.to_owned(),
+                heals,
+            })
+        })
+        .collect()
+}
+
 /// The scenario named `name`.
 pub fn scenario(name: &str) -> anyhow::Result<Scenario> {
     SCENARIOS
@@ -158,6 +183,7 @@ pub fn run(
         scenario.flag
     );
     load.duration = phases.before + phases.fault + phases.after;
+    let started_ms = platform::clock::now_ms();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -223,12 +249,60 @@ pub fn run(
                     phases.settle.as_secs_f64()
                 )?,
             }
+            let activity = activity(&config, started_ms).await?;
+            writeln!(report, "{activity}")?;
             writeln!(report, "\n{audit}")?;
             Ok(Outcome {
                 clean: audit.is_clean(),
                 report,
             })
         })
+}
+
+/// What the orders' sagas did during a run.
+struct Activity(orders::audit::Activity);
+
+async fn activity(config: &Config, since_ms: i64) -> anyhow::Result<Activity> {
+    let db =
+        platform::db::Database::open(orders::NAME, config.orders.database_url.as_ref(), 1).await?;
+    let activity = orders::audit::activity_since(&db, since_ms).await;
+    db.close().await;
+    Ok(Activity(activity?))
+}
+
+impl std::fmt::Display for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let activity = &self.0;
+        let reasons: Vec<String> = activity
+            .cancellations
+            .iter()
+            .map(|(reason, count)| format!("{count} {reason}"))
+            .collect();
+        writeln!(
+            f,
+            "orders:  {} placed, {} paid, {} cancelled{}",
+            activity.count("placed"),
+            activity.count("payment_captured"),
+            activity.count("cancelled"),
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            }
+        )?;
+        write!(
+            f,
+            "saga:    {} compensations (stock released {}, payments voided {}, refunded {}), \
+             {} steps re-sent past their deadline",
+            activity.count("stock_released")
+                + activity.count("payment_voided")
+                + activity.count("payment_refunded"),
+            activity.count("stock_released"),
+            activity.count("payment_voided"),
+            activity.count("payment_refunded"),
+            activity.count("command_resent"),
+        )
+    }
 }
 
 /// Audits the shop until the audit is clean or `phases.settle` has passed; the last
@@ -320,5 +394,28 @@ mod tests {
                 .contains("payment-outage")
         );
         assert!(list().contains("broker-outage"));
+    }
+
+    #[test]
+    fn the_console_offers_every_scenario_healed_by_its_flags_shipped_default() {
+        let offered = offered();
+        assert_eq!(offered.len(), SCENARIOS.len(), "{offered:?}");
+        let outage = offered
+            .iter()
+            .find(|scenario| scenario.name == "catalog-down")
+            .expect("catalog-down");
+        assert_eq!(
+            (
+                outage.flag.as_str(),
+                outage.breaks.as_str(),
+                outage.heals.as_str()
+            ),
+            ("service-unavailable", "catalog", "none")
+        );
+        assert!(
+            offered
+                .iter()
+                .all(|scenario| scenario.breaks != scenario.heals)
+        );
     }
 }

@@ -228,6 +228,7 @@ async fn build(
                 &config.gateway,
                 context.verifier.clone(),
                 context.flags.clone(),
+                crate::chaos::offered(),
                 &context.shutdown,
             )
             .await?

@@ -572,6 +572,25 @@ fn a_chaos_scenario_breaks_the_shop_under_load_and_audits_it() {
         "{report}"
     );
     assert!(report.contains("checkout ended cancelled"), "{report}");
+    // Every declined order was compensated: its stock went back.
+    let line = |start: &str| {
+        report
+            .lines()
+            .find(|line| line.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start} line in {report}"))
+            .to_owned()
+    };
+    let declined = line("orders:");
+    let declined: u32 = declined
+        .split_once(" cancelled (")
+        .and_then(|(_, reasons)| reasons.split_once(" payment_declined"))
+        .and_then(|(count, _)| count.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no declined orders counted in {declined:?}"));
+    assert!(declined > 0);
+    assert!(
+        line("saga:").contains(&format!("stock released {declined},")),
+        "{report}"
+    );
     assert!(report.contains("invariants clean"), "{report}");
     let flags = std::fs::read_to_string(data.path().join("flags.json")).expect("the flag file");
     let flags: serde_json::Value = serde_json::from_str(&flags).expect("JSON");

@@ -149,6 +149,7 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
         "Service map",
         "Upstreams",
         "Releases",
+        "Scenarios",
         "Feature flags",
         "Backlogs",
         "Checkouts",

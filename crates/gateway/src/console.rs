@@ -2,8 +2,10 @@
 //!
 //! `/console` shows each service's request rate, error rate and p99 over the last
 //! minute, the map of which service called which, the upstreams' instances and their
-//! health, the feature flags with a button per variant (`POST /console/flags/{key}`
-//! switches one), the outbox and consumer backlogs, the orders by status (asked of
+//! health, the releases of split upstreams with their weights and shares, the chaos
+//! scenarios with a start and a stop button (`POST /console/scenarios/{name}`), the
+//! feature flags with a button per variant (`POST /console/flags/{key}` switches
+//! one), the outbox and consumer backlogs, the orders by status (asked of
 //! the orders service, so they survive a restart of this process), and the recent
 //! traces; `/console/traces/{id}` draws one trace as a waterfall. Everything comes from
 //! this process: its recent spans (`platform::telemetry::recent_spans`), its metrics
@@ -54,6 +56,7 @@ pub async fn overview(State(gateway): State<Arc<Shared>>, headers: HeaderMap) ->
     service_map(&mut page, &spans);
     upstreams(&mut page, &gateway);
     releases(&mut page, &gateway);
+    scenarios(&mut page, &gateway);
     flags(&mut page, &gateway.flags);
     backlog(&mut page);
     checkouts(&mut page, counts);
@@ -202,28 +205,100 @@ pub async fn switch_flag(
     headers: HeaderMap,
     axum::Form(switch): axum::Form<Switch>,
 ) -> Response {
-    let admin = match admit(&gateway, &headers).await {
-        Ok(admin) => admin.id,
-        Err(problem) => return refused(&gateway, &headers, problem, "/console"),
+    match from_the_console(&gateway, &headers).await {
+        Ok(admin) => set_flag(&gateway, &admin, &key, &switch.variant, "flags"),
+        Err(refusal) => refusal,
+    }
+}
+
+/// A fault the console can start and stop: one of the shop's chaos scenarios
+/// (`bazaar chaos list`), which puts flag `flag` at variant `breaks`, and back at
+/// `heals`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    /// Its name.
+    pub name: String,
+    /// What it breaks, and what should heal it.
+    pub what: String,
+    /// The fault flag it switches.
+    pub flag: String,
+    /// The variant that breaks.
+    pub breaks: String,
+    /// The variant that heals.
+    pub heals: String,
+}
+
+/// The form of a scenario's buttons.
+#[derive(serde::Deserialize)]
+pub struct Action {
+    /// `start` or `stop`.
+    action: String,
+}
+
+/// `POST /console/scenarios/{name}` (`action=start` or `stop`, a form): switches the
+/// scenario's flag to the variant that breaks or to the one that heals, as
+/// [`switch_flag`] does.
+pub async fn run_scenario(
+    State(gateway): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    axum::Form(action): axum::Form<Action>,
+) -> Response {
+    let admin = match from_the_console(&gateway, &headers).await {
+        Ok(admin) => admin,
+        Err(refusal) => return refusal,
     };
-    if !same_origin(&headers) {
-        return Problem::new(
+    let Some(scenario) = gateway
+        .scenarios
+        .get()
+        .and_then(|scenarios| scenarios.iter().find(|scenario| scenario.name == name))
+    else {
+        return Problem::not_found(format!("there is no scenario `{name}`")).into_response();
+    };
+    let variant = match action.action.as_str() {
+        "start" => &scenario.breaks,
+        "stop" => &scenario.heals,
+        other => {
+            return Problem::invalid_field(
+                "action",
+                format!("`{other}` is neither start nor stop"),
+            )
+            .into_response();
+        }
+    };
+    set_flag(&gateway, &admin, &scenario.flag, variant, "scenarios")
+}
+
+/// The id of the admin posting from the console's own page, or the refusal.
+async fn from_the_console(gateway: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+    let admin = match admit(gateway, headers).await {
+        Ok(admin) => admin.id,
+        Err(problem) => return Err(refused(gateway, headers, problem, "/console")),
+    };
+    if !same_origin(headers) {
+        return Err(Problem::new(
             http::StatusCode::FORBIDDEN,
             "cross-origin",
             "flags are switched from the console's own page",
         )
-        .into_response();
+        .into_response());
     }
+    Ok(admin)
+}
+
+/// Makes `variant` flag `key`'s default, audited as `admin`'s change, and goes back to
+/// the console's `section`.
+fn set_flag(gateway: &Shared, admin: &str, key: &str, variant: &str, section: &str) -> Response {
     if !gateway.flags.current().keys().any(|known| known == key) {
         return Problem::not_found(format!("there is no flag `{key}`")).into_response();
     }
     match gateway
         .flags
-        .set_default(&key, &switch.variant, &format!("admin {admin}"))
+        .set_default(key, variant, &format!("admin {admin}"))
     {
         Ok(()) => (
             http::StatusCode::SEE_OTHER,
-            [(http::header::LOCATION, "/console#flags")],
+            [(http::header::LOCATION, format!("/console#{section}"))],
         )
             .into_response(),
         Err(error) if error.chain().any(|cause| cause.is::<std::io::Error>()) => Problem::new(
@@ -258,6 +333,43 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .and_then(|origin| origin.split_once("://"))
         .map(|(_, authority)| authority);
     matches!((origin, host), (Some(origin), Some(host)) if origin == host)
+}
+
+/// The chaos scenarios, each running or not, with a button to start or stop it.
+fn scenarios(page: &mut String, gateway: &Shared) {
+    let Some(scenarios) = gateway.scenarios.get().filter(|list| !list.is_empty()) else {
+        return;
+    };
+    let set = gateway.flags.describe();
+    page.push_str("<h2 id=scenarios>Scenarios</h2><p class=note>Start one while shoppers are on (<code>bazaar load</code>), watch the sections above react, stop it, then audit (<code>bazaar verify</code>). <code>bazaar chaos run &lt;scenario&gt;</code> does all of it and reports.</p>");
+    page.push_str("<table class=scenarios><tr><th>scenario<th>what it breaks, and what heals it<th>fault<th>state</tr>");
+    for scenario in scenarios {
+        let current = set
+            .iter()
+            .find(|flag| flag.key == scenario.flag)
+            .and_then(|flag| flag.default_variant.as_deref());
+        let running = current == Some(scenario.breaks.as_str());
+        let _ = write!(
+            page,
+            "<tr data-scenario=\"{name}\"><td><code>{name}</code><td>{what}<td><code>{flag}={breaks}</code>\
+             <td><form method=post action=\"/console/scenarios/{path}\">{state} \
+             <button name=action value={action}{pressed}>{label}</button></form></tr>",
+            name = escape(&scenario.name),
+            what = escape(&scenario.what),
+            flag = escape(&scenario.flag),
+            breaks = escape(&scenario.breaks),
+            path = escape(&path_segment(&scenario.name)),
+            state = if running {
+                "<span class=bad>running</span>"
+            } else {
+                "<span class=ok>off</span>"
+            },
+            action = if running { "stop" } else { "start" },
+            pressed = if running { " class=on" } else { "" },
+            label = if running { "Stop" } else { "Start" },
+        );
+    }
+    page.push_str("</table>");
 }
 
 /// The feature flags, each with a button per variant: the default is marked, and a
@@ -333,7 +445,7 @@ svg .node rect{fill:#f4f6fb;stroke:#3f6fd8;stroke-width:1.5}svg .node.bad rect{f
 svg .call path{fill:none;stroke:#555;stroke-width:1.5}svg .call.bad path{stroke:#b00020;stroke-width:2.5}\
 svg text{font:12px system-ui,sans-serif;fill:#222}svg .call.bad text{fill:#b00020}\
 svg.spark{width:8rem;height:1.6rem;vertical-align:middle}svg.spark polyline{fill:none;stroke:#3f6fd8;stroke-width:1.5}\
-svg.spark polyline.bad{stroke:#b00020}\
+svg.spark polyline.bad{stroke:#b00020}svg.spark polyline.slow{stroke:#d98a00}\
 button{font:inherit;padding:.1rem .5rem;margin:.1rem;border:1px solid #999;border-radius:3px;background:#fff;cursor:pointer}\
 button.on{background:#2748a8;color:#fff;border-color:#2748a8}";
 
@@ -365,9 +477,9 @@ fn services(page: &mut String, spans: &[SpanRecord]) {
         by_service.entry(&span.service).or_default().push(span);
     }
     let history = history(spans);
-    page.push_str("<h2>Services, last minute</h2><table class=services><tr><th>service<th>requests/s<th>errors<th>p99<th>last five minutes</tr>");
+    page.push_str("<h2>Services, last minute</h2><table class=services><tr><th>service<th>requests/s<th>errors<th>p99<th>requests, last five minutes<th>p99, last five minutes</tr>");
     if by_service.is_empty() {
-        page.push_str("<tr><td colspan=4 class=note>no requests in the last minute</tr>");
+        page.push_str("<tr><td colspan=6 class=note>no requests in the last minute</tr>");
     }
     for (service, requests) in by_service {
         let failed = requests.iter().filter(|span| span.failed).count();
@@ -377,12 +489,19 @@ fn services(page: &mut String, spans: &[SpanRecord]) {
         let error_rate = failed as f64 / requests.len() as f64;
         let _ = write!(
             page,
-            "<tr data-service=\"{service}\"><td>{service}<td class=n>{:.2}<td class=\"n{}\">{:.1} %<td class=n>{}<td>{}</tr>",
+            "<tr data-service=\"{service}\"><td>{service}<td class=n>{:.2}<td class=\"n{}\">{:.1} %<td class=n>{}<td>{}<td>{}</tr>",
             requests.len() as f64 / WINDOW.as_secs_f64(),
             if failed > 0 { " bad" } else { "" },
             error_rate * 100.0,
             millis(p99),
-            history.get(service).map(sparkline).unwrap_or_default(),
+            history
+                .get(service)
+                .map(|steps| sparkline(steps))
+                .unwrap_or_default(),
+            history
+                .get(service)
+                .map(|steps| latency_line(steps))
+                .unwrap_or_default(),
             service = escape(service),
         );
     }
@@ -466,12 +585,31 @@ impl Edge {
 const HISTORY: Duration = Duration::from_secs(300);
 const STEPS: usize = 30;
 
-/// Per service, requests and failed requests in each step of the last
-/// [`HISTORY`], oldest first.
-fn history(spans: &[SpanRecord]) -> BTreeMap<&str, [(u32, u32); STEPS]> {
+/// One step of a service's history.
+#[derive(Clone, Debug, Default)]
+struct Step {
+    requests: u32,
+    failed: u32,
+    /// How long each request took.
+    took: Vec<Duration>,
+}
+
+impl Step {
+    /// The 99th percentile of how long its requests took.
+    fn p99(&self) -> Duration {
+        let mut took = self.took.clone();
+        took.sort_unstable();
+        took.get((took.len() * 99).div_ceil(100).saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// Per service, its requests in each step of the last [`HISTORY`], oldest first.
+fn history(spans: &[SpanRecord]) -> BTreeMap<&str, Vec<Step>> {
     let now = SystemTime::now();
     let step = HISTORY / u32::try_from(STEPS).unwrap_or(1);
-    let mut history: BTreeMap<&str, [(u32, u32); STEPS]> = BTreeMap::new();
+    let mut history: BTreeMap<&str, Vec<Step>> = BTreeMap::new();
     for span in spans
         .iter()
         .filter(|span| span.name == "request" && !is_probe(span))
@@ -485,51 +623,77 @@ fn history(spans: &[SpanRecord]) -> BTreeMap<&str, [(u32, u32); STEPS]> {
         else {
             continue;
         };
-        let bucket = &mut history.entry(&span.service).or_insert([(0, 0); STEPS])[STEPS - 1 - back];
-        bucket.0 += 1;
-        bucket.1 += u32::from(span.failed);
+        let steps = history
+            .entry(&span.service)
+            .or_insert_with(|| vec![Step::default(); STEPS]);
+        let bucket = &mut steps[STEPS - 1 - back];
+        bucket.requests += 1;
+        bucket.failed += u32::from(span.failed);
+        bucket.took.push(span.duration);
     }
     history
 }
 
-/// A small chart of requests (blue) and failures (red) over the last [`HISTORY`].
-fn sparkline(steps: &[(u32, u32); STEPS]) -> String {
-    let highest = steps
-        .iter()
-        .map(|(requests, _)| *requests)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let points = |value: fn(&(u32, u32)) -> u32| {
-        steps
-            .iter()
-            .enumerate()
-            .map(|(index, step)| {
-                #[allow(clippy::cast_precision_loss, reason = "small counts")]
-                let y = 19.0 - 18.0 * f64::from(value(step)) / f64::from(highest);
-                format!("{},{y:.1}", index * 4)
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let total: u32 = steps.iter().map(|(requests, _)| requests).sum();
-    let failed: u32 = steps.iter().map(|(_, failed)| failed).sum();
-    let mut chart = format!(
+/// The points of a small chart of `values` over [`HISTORY`], `highest` at the top.
+fn points(values: impl Iterator<Item = f64>, highest: f64) -> String {
+    let highest = if highest > 0.0 { highest } else { 1.0 };
+    values
+        .enumerate()
+        .map(|(index, value)| format!("{},{:.1}", index * 4, 19.0 - 18.0 * value / highest))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn chart(title: &str, lines: &str) -> String {
+    format!(
         "<svg class=spark viewBox=\"0 0 {} 20\" preserveAspectRatio=none role=img>\
-         <title>{total} requests, {failed} failed, in the last five minutes</title>\
-         <polyline points=\"{}\"/>",
+         <title>{}</title>{lines}</svg>",
         (STEPS - 1) * 4,
-        points(|step| step.0)
-    );
+        escape(title)
+    )
+}
+
+/// A small chart of requests (blue) and failures (red, on the same scale) over the
+/// last [`HISTORY`].
+fn sparkline(steps: &[Step]) -> String {
+    let highest = steps.iter().map(|step| step.requests).max().unwrap_or(0);
+    let line = |value: fn(&Step) -> u32| {
+        points(
+            steps.iter().map(|step| f64::from(value(step))),
+            f64::from(highest),
+        )
+    };
+    let total: u32 = steps.iter().map(|step| step.requests).sum();
+    let failed: u32 = steps.iter().map(|step| step.failed).sum();
+    let mut lines = format!("<polyline points=\"{}\"/>", line(|step| step.requests));
     if failed > 0 {
         let _ = write!(
-            chart,
+            lines,
             "<polyline class=bad points=\"{}\"/>",
-            points(|step| step.1)
+            line(|step| step.failed)
         );
     }
-    chart.push_str("</svg>");
-    chart
+    chart(
+        &format!("{total} requests, {failed} failed, in the last five minutes"),
+        &lines,
+    )
+}
+
+/// A small chart of each step's p99 latency over the last [`HISTORY`].
+fn latency_line(steps: &[Step]) -> String {
+    let p99: Vec<Duration> = steps.iter().map(Step::p99).collect();
+    let highest = p99.iter().max().copied().unwrap_or_default();
+    chart(
+        &format!(
+            "p99 per {} s step, at most {} in the last five minutes",
+            (HISTORY / u32::try_from(STEPS).unwrap_or(1)).as_secs(),
+            millis(highest)
+        ),
+        &format!(
+            "<polyline class=slow points=\"{}\"/>",
+            points(p99.iter().map(Duration::as_secs_f64), highest.as_secs_f64())
+        ),
+    )
 }
 
 /// The service map as an SVG graph: services in rows by how far they are from the
@@ -1057,12 +1221,27 @@ mod tests {
         ];
         let history = history(&spans);
         let steps = history.get("catalog").expect("catalog's history");
-        assert_eq!(steps[STEPS - 1], (3, 1), "the latest step");
+        let latest = &steps[STEPS - 1];
+        assert_eq!((latest.requests, latest.failed), (3, 1), "the latest step");
         let chart = sparkline(steps);
         assert!(chart.contains("3 requests, 1 failed"), "{chart}");
         assert!(chart.contains("<polyline class=bad"), "{chart}");
-        let quiet = sparkline(&[(0, 0); STEPS]);
+        let quiet = sparkline(&vec![Step::default(); STEPS]);
         assert!(!quiet.contains("class=bad"), "{quiet}");
+    }
+
+    #[test]
+    fn the_services_latency_is_a_small_chart_of_each_steps_p99() {
+        let mut steps = vec![Step::default(); STEPS];
+        steps[STEPS - 1].took = (1..=100).map(Duration::from_millis).collect();
+        steps[STEPS - 2].took = vec![Duration::from_millis(40)];
+        assert_eq!(steps[STEPS - 1].p99(), Duration::from_millis(99));
+        let chart = latency_line(&steps);
+        assert!(chart.contains("at most 99.0 ms"), "{chart}");
+        // The slowest step at the top, the one at 40 ms lower, the quiet ones at 0.
+        assert!(chart.ends_with(" 116,1.0\"/></svg>"), "{chart}");
+        assert!(chart.contains(" 112,11.7 "), "{chart}");
+        assert!(chart.contains("points=\"0,19.0 "), "{chart}");
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Shared {
     loaded: std::sync::Mutex<Option<u64>>,
     /// The process's feature flags, which the console shows and switches.
     flags: Flags,
+    /// The chaos scenarios the console offers, once given ([`Gateway::offer_scenarios`]).
+    scenarios: std::sync::OnceLock<Vec<console::Scenario>>,
 }
 
 /// A digest of a routes file's content. Modification times are too coarse to tell two
@@ -160,8 +162,15 @@ impl Gateway {
                     .context("the forwarding secret must be printable ASCII")?,
                 loaded: std::sync::Mutex::new(loaded),
                 flags,
+                scenarios: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Has the console offer `scenarios`, each started and stopped with its flag. Only
+    /// the first offer counts.
+    pub fn offer_scenarios(&self, scenarios: Vec<console::Scenario>) {
+        let _ = self.shared.scenarios.set(scenarios);
     }
 
     /// The app to serve: proxy routes, API docs, health and metrics.
@@ -185,6 +194,7 @@ impl Gateway {
             .route("/console", get(console::overview))
             .route("/console/traces/{id}", get(console::trace))
             .route("/console/flags/{key}", post(console::switch_flag))
+            .route("/console/scenarios/{name}", post(console::run_scenario))
             .with_state(Arc::clone(&self.shared))
             .merge(swagger);
         if !config.cors.allowed_origins.is_empty() {
@@ -332,14 +342,17 @@ impl Gateway {
     }
 }
 
-/// Builds the gateway as a service: its router and its workers.
+/// Builds the gateway as a service: its router and its workers, its console offering
+/// `scenarios`.
 pub async fn build(
     config: &Config,
     verifier: Verifier,
     flags: Flags,
+    scenarios: Vec<console::Scenario>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Service> {
     let gateway = Gateway::new(config, verifier, flags).await?;
+    gateway.offer_scenarios(scenarios);
     let mut workers = gateway.workers(shutdown);
     if let Some(address) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(address)

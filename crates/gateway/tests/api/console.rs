@@ -1,5 +1,5 @@
-//! The console's feature flags: listed with a button per variant, switched by admins
-//! only, from the console's own page only.
+//! The console's feature flags and chaos scenarios: listed with their buttons, switched
+//! by admins only, from the console's own page only.
 
 use contracts::identity::Role;
 use gateway::Config;
@@ -138,4 +138,79 @@ async fn an_admin_switches_a_flag_from_the_console() {
         flags.boolean("demo", &anyone, false),
         "the flags in use stay"
     );
+}
+
+#[tokio::test]
+async fn an_admin_starts_and_stops_a_scenario_from_the_console() {
+    let folder = tempfile::tempdir().expect("a folder");
+    let file = flag_file(folder.path());
+    let flags = Flags::open(&file).expect("the flags");
+    let gateway = TestGateway::with_flags(Config::default(), flags.clone()).await;
+    gateway
+        .handle
+        .offer_scenarios(vec![gateway::console::Scenario {
+            name: "demo-on".to_owned(),
+            what: "switches the <demo> on".to_owned(),
+            flag: "demo".to_owned(),
+            breaks: "on".to_owned(),
+            heals: "off".to_owned(),
+        }]);
+    let admin = gateway.issuer.admin();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let console = || async {
+        client
+            .get(gateway.url("/console"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("answers")
+            .text()
+            .await
+            .expect("a page")
+    };
+    let act = |token: &str, name: &str, action: &str| {
+        client
+            .post(gateway.url(&format!("/console/scenarios/{name}")))
+            .bearer_auth(token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(format!("action={action}"))
+            .send()
+    };
+    let anyone = EvaluationContext::new();
+
+    let page = console().await;
+    assert!(page.contains("switches the &lt;demo&gt; on"), "{page}");
+    assert!(
+        page.contains("<span class=ok>off</span> <button name=action value=start>Start</button>"),
+        "{page}"
+    );
+    let started = act(&admin, "demo-on", "start").await.expect("answers");
+    assert_eq!(started.status(), 303);
+    assert_eq!(started.headers()["location"], "/console#scenarios");
+    assert!(flags.boolean("demo", &anyone, false), "the fault is on");
+    let page = console().await;
+    assert!(
+        page.contains(
+            "<span class=bad>running</span> <button name=action value=stop class=on>Stop</button>"
+        ),
+        "{page}"
+    );
+
+    // Refused: a customer, an unknown scenario or action; none changes anything.
+    let customer = gateway.issuer.token("01HCUSTOMER", &[Role::Customer]);
+    let refused = act(&customer, "demo-on", "stop").await.expect("answers");
+    assert_eq!(refused.status(), 403);
+    let refused = act(&admin, "meteor", "start").await.expect("answers");
+    assert_eq!(refused.status(), 404);
+    let refused = act(&admin, "demo-on", "pause").await.expect("answers");
+    assert_eq!(refused.status(), 400);
+    assert!(flags.boolean("demo", &anyone, false), "still on");
+
+    let stopped = act(&admin, "demo-on", "stop").await.expect("answers");
+    assert_eq!(stopped.status(), 303);
+    assert!(!flags.boolean("demo", &anyone, true), "healed");
 }

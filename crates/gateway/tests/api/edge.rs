@@ -519,6 +519,7 @@ async fn the_gateways_own_metrics_are_served_on_the_private_address_only() {
         &config,
         test_support::TestIssuer::new().verifier(),
         platform::flags::Flags::default(),
+        Vec::new(),
         &stop,
     )
     .await
