@@ -137,7 +137,12 @@ impl Database {
     ) -> AnyPoolOptions {
         let options = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(settings.acquire_timeout);
+            .acquire_timeout(settings.acquire_timeout)
+            // A server's connection can go stale while it idles (the server restarted,
+            // a proxy cut it): pinged before use, a dead one is replaced. A SQLite
+            // connection is a file this process holds open and cannot go stale, and a
+            // ping is a round trip to its worker thread for nothing.
+            .test_before_acquire(engine == Engine::Postgres);
         // A connection handed out again passes `before_acquire`, a new one
         // `after_connect`: the slowdown waits in both, and counts against the acquire
         // timeout.
