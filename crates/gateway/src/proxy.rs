@@ -377,10 +377,10 @@ impl Shared {
                 status = tracing::field::Empty,
             );
             let outcome = if span.is_disabled() {
-                self.attempt(route, &endpoint, attempt).await
+                self.attempt(route, &endpoint, attempt, false).await
             } else {
                 let outcome = self
-                    .attempt(route, &endpoint, attempt)
+                    .attempt(route, &endpoint, attempt, true)
                     .instrument(span.clone())
                     .await;
                 span.record("status", outcome.status().as_u16());
@@ -417,11 +417,14 @@ impl Shared {
         }
     }
 
+    /// One attempt at `endpoint`; `traced` when it runs in a recorded span, which the
+    /// upstream's spans then hang from.
     async fn attempt(
         &self,
         route: &CompiledRoute,
         endpoint: &Arc<Endpoint>,
         attempt: &Attempt,
+        traced: bool,
     ) -> Outcome {
         let uri = Uri::builder()
             .scheme(Scheme::HTTP)
@@ -435,9 +438,10 @@ impl Shared {
         *request.method_mut() = attempt.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = attempt.headers.clone();
-        // Within an attempt's span, the upstream's spans are its children.
-        if let Some(traceparent) = platform::telemetry::current_traceparent()
-            .and_then(|parent| HeaderValue::from_str(&parent).ok())
+        // In a traced attempt's span, the upstream's spans are its children.
+        if traced
+            && let Some(traceparent) = platform::telemetry::current_traceparent()
+                .and_then(|parent| HeaderValue::from_str(&parent).ok())
         {
             request.headers_mut().insert(TRACEPARENT, traceparent);
         }

@@ -155,11 +155,6 @@ impl SlowDatabase {
         }))
     }
 
-    /// The flag's name.
-    pub fn key(&self) -> &str {
-        &self.0.delay_ms
-    }
-
     /// Waits as long as the flag says, if at all: before a connection is handed out.
     pub async fn wait(&self) {
         let keys = &*self.0;

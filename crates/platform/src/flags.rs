@@ -30,15 +30,20 @@
 //! audited: logged with the flag, what changed and who changed it, and counted in
 //! `feature_flag_changes_total`; an evaluation that chooses another than the default
 //! variant is an event on the request's span (`feature_flag.key`,
-//! `feature_flag.variant`).
+//! `feature_flag.variant`; [`EVALUATION`]), which traces carry and log lines
+//! leave out: one per request would drown them.
 
 mod logic;
+
+/// The field naming the flag in the events that record an evaluation on a span.
+pub const EVALUATION: &str = "feature_flag.key";
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -513,9 +518,8 @@ impl Flags {
             .read
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let content = std::fs::read_to_string(file).map_err(|error| {
-            anyhow::Error::new(error).context(format!("reading the flag file {}", file.display()))
-        })?;
+        let content = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the flag file {}", file.display()))?;
         let mut definition: Value = serde_json::from_str(&content)
             .map_err(|error| anyhow::anyhow!("the flag file {}: {error}", file.display()))?;
         let flag = definition
@@ -539,9 +543,8 @@ impl Flags {
         FlagSet::parse(&written)?;
         // I/O errors stay in the chain: a caller tells a file it cannot change (a
         // read-only mount) from a bad request.
-        write_whole(file, written.as_bytes()).map_err(|error| {
-            anyhow::Error::new(error).context(format!("writing the flag file {}", file.display()))
-        })?;
+        write_whole(file, written.as_bytes())
+            .with_context(|| format!("writing the flag file {}", file.display()))?;
         self.apply(&mut read, written.into_bytes(), by)?;
         Ok(())
     }
@@ -585,8 +588,8 @@ impl Flags {
     }
 
     /// What flag `key` evaluates to in `context`. The variant chosen is an event on the
-    /// current span: at `info` when it is not the flag's default (a fault switched on, a
-    /// user in a rollout), else at `debug`.
+    /// current span ([`EVALUATION`]): at `info` when it is not the flag's default
+    /// (a user in a rollout), else at `debug`.
     pub fn resolve(&self, key: &str, context: &EvaluationContext) -> Resolution {
         let set = self.current();
         let resolution = set.resolve(key, context);

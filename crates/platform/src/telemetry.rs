@@ -22,6 +22,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -110,6 +111,7 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<Option<Tracing>> {
         tracing_opentelemetry::layer().with_tracer(tracing.provider.tracer("bazaar"))
     });
     let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let lines = log_lines();
     let result = match config.format {
         LogFormat::Pretty => registry
             .with(
@@ -117,7 +119,8 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<Option<Tracing>> {
                     .compact()
                     // Colour only for a person at a terminal: piped into a file or a
                     // collector, escape codes are noise.
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                    .with_filter(lines),
             )
             .try_init(),
         LogFormat::Json => registry
@@ -126,7 +129,8 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<Option<Tracing>> {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(lines),
             )
             .try_init(),
     };
@@ -134,6 +138,14 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<Option<Tracing>> {
         tracing::debug!("a log subscriber was already installed; keeping it");
     }
     Ok(tracing)
+}
+
+/// What log lines show: every event but flag evaluations, which are for spans; as
+/// lines they would be one per request.
+fn log_lines() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(|metadata| {
+        !(metadata.is_event() && metadata.fields().field(crate::flags::EVALUATION).is_some())
+    })
 }
 
 /// The span pipeline: into the process's recent spans if it keeps them, and in batches
@@ -272,6 +284,52 @@ pub fn metrics() -> &'static PrometheusHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer into a shared buffer, for reading what a log layer printed.
+    #[derive(Clone, Default)]
+    struct Printed(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Printed {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn flag_evaluations_stay_out_of_the_log_lines() {
+        use crate::flags::{EvaluationContext, FlagSet, Flags};
+        let printed = Printed::default();
+        let writer = printed.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_filter(log_lines()),
+        );
+        // Everyone but the default gets a rollout's `on`: an evaluation at `info`.
+        let flags = Flags::fixed(
+            FlagSet::parse(
+                r#"{"flags": {"rollout": {"state": "ENABLED", "variants": {"on": true, "off": false},
+                   "defaultVariant": "off", "targeting": {"if": [true, "on", "off"]}}}}"#,
+            )
+            .expect("a valid definition"),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(flags.boolean("rollout", &EvaluationContext::new(), false));
+            tracing::info!("an order was placed");
+        });
+        let printed =
+            String::from_utf8(printed.0.lock().expect("unpoisoned").clone()).expect("UTF-8");
+        assert!(printed.contains("an order was placed"), "{printed}");
+        assert!(!printed.contains("feature_flag"), "{printed}");
+    }
 
     #[test]
     fn traceparents_parse_only_when_valid() {
