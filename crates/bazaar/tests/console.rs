@@ -102,7 +102,8 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
         "{compensated}"
     );
 
-    // With the catalog down, the gateway's attempts at it fail, each a red span.
+    // With the catalog down, its answer to the first attempt and the gateway's retry
+    // both fail, each a red span.
     shop.flags()
         .set_default(platform::faults::UNAVAILABLE, "catalog", "test")
         .expect("switched");
@@ -119,14 +120,20 @@ async fn the_console_shows_a_checkout_trace_across_services_in_a_browser() {
         .expect("spans are kept")
         .snapshot()
         .into_iter()
-        .find(|span| span.detail == "attempt 1 at catalog" && span.failed)
-        .expect("a failed attempt at the catalog");
+        .find(|span| span.detail == "attempt 2 at catalog" && span.failed)
+        .expect("a failed retry at the catalog");
     let retried = trace_page(failed.trace_id).await;
-    assert!(
-        span_rows(&retried)
-            .any(|row| row.contains(">attempt 1 at catalog<") && row.contains("class=\"failed\"")),
-        "{retried}"
-    );
+    for (service, detail) in [
+        ("catalog", ">GET /products<"),
+        ("gateway", ">attempt 2 at catalog<"),
+    ] {
+        assert!(
+            span_rows(&retried).any(|row| row.contains(&format!("data-service=\"{service}\""))
+                && row.contains(detail)
+                && row.contains("class=\"failed\"")),
+            "no failed {detail} in {retried}"
+        );
+    }
 
     shutdown.trigger();
     shop.wait().await.expect("a clean stop");

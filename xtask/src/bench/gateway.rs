@@ -2,16 +2,17 @@
 //! and HAProxy doing the same job on the same machine, in the same run.
 //!
 //! One upstream serves every target: an nginx of its own answering `200 ok` to
-//! anything, so the proxies differ only in themselves. wrk drives five targets with the
+//! anything, so the proxies differ only in themselves. wrk drives six targets with the
 //! same concurrency: the upstream directly (the ceiling), the gateway in pass-through,
 //! nginx and HAProxy each configured as a tuned reverse proxy (pooled keep-alive
 //! connections upstream, no logging, two workers as on the 2-core machine the budget is
 //! set for), and the gateway with its whole policy chain (a JWT checked on every
-//! request, rate limiting, metrics). Every proxy strips `/api/echo` as the gateway does,
+//! request, rate limiting, metrics), once without spans and once with each request's
+//! spans recorded in memory as `bazaar up` keeps them for its console. Every proxy strips `/api/echo` as the gateway does,
 //! so all do the same work on the path.
 //!
 //! A shared machine drifts, so a fixed order would charge the drift to whoever runs
-//! last: each round runs all five, starting one further along each time, and the
+//! last: each round runs all six, starting one further along each time, and the
 //! report takes the median over rounds. CPU time per request comes from `/proc` (the
 //! proxy and its children, before and after each wrk run), which is what a proxy costs
 //! where cores are shared with the services behind it; throughput alone would hide it.
@@ -171,6 +172,8 @@ struct Servers {
     /// Kept running: the full chain fetches its signing keys from it.
     _identity: Server,
     full: Server,
+    /// The full chain with its spans recorded.
+    traced: Server,
     token: String,
 }
 
@@ -192,7 +195,9 @@ impl Servers {
         let run_secs = settings.seconds * (settings.rounds as u64 + 1) * 5;
         let identity = identity(client, bazaar, (run_secs + 600).max(3600)).await?;
         let token = access_token(client, bazaar, &identity).await?;
-        let full = full_gateway(client, bazaar, &upstream, &identity, layout).await?;
+        let ends = (&upstream, &identity);
+        let full = full_gateway(client, bazaar, ends, layout, Spans::Off).await?;
+        let traced = full_gateway(client, bazaar, ends, layout, Spans::Recorded).await?;
         Ok(Self {
             upstream,
             gateway,
@@ -200,17 +205,19 @@ impl Servers {
             haproxy,
             _identity: identity,
             full,
+            traced,
             token,
         })
     }
 
-    fn targets(&self) -> [Target<'_>; 5] {
+    fn targets(&self) -> [Target<'_>; 6] {
         [
             Target::new("direct", &self.upstream, PATH, None),
             Target::new("bazaar", &self.gateway, PATH, None),
             Target::new("nginx", &self.nginx, PATH, None),
             Target::new("haproxy", &self.haproxy, PATH, None),
             Target::new("bazaar-full", &self.full, PATH, Some(&self.token)),
+            Target::new("bazaar-traced", &self.traced, PATH, Some(&self.token)),
         ]
     }
 }
@@ -340,22 +347,36 @@ async fn identity(
     Ok(server)
 }
 
+/// How much of each request the gateway records as spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spans {
+    /// None (`log.filter = "warn"`); trace context is still propagated.
+    Off,
+    /// Each request's spans kept in memory for the console (`log.filter = "info"`, as
+    /// `bazaar up` runs).
+    Recorded,
+}
+
 /// The gateway with every policy a shop request meets: the route protected (a JWT
 /// verified on each request), rate limiting at a limit the benchmark never reaches (so
-/// every request is counted, none refused), and metrics recorded.
+/// every request is counted, none refused), and metrics recorded; with `spans`.
 async fn full_gateway(
     client: &reqwest::Client,
     bazaar: &Path,
-    upstream: &Server,
-    identity: &Server,
+    (upstream, identity): (&Server, &Server),
     layout: Layout,
+    spans: Spans,
 ) -> anyhow::Result<Server> {
     let cpus = layout.proxy();
-    let mut server = Server::bazaar_on(bazaar, "gateway-full", "gateway", cpus, |data, port| {
+    let (name, filter) = match spans {
+        Spans::Off => ("gateway-full", "warn"),
+        Spans::Recorded => ("gateway-traced", "info"),
+    };
+    let mut server = Server::bazaar_on(bazaar, name, "gateway", cpus, |data, port| {
         format!(
             "{data}\n\
              [log]\n\
-             filter = \"warn\"\n\
+             filter = \"{filter}\"\n\
              [auth]\n\
              jwks_url = \"{}\"\n\
              [gateway]\n\
@@ -577,7 +598,7 @@ fn report(names: &[&str], summaries: &[Summary]) -> String {
         out,
         "\n| against nginx | throughput | CPU/request | p99 |\n|---|---|---|---|"
     );
-    for name in ["bazaar", "bazaar-full", "haproxy"] {
+    for name in ["bazaar", "bazaar-full", "bazaar-traced", "haproxy"] {
         let Some(summary) = find(name) else { continue };
         let _ = writeln!(
             out,
@@ -615,6 +636,17 @@ fn report(names: &[&str], summaries: &[Summary]) -> String {
             out,
             "| {target} | {ratio:.2}× | {} |",
             if holds { "yes" } else { "**no**" }
+        );
+    }
+    if let Some(traced) = find("bazaar-traced") {
+        let _ = writeln!(
+            out,
+            "\nSpans recorded: the full chain at {:.2}× its throughput without them, {} µs more CPU per request.",
+            traced.requests_per_second / full.requests_per_second,
+            traced
+                .cpu_us_per_request
+                .zip(full.cpu_us_per_request)
+                .map_or_else(|| "-".to_owned(), |(on, off)| format!("{:.2}", on - off)),
         );
     }
     if summaries.iter().any(|summary| summary.runs_with_errors > 0) {
