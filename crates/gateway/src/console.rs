@@ -56,8 +56,9 @@ pub async fn overview(State(gateway): State<Arc<Shared>>, headers: HeaderMap) ->
     service_map(&mut page, &spans);
     upstreams(&mut page, &gateway);
     releases(&mut page, &gateway);
-    scenarios(&mut page, &gateway);
-    flags(&mut page, &gateway.flags);
+    let views = gateway.flags.describe();
+    scenarios(&mut page, &gateway, &views);
+    flags(&mut page, &views);
     backlog(&mut page);
     checkouts(&mut page, counts);
     traces(&mut page, &spans);
@@ -336,11 +337,10 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// The chaos scenarios, each running or not, with a button to start or stop it.
-fn scenarios(page: &mut String, gateway: &Shared) {
+fn scenarios(page: &mut String, gateway: &Shared, set: &[platform::flags::FlagView]) {
     let Some(scenarios) = gateway.scenarios.get().filter(|list| !list.is_empty()) else {
         return;
     };
-    let set = gateway.flags.describe();
     page.push_str("<h2 id=scenarios>Scenarios</h2><p class=note>Start one while shoppers are on (<code>bazaar load</code>), watch the sections above react, stop it, then audit (<code>bazaar verify</code>). <code>bazaar chaos run &lt;scenario&gt;</code> does all of it and reports.</p>");
     page.push_str("<table class=scenarios><tr><th>scenario<th>what it breaks, and what heals it<th>fault<th>state</tr>");
     for scenario in scenarios {
@@ -374,8 +374,7 @@ fn scenarios(page: &mut String, gateway: &Shared) {
 
 /// The feature flags, each with a button per variant: the default is marked, and a
 /// click makes another the default for everyone its rule does not choose for.
-fn flags(page: &mut String, flags: &platform::flags::Flags) {
-    let views = flags.describe();
+fn flags(page: &mut String, views: &[platform::flags::FlagView]) {
     page.push_str("<h2 id=flags>Feature flags</h2>");
     if views.is_empty() {
         page.push_str("<p class=note>This process has no flag file.</p>");
@@ -880,15 +879,6 @@ fn releases(page: &mut String, gateway: &Shared) {
             .collect();
         let requests: u64 = chosen.iter().sum();
         for (track, chosen) in pool.tracks.iter().zip(chosen) {
-            let share = |part: u64, whole: u64| {
-                if whole == 0 {
-                    "-".to_owned()
-                } else {
-                    #[allow(clippy::cast_precision_loss, reason = "request counts")]
-                    let percent = part as f64 / whole as f64 * 100.0;
-                    format!("{percent:.1}%")
-                }
-            };
             let _ = write!(
                 page,
                 "<tr data-track=\"{name}\"><td>{upstream}<td>{name}<td class=n>{instances}<td class=n>{weight}<td class=n>{live}<td class=n>{chosen}</tr>",
@@ -901,6 +891,16 @@ fn releases(page: &mut String, gateway: &Shared) {
         }
     }
     page.push_str("</table>");
+}
+
+/// `part` of `whole` as a percentage, `-` when there is no whole.
+fn share(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".to_owned();
+    }
+    #[allow(clippy::cast_precision_loss, reason = "request counts")]
+    let percent = part as f64 / whole as f64 * 100.0;
+    format!("{percent:.1}%")
 }
 
 /// Outbox and consumer backlogs, from this process's metrics.
